@@ -1,0 +1,220 @@
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { AuditSink } from '../src/audit/types.js';
+import { hostToString, parseAuthority } from '../src/net/host.js';
+import type { Host } from '../src/net/types.js';
+import { clientAddress } from './client-address.js';
+import { nextConnId } from './conn-id.js';
+import { httpStatusOf } from './errors.js';
+import { countHeader, endToEndHeaders } from './http-headers.js';
+import { denial, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
+import type { Connector, OpenResult } from './types.js';
+
+export interface HttpProxyOptions {
+  readonly connector: Connector;
+  readonly audit: AuditSink;
+  readonly log: Logger;
+  readonly maxHeaderSize: number;
+  /** Time allowed to send a complete request head. */
+  readonly handshakeTimeoutMs: number;
+  /** Idle time after which a keep-alive client connection is closed. */
+  readonly idleTimeoutMs: number;
+}
+
+/**
+ * The HTTP proxy: CONNECT tunnels and absolute-URI requests (RFC 9112 §3.2.2). Each request, also on a
+ * keep-alive connection, is decided anew through the connector. Replies to refusals come from
+ * `http-replies.ts`: 403 denied (rule in `X-Clawbox-Rule` and the body), 400 bad request, 502/504 upstream.
+ */
+export function createHttpProxyServer(options: HttpProxyOptions): Server {
+  const server = createServer({
+    maxHeaderSize: options.maxHeaderSize,
+    headersTimeout: options.handshakeTimeoutMs,
+    requestTimeout: 0, // bodies may stream for long; idleness is handled per socket
+    keepAliveTimeout: options.idleTimeoutMs,
+    insecureHTTPParser: false,
+  });
+
+  server.on('connection', (socket: Socket) => {
+    // Errors after a reply was sent (client reset) must never reach the process.
+    socket.on('error', () => socket.destroy());
+  });
+
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    void handleConnect(options, req, socket, head);
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    void handleRequest(options, req, res);
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    protocolError(options, req.socket, 'Upgrade through an absolute-URI request is not supported; use CONNECT');
+    refuseOnSocket(socket, { status: 400, message: 'Upgrade through an absolute-URI request is not supported; use CONNECT' });
+  });
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const refusal = clientErrorRefusal(err);
+    protocolError(options, socket, refusal.message);
+    refuseOnSocket(socket, refusal);
+  });
+
+  return server;
+}
+
+function clientErrorRefusal(err: NodeJS.ErrnoException): Refusal {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, message: 'request head is larger than sandbox.gateway.max_header_size' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, message: 'request head not received within sandbox.gateway.handshake_timeout' };
+    default:
+      return { status: 400, message: `malformed HTTP request (${err.code ?? 'parse error'})` };
+  }
+}
+
+/** Requests that never got as far as a host still leave an audit line: every attempt is recorded. */
+function protocolError(options: HttpProxyOptions, socket: Socket, reason: string): void {
+  options.audit.write({
+    event: 'decision',
+    conn: nextConnId(),
+    channel: 'http',
+    client: clientAddress(socket.remoteAddress),
+    host: '',
+    port: 0,
+    decision: 'deny',
+    rule: 'protocol',
+    reason,
+  });
+}
+
+async function handleConnect(options: HttpProxyOptions, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  const target = parseAuthority(req.url ?? '');
+  if (!target.ok) {
+    const message = `CONNECT target '${(req.url ?? '').slice(0, 100)}' is invalid: ${target.error}`;
+    protocolError(options, socket, message);
+    refuseOnSocket(socket, { status: 400, rule: 'builtin.invalid-host', message });
+    return;
+  }
+  const result = await options.connector.open({
+    channel: 'connect',
+    client: clientAddress(socket.remoteAddress),
+    host: target.host,
+    port: target.port,
+  });
+  if (!result.ok) {
+    refuseOnSocket(socket, refusalOf(result));
+    return;
+  }
+  if (socket.destroyed || !socket.writable) {
+    result.tunnel.close('client went away');
+    return;
+  }
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  result.tunnel.pipe(socket, head);
+}
+
+function refusalOf(result: Exclude<OpenResult, { ok: true }>): Refusal {
+  return result.kind === 'deny'
+    ? denial(result.decision)
+    : { status: httpStatusOf(result.failure), message: result.message };
+}
+
+interface ForwardTarget {
+  readonly host: Host;
+  readonly port: number;
+  readonly path: string;
+}
+
+function parseAbsoluteUri(req: IncomingMessage): ForwardTarget | string {
+  const raw = req.url ?? '';
+  if (!/^http:\/\//i.test(raw)) {
+    return raw.startsWith('/')
+      ? 'this is a proxy: send an absolute URI (http://host/path) or use CONNECT'
+      : 'only http:// absolute URIs are forwarded; use CONNECT for https';
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return 'request URI is not a valid URL';
+  }
+  if (url.username !== '' || url.password !== '') return 'credentials in the request URI are not forwarded';
+  const port = url.port === '' ? 80 : Number(url.port);
+  const target = parseAuthority(`${url.hostname}:${port}`);
+  if (!target.ok) return `request URI host is invalid: ${target.error}`;
+  const hostHeader = req.headers.host;
+  if (countHeader(req.rawHeaders, 'host') > 1) return 'more than one Host header';
+  if (hostHeader !== undefined) {
+    const withPort = /^\[.*\]$|^[^:]*$/.test(hostHeader) ? `${hostHeader}:80` : hostHeader;
+    const fromHeader = parseAuthority(withPort);
+    if (
+      !fromHeader.ok ||
+      hostToString(fromHeader.host) !== hostToString(target.host) ||
+      fromHeader.port !== target.port
+    ) {
+      return 'Host header does not agree with the request URI';
+    }
+  }
+  return { host: target.host, port: target.port, path: `${url.pathname}${url.search}` };
+}
+
+async function handleRequest(options: HttpProxyOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const target = parseAbsoluteUri(req);
+  if (typeof target === 'string') {
+    protocolError(options, req.socket, target);
+    refuseOnResponse(res, { status: 400, message: target });
+    req.resume();
+    return;
+  }
+  const result = await options.connector.open({
+    channel: 'http',
+    client: clientAddress(req.socket.remoteAddress),
+    host: target.host,
+    port: target.port,
+  });
+  if (!result.ok) {
+    refuseOnResponse(res, refusalOf(result));
+    req.resume();
+    return;
+  }
+  const { upstream, tunnel } = result;
+  if (req.destroyed) {
+    tunnel.close('client went away');
+    return;
+  }
+
+  const headers = endToEndHeaders(req.rawHeaders, req.headers.connection);
+  headers.host ??= req.headers.host ?? `${hostToString(target.host)}:${target.port}`;
+  const forward = httpRequest({
+    method: req.method,
+    path: target.path,
+    headers,
+    createConnection: () => upstream,
+  });
+  forward.on('response', (answer: IncomingMessage) => {
+    if (res.headersSent || res.destroyed) {
+      answer.resume();
+      return;
+    }
+    res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEndHeaders(answer.rawHeaders, answer.headers.connection));
+    answer.pipe(res);
+    answer.on('end', () => tunnel.close());
+    answer.on('error', (err: NodeJS.ErrnoException) => {
+      tunnel.close(err.code ?? err.message);
+      res.destroy();
+    });
+  });
+  forward.on('error', (err: NodeJS.ErrnoException) => {
+    tunnel.close(err.code ?? err.message);
+    refuseOnResponse(res, { status: 502, message: `upstream ${hostToString(target.host)}:${target.port} failed: ${err.code ?? err.message}` });
+  });
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      forward.destroy();
+      tunnel.close('client went away');
+    }
+  });
+  req.pipe(forward);
+}

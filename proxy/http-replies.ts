@@ -1,0 +1,56 @@
+import type { Socket } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Deny } from '../src/policy/types.js';
+
+/** Header values must stay on one line of printable ASCII whatever a reason quotes. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
+export interface Refusal {
+  readonly status: number;
+  readonly rule?: string;
+  readonly message: string;
+}
+
+export function denial(decision: Deny): Refusal {
+  return { status: 403, rule: decision.rule, message: `${decision.reason} (rule ${decision.rule})` };
+}
+
+function headersOf(refusal: Refusal, bodyLength: number): Record<string, string | number> {
+  return {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': bodyLength,
+    'X-Clawbox-Error': refusal.status === 403 ? 'denied' : refusal.status >= 500 ? 'upstream' : 'bad-request',
+    ...(refusal.rule === undefined ? {} : { 'X-Clawbox-Rule': headerSafe(refusal.rule) }),
+    'X-Clawbox-Reason': headerSafe(refusal.message),
+    Connection: 'close',
+  };
+}
+
+/** The refusal on a raw socket (CONNECT, client errors), then the socket is ended. */
+export function refuseOnSocket(socket: Socket, refusal: Refusal): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `clawbox: ${refusal.message}\n`;
+  const headers = headersOf(refusal, Buffer.byteLength(body));
+  const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? 'Error'}\r\n${lines}\r\n${body}`);
+  // A client that never reads must not hold the socket open.
+  socket.setTimeout(2000, () => socket.destroy());
+}
+
+/** The refusal as an HTTP response (absolute-URI requests). */
+export function refuseOnResponse(res: ServerResponse, refusal: Refusal): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `clawbox: ${refusal.message}\n`;
+  res.shouldKeepAlive = false;
+  res.writeHead(refusal.status, headersOf(refusal, Buffer.byteLength(body)));
+  res.end(body);
+}

@@ -1,0 +1,66 @@
+import type { IpAddress } from '../src/net/types.js';
+
+/** Resolves names for the gateway itself: it dials only what it resolved and checked (no second lookup). */
+export interface Resolver {
+  /**
+   * A and AAAA addresses for `name`, CNAMEs followed, with the smallest TTL seen (seconds).
+   * Rejects with a `ResolveError` (code `ENOTFOUND`, `ETIMEOUT`, `ESERVFAIL`, ...) when there is no answer.
+   */
+  resolve(name: string): Promise<ResolvedAddresses>;
+  /** One record type only, for the DNS channel (which answers A and AAAA questions separately). */
+  resolveType(name: string, type: 'A' | 'AAAA'): Promise<ResolvedAddresses>;
+  close(): void;
+}
+
+export interface ResolvedAddresses {
+  readonly addresses: readonly IpAddress[];
+  readonly ttl: number;
+}
+
+/** `host:port` of an upstream DNS server. */
+export interface DnsServerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+import type { Socket } from 'node:net';
+import type { Host } from '../src/net/types.js';
+import type { Channel, Deny } from '../src/policy/types.js';
+
+export interface OpenRequest {
+  readonly channel: Channel;
+  /** Client source address, canonical IP text. */
+  readonly client: string;
+  readonly host: Host;
+  readonly port: number;
+}
+
+/** Why an upstream could not be reached; mapped to 502/504 and SOCKS reply codes in one place (`proxy/errors.ts`). */
+export type UpstreamFailure = 'dns-not-found' | 'dns-failed' | 'refused' | 'unreachable' | 'timeout' | 'reset';
+
+export type OpenResult =
+  | { readonly ok: true; readonly upstream: Socket; readonly tunnel: Tunnel }
+  | { readonly ok: false; readonly kind: 'deny'; readonly decision: Deny }
+  | { readonly ok: false; readonly kind: 'upstream'; readonly failure: UpstreamFailure; readonly message: string };
+
+/**
+ * The shared path of CONNECT and SOCKS5: decide on the host, resolve it ourselves, check every address, dial
+ * the checked IP. Writes the decision audit line in every outcome.
+ */
+export interface Connector {
+  open(req: OpenRequest): Promise<OpenResult>;
+}
+
+/** An open upstream connection waiting for its client side; writes the close audit line when it ends. */
+export interface Tunnel {
+  /**
+   * Joins client and upstream as a byte pipe. `head` is data the client already sent (CONNECT head, bytes read
+   * during the handshake). Upstream bytes flow at once (server-first protocols work); the client's first bytes
+   * are held until they are known not to be a TLS ClientHello naming another host than the one decided on
+   * (no domain fronting), then both directions are plain stream pipes with no per-chunk work of ours.
+   * Both sockets are destroyed when either side closes or errors, or after the idle limit.
+   */
+  pipe(client: Socket, head?: Buffer): void;
+  /** Ends the upstream side without piping (client went away, HTTP exchange done) and writes the close line once. */
+  close(error?: string): void;
+}

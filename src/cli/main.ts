@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { reportError } from './errors.js';
+import { PROXY_HELP, proxyCommand } from './proxy-command.js';
+
+const USAGE = `Usage: clawbox <command> [options]
+
+Commands:
+  proxy     run the egress gateway (HTTP, SOCKS5, DNS) with the config's policy
+
+Run 'clawbox <command> --help' for a command's options.
+
+${PROXY_HELP}`;
+
+type Command = (args: readonly string[]) => Promise<number>;
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  proxy: proxyCommand,
+};
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`clawbox: unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
+    return 2;
+  }
+  return command(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err);
+  },
+);

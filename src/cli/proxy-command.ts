@@ -1,0 +1,102 @@
+import { loadConfig, type ConfigSource } from '../config/load.js';
+import type { SandboxConfig } from '../config/schema.js';
+import { parseListenAddress, type ListenAddress } from '../config/units.js';
+import { ClawboxError } from '../errors.js';
+import { createAppLogger } from '../log.js';
+import { startGateway } from '../../proxy/gateway.js';
+import { parseCommandArgs } from './args.js';
+
+export const PROXY_HELP = `Usage: clawbox proxy [--config FILE] [--http HOST:PORT] [--socks HOST:PORT] [--dns HOST:PORT]
+                     [--upstream-dns HOST[:PORT]]...
+
+Runs the egress gateway: an HTTP proxy (CONNECT and absolute-URI), a SOCKS5 proxy and a DNS resolver that
+enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decision and per close.
+
+  --config FILE          config file (default: $CLAWBOX_CONFIG, else ~/.openclaw/config.yml)
+  --http HOST:PORT       HTTP proxy listener            (sandbox.gateway.http, default 127.0.0.1:3128)
+  --socks HOST:PORT      SOCKS5 listener                (sandbox.gateway.socks, default 127.0.0.1:1080)
+  --dns HOST:PORT        DNS listener, UDP and TCP      (sandbox.gateway.dns, default 127.0.0.1:5353)
+  --upstream-dns ADDR    resolver the gateway asks; repeatable (sandbox.gateway.upstream_dns)
+
+Signals: SIGHUP reloads the policy from the config file (a bad file is reported, the old policy kept);
+SIGINT / SIGTERM stop cleanly.`;
+
+const OPTIONS = {
+  config: { type: 'string' },
+  http: { type: 'string' },
+  socks: { type: 'string' },
+  dns: { type: 'string' },
+  'upstream-dns': { type: 'string', multiple: true },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface GatewayOverrides {
+  readonly http?: ListenAddress;
+  readonly socks?: ListenAddress;
+  readonly dns?: ListenAddress;
+  readonly upstream_dns?: ListenAddress[];
+}
+
+function flagAddress(flag: string, raw: string, defaultPort?: number): ListenAddress {
+  const parsed = parseListenAddress(raw, defaultPort);
+  if (!parsed.ok) throw new ClawboxError('CLI_USAGE', `clawbox proxy --${flag}: ${parsed.error}`);
+  return parsed.value;
+}
+
+/** CLI flags win over the file; they are parsed by the same unit parsers as the config keys. */
+function applyOverrides(source: ConfigSource, overrides: GatewayOverrides): SandboxConfig {
+  const sandbox = source.config.sandbox;
+  return { ...sandbox, gateway: { ...sandbox.gateway, ...overrides } };
+}
+
+export async function proxyCommand(args: readonly string[]): Promise<number> {
+  const { values } = parseCommandArgs('proxy', args, OPTIONS);
+  if (values.help) {
+    process.stdout.write(`${PROXY_HELP}\n`);
+    return 0;
+  }
+  const overrides: GatewayOverrides = {
+    ...(values.http === undefined ? {} : { http: flagAddress('http', values.http) }),
+    ...(values.socks === undefined ? {} : { socks: flagAddress('socks', values.socks) }),
+    ...(values.dns === undefined ? {} : { dns: flagAddress('dns', values.dns) }),
+    ...(values['upstream-dns'] === undefined
+      ? {}
+      : { upstream_dns: values['upstream-dns'].map((raw) => flagAddress('upstream-dns', raw, 53)) }),
+  };
+  const source = loadConfig(values.config);
+  const config = applyOverrides(source, overrides);
+  const log = createAppLogger(config.logging.level === 'silent' ? 'silent' : 'info');
+  if (!config.logging.enabled) log.warn('audit trail disabled by sandbox.logging.enabled: false');
+  const gateway = await startGateway({ config, log });
+  const { http, socks, dns } = gateway.addresses;
+  log.info(
+    {
+      config: source.path ?? '(none: secure defaults)',
+      http: `${http.address}:${http.port}`,
+      socks5: `${socks.address}:${socks.port}`,
+      dns: `${dns.address}:${dns.port}`,
+      audit: config.logging.audit_trail ?? 'stdout',
+    },
+    'clawbox gateway listening',
+  );
+
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadConfig(values.config);
+      gateway.reload(applyOverrides(next, overrides));
+      log.info({ config: next.path }, 'policy reloaded');
+    } catch (err) {
+      const details = err instanceof ClawboxError ? err.details : [];
+      log.error({ err: err instanceof Error ? err.message : String(err), details }, 'reload failed; keeping the old policy');
+    }
+  });
+
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'stopping');
+      void gateway.close().then(() => resolve(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
