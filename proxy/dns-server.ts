@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import net, { type AddressInfo } from 'node:net';
-import dnsPacket, { type Answer, type DecodedPacket, type Packet, type Question } from 'dns-packet';
+import dnsPacket, { type DecodedPacket, type Packet, type Question } from 'dns-packet';
 import type { Logger } from 'pino';
 import type { AuditSink, DecisionEvent } from '../src/audit/types.js';
 import { parseHost } from '../src/net/host.js';
@@ -224,7 +224,7 @@ async function handleQuery(msg: Buffer, client: string, transport: 'udp' | 'tcp'
   if (opcode !== 'QUERY' || questions.length !== 1 || !first) {
     const why = opcode !== 'QUERY' ? `opcode ${opcode ?? '?'} is not QUERY` : `${questions.length} questions, expected 1`;
     audit(opts, { conn, client, host: printable(first?.name ?? ''), qtype: first?.type ?? '', decision: 'deny', rule: 'protocol', reason: why });
-    return { response: encodeResponse(query, null, 'FORMERR', []) };
+    return { response: encodeResponse(query, null, 'FORMERR', [], 0) };
   }
 
   const ctx: QueryContext = { query, question: first, transport, udpLimit: udpLimitOf(query) };
@@ -340,42 +340,70 @@ function udpLimitOf(query: DecodedPacket): number {
 }
 
 function respond(ctx: QueryContext, rcode: Rcode, ips: readonly IpAddress[], ttl: number): Handled {
-  const answers: Answer[] = ips.map((ip) => ({
-    // Under the question name as asked: CNAME chains stay inside the gateway.
-    name: ctx.question.name,
-    type: ip.family === 4 ? 'A' : 'AAAA',
-    class: 'IN',
-    ttl,
-    data: ip.text,
-  }));
-  const response = encodeResponse(ctx.query, ctx.question, rcode, answers);
+  const response = encodeResponse(ctx.query, ctx.question, rcode, ips, ttl);
   if (ctx.transport === 'tcp' || response.length <= ctx.udpLimit) return { response };
   // RFC 2181 §9: a truncated answer carries no partial RRset; the client retries over TCP.
-  return { response, truncatedResponse: encodeResponse(ctx.query, ctx.question, rcode, [], true) };
+  return { response, truncatedResponse: encodeResponse(ctx.query, ctx.question, rcode, [], 0, true) };
 }
 
-function encodeResponse(query: DecodedPacket, question: Question | null, rcode: Rcode, answers: Answer[], truncated = false): Buffer {
-  const hasOpt = (query.additionals ?? []).some((a) => a.type === 'OPT');
+const QUESTION_NAME_POINTER = 0xc000 | 12; // the question name always starts right after the 12-byte header
+const TYPE_A = 1;
+const TYPE_AAAA = 28;
+const TYPE_OPT = 41;
+const CLASS_IN = 1;
+
+/**
+ * Header and question through dns-packet; answer records by hand, because every answer is owned by the question
+ * name and a compression pointer to it keeps 40 A records at 640 bytes instead of dns-packet's uncompressed
+ * ~1.4 KB (which would force TC and a TCP retry for ordinary multi-address names).
+ */
+function encodeResponse(
+  query: DecodedPacket,
+  question: Question | null,
+  rcode: Rcode,
+  ips: readonly IpAddress[],
+  ttl: number,
+  truncated = false,
+): Buffer {
   let flags = dnsPacket.RECURSION_AVAILABLE | RCODE[rcode];
   if (query.flag_rd) flags |= dnsPacket.RECURSION_DESIRED;
   if (query.flag_cd) flags |= dnsPacket.CHECKING_DISABLED;
   if (truncated) flags |= dnsPacket.TRUNCATED_RESPONSE;
-  const packet: Packet = {
-    type: 'response',
-    id: query.id ?? 0,
-    flags,
-    questions: question ? [{ name: question.name, type: question.type, class: question.class ?? 'IN' }] : [],
-    answers,
-    additionals: hasOpt
-      ? [{ type: 'OPT', name: '.', udpPayloadSize: UDP_MAX_SIZE, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }]
-      : [],
-  };
+  const base: Packet = { type: 'response', id: query.id ?? 0, flags, questions: [] };
+  let head: Buffer;
+  let answers = ips;
   try {
-    return dnsPacket.encode(packet);
+    head = dnsPacket.encode(question ? { ...base, questions: [{ name: question.name, type: question.type, class: question.class ?? 'IN' }] } : base);
   } catch {
     // A question dns-packet decoded but cannot re-encode (odd label bytes): answer without echoing it.
-    return dnsPacket.encode({ ...packet, questions: [], answers: [] });
+    head = dnsPacket.encode(base);
+    answers = [];
   }
+  if (!question) answers = [];
+
+  const parts: Buffer[] = [head];
+  for (const ip of answers) {
+    const rr = Buffer.alloc(12 + ip.bytes.length);
+    rr.writeUInt16BE(QUESTION_NAME_POINTER, 0);
+    rr.writeUInt16BE(ip.family === 4 ? TYPE_A : TYPE_AAAA, 2);
+    rr.writeUInt16BE(CLASS_IN, 4);
+    rr.writeUInt32BE(Math.max(0, Math.floor(ttl)), 6);
+    rr.writeUInt16BE(ip.bytes.length, 10);
+    rr.set(ip.bytes, 12);
+    parts.push(rr);
+  }
+  // RFC 6891 §7: answer an EDNS query with an OPT record (root name, our payload size, version 0, no options).
+  const hasOpt = (query.additionals ?? []).some((a) => a.type === 'OPT');
+  if (hasOpt) {
+    const opt = Buffer.alloc(11);
+    opt.writeUInt16BE(TYPE_OPT, 1);
+    opt.writeUInt16BE(UDP_MAX_SIZE, 3);
+    parts.push(opt);
+  }
+  const out = Buffer.concat(parts);
+  out.writeUInt16BE(answers.length, 6); // ANCOUNT
+  out.writeUInt16BE(hasOpt ? 1 : 0, 10); // ARCOUNT
+  return out;
 }
 
 /** Names from the wire can hold any byte; keep audit lines and logs free of control characters. */

@@ -69,6 +69,7 @@ function clientErrorRefusal(err: NodeJS.ErrnoException): Refusal {
       return { status: 431, message: 'request head is larger than sandbox.gateway.max_header_size' };
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return { status: 408, message: 'request head not received within sandbox.gateway.handshake_timeout' };
+    case undefined:
     default:
       return { status: 400, message: `malformed HTTP request (${err.code ?? 'parse error'})` };
   }

@@ -38,16 +38,24 @@ export function checkFirstBytes(
     done(early);
     return;
   }
-  const onData = (chunk: Buffer): void => {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    const verdict = judge();
-    if (!verdict) return;
+  const finish = (verdict: FirstBytesVerdict): void => {
     // Stop reading before handing over: the caller's pipe() must be the one to resume the socket.
     socket.pause();
     socket.removeListener('data', onData);
+    socket.removeListener('end', onEnd);
     done(verdict);
   };
+  const onData = (chunk: Buffer): void => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    const verdict = judge();
+    if (verdict) finish(verdict);
+  };
+  // A client that half-closes before a verdict: nothing at all passes as is; a cut-off ClientHello does not.
+  const onEnd = (): void => {
+    finish(buffered.length === 0 ? { ok: true, head: buffered } : { ok: false, reason: 'TLS ClientHello cut short' });
+  };
   socket.on('data', onData);
+  socket.once('end', onEnd);
 }
 
 function sniVerdict(sni: string | null, allowedName: string | null, head: Buffer): FirstBytesVerdict {

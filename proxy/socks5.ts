@@ -167,7 +167,7 @@ function reply(code: number, bound?: { address: string | undefined; port: number
 
 export function createSocks5Server(opts: Socks5ServerOptions): net.Server {
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
-  return net.createServer((socket) => {
+  return net.createServer({ allowHalfOpen: true }, (socket) => {
     handleConnection(socket, opts, handshakeTimeoutMs);
   });
 }

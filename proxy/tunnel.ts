@@ -39,7 +39,11 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext): Tunne
 
   if (upstream) {
     upstream.on('error', (err: NodeJS.ErrnoException) => close(err.code ?? err.message));
-    upstream.on('close', () => close());
+    // Until a client is attached the upstream's end is the tunnel's end; afterwards the client's close is, so
+    // that bytes still queued for the client are delivered (half-close) instead of discarded.
+    upstream.on('close', () => {
+      if (!client) close();
+    });
     upstream.setTimeout(ctx.idleTimeoutMs, () => close('idle timeout'));
   }
 
@@ -53,6 +57,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext): Tunne
       client = socket;
       socket.on('error', (err: NodeJS.ErrnoException) => close(err.code ?? err.message));
       socket.on('close', () => close());
+      socket.setTimeout(ctx.idleTimeoutMs, () => close('idle timeout'));
       upstream.pipe(socket);
       checkFirstBytes(socket, head ?? Buffer.alloc(0), ctx.sniHost, (verdict) => {
         if (closed) return;

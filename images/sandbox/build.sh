@@ -27,7 +27,7 @@ build_rootfs() {
   local out="$1"
   [[ $EUID -eq 0 ]] || die "debootstrap needs root"
   command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
-  local work
+  # Global, not local: the EXIT trap runs after this function has returned.
   work="$(mktemp -d /var/tmp/clawbox-rootfs.XXXXXX)"
   # The chroot may hold mounts (debootstrap mounts /proc) if it dies half-way; unmount before deleting.
   trap 'umount -R "$work/root/proc" "$work/root/sys" 2>/dev/null || true; rm -rf --one-file-system "$work"' EXIT

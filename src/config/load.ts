@@ -129,8 +129,8 @@ function show(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return `'${value}'`;
   if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  return String(value as number | boolean);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return 'a mapping';
 }
 
 function deepFreeze<T>(value: T): T {

@@ -28,7 +28,7 @@ export function parseSize(raw: unknown): Parsed<number> {
   if (typeof raw !== 'string') return fail(expected);
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
   if (!match) return fail(expected);
-  const unit = SIZE_UNITS[match[2]!.toLowerCase()];
+  const unit = SIZE_UNITS[match[2].toLowerCase()];
   if (unit === undefined) return fail(expected);
   const bytes = Math.floor(Number(match[1]) * unit);
   return bytes > 0 && Number.isSafeInteger(bytes) ? ok(bytes) : fail(expected);
@@ -80,7 +80,7 @@ export function parseDuration(raw: unknown): Parsed<number> {
   if (typeof text !== 'string') return fail(expected);
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*$/i.exec(text);
   if (!match) return fail(expected);
-  const ms = Math.round(Number(match[1]) * DURATION_UNITS[match[2]!.toLowerCase()]! * 1000);
+  const ms = Math.round(Number(match[1]) * DURATION_UNITS[match[2].toLowerCase()] * 1000);
   return ms > 0 ? ok(ms) : fail(`expected a duration above zero, got ${show(raw)}`);
 }
 
@@ -95,7 +95,7 @@ export function parseListenAddress(raw: unknown, defaultPort?: number): Parsed<L
   if (typeof raw !== 'string') return fail(expected);
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]*))(?::(\d{1,5}))?$/.exec(raw.trim());
   if (!match) return fail(expected);
-  const host = match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]!);
+  const host = match[1] ?? (match[2] === '' ? '0.0.0.0' : match[2]);
   const port = match[3] === undefined ? defaultPort : Number(match[3]);
   if (port === undefined || port > 65535) return fail(expected);
   return ok({ host, port });

@@ -31,7 +31,7 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   });
 }
 
-test('resolve merges A and AAAA, IPv4 first, with the smallest TTL', async (t) => {
+void test('resolve merges A and AAAA, IPv4 first, with the smallest TTL', async (t) => {
   const dns = await upstream(t, { 'both.example': { A: ['192.0.2.1', '192.0.2.2'], AAAA: ['2001:db8::1'], ttl: 40 } });
   const r = resolver(t, [dns.address]);
   const result = await r.resolve('both.example');
@@ -41,7 +41,7 @@ test('resolve merges A and AAAA, IPv4 first, with the smallest TTL', async (t) =
   assert.equal(result.addresses[2]?.family, 6);
 });
 
-test('resolveType asks one type; NODATA is an empty list; resolve() of a name without addresses is ENOTFOUND', async (t) => {
+void test('resolveType asks one type; NODATA is an empty list; resolve() of a name without addresses is ENOTFOUND', async (t) => {
   const dns = await upstream(t, { 'v4only.example': { A: ['192.0.2.7'] }, 'empty.example': {} });
   const r = resolver(t, [dns.address]);
   assert.deepEqual(texts(await r.resolveType('v4only.example', 'A')), ['192.0.2.7']);
@@ -50,7 +50,7 @@ test('resolveType asks one type; NODATA is an empty list; resolve() of a name wi
   await rejectsWith(r.resolve('empty.example'), 'ENOTFOUND');
 });
 
-test('NXDOMAIN is ENOTFOUND and is cached negatively', async (t) => {
+void test('NXDOMAIN is ENOTFOUND and is cached negatively', async (t) => {
   const dns = await upstream(t, {});
   const r = resolver(t, [dns.address]);
   await rejectsWith(r.resolveType('missing.example', 'A'), 'ENOTFOUND');
@@ -58,7 +58,7 @@ test('NXDOMAIN is ENOTFOUND and is cached negatively', async (t) => {
   assert.equal(dns.queries('missing.example'), 1);
 });
 
-test('SERVFAIL is ESERVFAIL, and the next server is tried in order', async (t) => {
+void test('SERVFAIL is ESERVFAIL, and the next server is tried in order', async (t) => {
   const broken = await upstream(t, { 'svc.example': { rcode: 'SERVFAIL' } });
   const refusing = await upstream(t, { 'svc.example': { rcode: 'REFUSED' } });
   const good = await upstream(t, { 'svc.example': { A: ['192.0.2.9'] } });
@@ -69,7 +69,7 @@ test('SERVFAIL is ESERVFAIL, and the next server is tried in order', async (t) =
   assert.equal(good.queries('svc.example'), 1);
 });
 
-test('a silent server times out after one retry (ETIMEOUT), then the next server answers', async (t) => {
+void test('a silent server times out after one retry (ETIMEOUT), then the next server answers', async (t) => {
   const silent = await upstream(t, { 'slow.example': { A: ['192.0.2.1'], silentUdp: true } });
   const good = await upstream(t, { 'slow.example': { A: ['192.0.2.2'] } });
   await rejectsWith(resolver(t, [silent.address], { timeoutMs: 100 }).resolveType('slow.example', 'A'), 'ETIMEOUT');
@@ -78,14 +78,14 @@ test('a silent server times out after one retry (ETIMEOUT), then the next server
   assert.deepEqual(texts(await r.resolveType('slow.example', 'A')), ['192.0.2.2']);
 });
 
-test('a truncated UDP answer is retried over TCP', async (t) => {
+void test('a truncated UDP answer is retried over TCP', async (t) => {
   const dns = await upstream(t, { 'big.example': { A: ['192.0.2.10', '192.0.2.11'], truncateUdp: true } });
   const r = resolver(t, [dns.address]);
   assert.deepEqual(texts(await r.resolveType('big.example', 'A')), ['192.0.2.10', '192.0.2.11']);
   assert.equal(dns.queries('big.example'), 2, 'UDP then TCP');
 });
 
-test('CNAME chains inside one answer are followed; the TTL is the smallest on the chain', async (t) => {
+void test('CNAME chains inside one answer are followed; the TTL is the smallest on the chain', async (t) => {
   const dns = await upstream(t, {
     'www.example': { CNAME: 'edge.example', ttl: 100 },
     'edge.example': { CNAME: 'host.cdn.example', ttl: 50 },
@@ -98,7 +98,7 @@ test('CNAME chains inside one answer are followed; the TTL is the smallest on th
   assert.equal(dns.queries('host.cdn.example'), 0, 'answered inside the first response');
 });
 
-test('an answer that ends at a CNAME is asked again for the target', async (t) => {
+void test('an answer that ends at a CNAME is asked again for the target', async (t) => {
   const dns = await upstream(t, {
     'alias.example': { CNAME: 'target.example', noChase: true },
     'target.example': { A: ['192.0.2.30'] },
@@ -108,7 +108,7 @@ test('an answer that ends at a CNAME is asked again for the target', async (t) =
   assert.equal(dns.queries('target.example'), 1);
 });
 
-test('CNAME loops are bounded (ESERVFAIL), inside an answer and across re-queries', async (t) => {
+void test('CNAME loops are bounded (ESERVFAIL), inside an answer and across re-queries', async (t) => {
   const dns = await upstream(t, {
     'loop-a.example': { CNAME: 'loop-b.example' },
     'loop-b.example': { CNAME: 'loop-a.example' },
@@ -121,7 +121,7 @@ test('CNAME loops are bounded (ESERVFAIL), inside an answer and across re-querie
   assert.ok(dns.queries('hop-a.example') + dns.queries('hop-b.example') <= 10);
 });
 
-test('positive answers are cached for their TTL; TTL 0 is not cached', async (t) => {
+void test('positive answers are cached for their TTL; TTL 0 is not cached', async (t) => {
   const dns = await upstream(t, { 'cached.example': { A: ['192.0.2.40'], ttl: 60 }, 'fresh.example': { A: ['192.0.2.41'], ttl: 0 } });
   const r = resolver(t, [dns.address]);
   await r.resolveType('cached.example', 'A');
@@ -133,7 +133,7 @@ test('positive answers are cached for their TTL; TTL 0 is not cached', async (t)
   assert.equal(dns.queries('fresh.example'), 2);
 });
 
-test('cache expiry follows the clock, and the size bound evicts the oldest entry', async (t) => {
+void test('cache expiry follows the clock, and the size bound evicts the oldest entry', async (t) => {
   let now = 1_000_000;
   const dns = await upstream(t, {
     'one.example': { A: ['192.0.2.1'], ttl: 10 },
@@ -154,7 +154,7 @@ test('cache expiry follows the clock, and the size bound evicts the oldest entry
   assert.equal(dns.queries('one.example'), 3, 'evicted by the size bound');
 });
 
-test('identical concurrent queries share one upstream query', async (t) => {
+void test('identical concurrent queries share one upstream query', async (t) => {
   const dns = await upstream(t, { 'dedupe.example': { A: ['192.0.2.50'], ttl: 0 } });
   const r = resolver(t, [dns.address]);
   const results = await Promise.all([1, 2, 3, 4, 5].map(() => r.resolveType('dedupe.example', 'A')));
@@ -162,13 +162,13 @@ test('identical concurrent queries share one upstream query', async (t) => {
   assert.equal(dns.queries('dedupe.example'), 1);
 });
 
-test('forged responses (other source port, wrong ID, wrong question) are ignored', async (t) => {
+void test('forged responses (other source port, wrong ID, wrong question) are ignored', async (t) => {
   const dns = await upstream(t, { 'spoofed.example': { A: ['192.0.2.60'], AAAA: ['2001:db8::60'], spoof: true } });
   const r = resolver(t, [dns.address], { timeoutMs: 2000 });
   assert.deepEqual(texts(await r.resolve('spoofed.example')), ['192.0.2.60', '2001:db8::60']);
 });
 
-test('invalid names are refused without a query', async (t) => {
+void test('invalid names are refused without a query', async (t) => {
   const dns = await upstream(t, {});
   const r = resolver(t, [dns.address]);
   for (const name of ['', 'bad name.example', 'a..example', '192.0.2.1', 'x\r\n.example']) {
@@ -177,7 +177,7 @@ test('invalid names are refused without a query', async (t) => {
   assert.equal(dns.totalQueries, 0);
 });
 
-test('close() cancels pending queries and later ones', async (t) => {
+void test('close() cancels pending queries and later ones', async (t) => {
   const dns = await upstream(t, { 'hang.example': { A: ['192.0.2.1'], silentUdp: true } });
   const r = new UpstreamResolver([dns.address], { timeoutMs: 5000 });
   const pending = r.resolveType('hang.example', 'A');
@@ -186,7 +186,7 @@ test('close() cancels pending queries and later ones', async (t) => {
   await rejectsWith(r.resolve('hang.example'), 'ECANCELLED');
 });
 
-test('constructor refuses non-IP servers; resolv.conf parsing', (t) => {
+void test('constructor refuses non-IP servers; resolv.conf parsing', (t) => {
   assert.throws(() => new UpstreamResolver([{ host: 'dns.example', port: 53 }]), /must be an IP address/);
   assert.throws(() => new UpstreamResolver([]), /at least one/);
   assert.deepEqual(

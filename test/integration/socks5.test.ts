@@ -224,7 +224,7 @@ async function afterGreeting(t: TestContext, h: Harness, request: number[] | Buf
   return c;
 }
 
-test('CONNECT by domain: reply carries the upstream local address; bytes sent with the request reach upstream', async (t) => {
+void test('CONNECT by domain: reply carries the upstream local address; bytes sent with the request reach upstream', async (t) => {
   const h = await start(t);
   const c = new RawClient(t, h.proxy);
   c.send(Buffer.concat([Buffer.from(GREETING), domainRequest('Echo.Test', h.echoPort), Buffer.from('early')]));
@@ -243,7 +243,7 @@ test('CONNECT by domain: reply carries the upstream local address; bytes sent wi
   assert.equal(req?.port, h.echoPort);
 });
 
-test('CONNECT by IPv4 and IPv6 address', async (t) => {
+void test('CONNECT by IPv4 and IPv6 address', async (t) => {
   const h = await start(t);
   const c = await afterGreeting(t, h, [5, 1, 0, 1, 127, 0, 0, 1, h.echoPort >> 8, h.echoPort & 0xff]);
   assert.deepEqual((await c.read(10)).subarray(0, 4), Buffer.from([5, 0, 0, 1]));
@@ -258,7 +258,7 @@ test('CONNECT by IPv4 and IPv6 address', async (t) => {
   assert.equal(req?.port, 80);
 });
 
-test('IPv4-mapped client addresses are normalised', async (t) => {
+void test('IPv4-mapped client addresses are normalised', async (t) => {
   let h: Harness;
   try {
     h = await start(t, { listenHost: '::ffff:127.0.0.1' });
@@ -271,14 +271,14 @@ test('IPv4-mapped client addresses are normalised', async (t) => {
   assert.equal(h.requests[0]?.client, '127.0.0.1');
 });
 
-test('greeting with a version other than 5 is closed without a reply', async (t) => {
+void test('greeting with a version other than 5 is closed without a reply', async (t) => {
   const h = await start(t);
   const c = new RawClient(t, h.proxy).send([4, 1, 0, 80, 127, 0, 0, 1, 0]);
   assert.equal((await c.rest()).length, 0);
   await assertServes(t, h);
 });
 
-test('truncated greeting then EOF: closed without a reply', async (t) => {
+void test('truncated greeting then EOF: closed without a reply', async (t) => {
   const h = await start(t);
   const c = new RawClient(t, h.proxy).send([5, 3, 0]);
   c.socket.end();
@@ -286,7 +286,7 @@ test('truncated greeting then EOF: closed without a reply', async (t) => {
   await assertServes(t, h);
 });
 
-test('no acceptable method: 05 FF, then close', async (t) => {
+void test('no acceptable method: 05 FF, then close', async (t) => {
   const h = await start(t);
   const c = new RawClient(t, h.proxy).send([5, 2, 1, 2]);
   assert.deepEqual(await c.rest(), Buffer.from([5, 0xff]));
@@ -295,7 +295,7 @@ test('no acceptable method: 05 FF, then close', async (t) => {
   await assertServes(t, h);
 });
 
-test('invalid domains: reply 02 and an audit line with rule builtin.invalid-host', async (t) => {
+void test('invalid domains: reply 02 and an audit line with rule builtin.invalid-host', async (t) => {
   const h = await start(t);
   const cases: { name: Buffer; shown: RegExp }[] = [
     { name: Buffer.alloc(255, 'a'), shown: /^a{255}$/ }, // longest length byte, longer than a DNS name may be
@@ -322,7 +322,7 @@ test('invalid domains: reply 02 and an audit line with rule builtin.invalid-host
   await assertServes(t, h);
 });
 
-test('unsupported commands (BIND, UDP ASSOCIATE, unknown) get 07', async (t) => {
+void test('unsupported commands (BIND, UDP ASSOCIATE, unknown) get 07', async (t) => {
   const h = await start(t);
   for (const cmd of [2, 3, 0, 9]) {
     const c = await afterGreeting(t, h, domainRequest('echo.test', h.echoPort, cmd));
@@ -332,7 +332,7 @@ test('unsupported commands (BIND, UDP ASSOCIATE, unknown) get 07', async (t) => 
   await assertServes(t, h);
 });
 
-test('unknown address type gets 08', async (t) => {
+void test('unknown address type gets 08', async (t) => {
   const h = await start(t);
   for (const atyp of [0, 2, 5, 0xff]) {
     const c = await afterGreeting(t, h, [5, 1, 0, atyp, 1, 2, 3, 4, 0, 80]);
@@ -341,7 +341,7 @@ test('unknown address type gets 08', async (t) => {
   await assertServes(t, h);
 });
 
-test('garbage instead of a request gets 01; a request with version 4 gets 01', async (t) => {
+void test('garbage instead of a request gets 01; a request with version 4 gets 01', async (t) => {
   const h = await start(t);
   const garbage = await afterGreeting(t, h, Buffer.from('GET / HTTP/1.1\r\nHost: echo.test\r\n\r\n'));
   assert.deepEqual(await garbage.rest(), errorReply(0x01));
@@ -350,7 +350,7 @@ test('garbage instead of a request gets 01; a request with version 4 gets 01', a
   await assertServes(t, h);
 });
 
-test('garbage after the CONNECT request is tunnel data, not protocol', async (t) => {
+void test('garbage after the CONNECT request is tunnel data, not protocol', async (t) => {
   const h = await start(t);
   const junk = Buffer.from([0x05, 0x01, 0x00, 0xff, 0x00, 0x13, 0x37]);
   const c = await afterGreeting(t, h, Buffer.concat([domainRequest('echo.test', h.echoPort), junk]));
@@ -359,7 +359,7 @@ test('garbage after the CONNECT request is tunnel data, not protocol', async (t)
   await assertServes(t, h);
 });
 
-test('slowloris: an incomplete handshake is closed at the handshake time-out', async (t) => {
+void test('slowloris: an incomplete handshake is closed at the handshake time-out', async (t) => {
   const h = await start(t, { handshakeTimeoutMs: 150 });
   const greetingOnly = new RawClient(t, h.proxy).send([5]);
   assert.equal((await greetingOnly.rest()).length, 0);
@@ -368,7 +368,7 @@ test('slowloris: an incomplete handshake is closed at the handshake time-out', a
   await assertServes(t, h);
 });
 
-test('policy denial gets 02 (the connector writes the audit line, not the SOCKS layer)', async (t) => {
+void test('policy denial gets 02 (the connector writes the audit line, not the SOCKS layer)', async (t) => {
   const h = await start(t);
   const c = await afterGreeting(t, h, domainRequest('denied.test', 443));
   assert.deepEqual(await c.rest(), errorReply(0x02));
@@ -376,7 +376,7 @@ test('policy denial gets 02 (the connector writes the audit line, not the SOCKS 
   await assertServes(t, h);
 });
 
-test('upstream failures map to RFC 1928 reply codes', async (t) => {
+void test('upstream failures map to RFC 1928 reply codes', async (t) => {
   const h = await start(t);
   const expected: Record<string, number> = {
     'refused.test': 0x05,
@@ -394,7 +394,7 @@ test('upstream failures map to RFC 1928 reply codes', async (t) => {
   await assertServes(t, h);
 });
 
-test('a client that leaves while the connector is busy gets its tunnel closed', async (t) => {
+void test('a client that leaves while the connector is busy gets its tunnel closed', async (t) => {
   const h = await start(t);
   const c = await afterGreeting(t, h, domainRequest('slow.test', 443));
   await until(() => h.requests.length > 0);
@@ -407,7 +407,7 @@ test('a client that leaves while the connector is busy gets its tunnel closed', 
   await assertServes(t, h);
 });
 
-test('many malformed clients at once do not disturb a good one', async (t) => {
+void test('many malformed clients at once do not disturb a good one', async (t) => {
   const h = await start(t, { handshakeTimeoutMs: 300 });
   const bad = [
     [4, 1, 0],

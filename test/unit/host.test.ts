@@ -14,7 +14,7 @@ function refusal(input: string, brackets: 'required-for-ipv6' | 'forbidden' = 'f
   return parsed.ok ? '' : parsed.error;
 }
 
-describe('parseHost: names', () => {
+void describe('parseHost: names', () => {
   const cases: ReadonlyArray<[string, string]> = [
     ['example.com', 'name:example.com'],
     ['EXAMPLE.Com', 'name:example.com'], // case-insensitive
@@ -28,11 +28,11 @@ describe('parseHost: names', () => {
     ['123.example.com', 'name:123.example.com'], // digits are fine when the last label is not a number
   ];
   for (const [input, expected] of cases) {
-    it(`${JSON.stringify(input)} → ${expected}`, () => assert.equal(normalised(input), expected));
+    void it(`${JSON.stringify(input)} → ${expected}`, () => assert.equal(normalised(input), expected));
   }
 });
 
-describe('parseHost: the WHATWG "ends in a number" rule', () => {
+void describe('parseHost: the WHATWG "ends in a number" rule', () => {
   const cases: ReadonlyArray<string> = [
     '127.0.0.1',
     '127.1',
@@ -45,42 +45,42 @@ describe('parseHost: the WHATWG "ends in a number" rule', () => {
     '１２７。０。０。１', // fullwidth digits, ideographic dots
   ];
   for (const input of cases) {
-    it(`${JSON.stringify(input)} is 127.0.0.1`, () => assert.equal(normalised(input), 'ip:127.0.0.1'));
+    void it(`${JSON.stringify(input)} is 127.0.0.1`, () => assert.equal(normalised(input), 'ip:127.0.0.1'));
   }
 
   const notAddresses: ReadonlyArray<string> = ['foo.123', 'example.0x1', '256.0.0.1', '1.2.3.4.5', '09.1', 'foo.0x'];
   for (const input of notAddresses) {
-    it(`${input} ends in a number but is no IPv4 address`, () => {
+    void it(`${input} ends in a number but is no IPv4 address`, () => {
       assert.match(refusal(input), /looks like an IPv4 address but is not a valid one/);
     });
   }
 });
 
-describe('parseHost: IPv6 and brackets', () => {
-  it('accepts a bare IPv6 where brackets are forbidden', () => {
+void describe('parseHost: IPv6 and brackets', () => {
+  void it('accepts a bare IPv6 where brackets are forbidden', () => {
     assert.equal(normalised('::1'), 'ip:::1');
     assert.equal(normalised('::FFFF:127.0.0.1'), 'ip:::ffff:7f00:1');
   });
-  it('accepts brackets only in authority context', () => {
+  void it('accepts brackets only in authority context', () => {
     assert.equal(normalised('[2001:DB8::1]', 'required-for-ipv6'), 'ip:2001:db8::1');
     assert.match(refusal('[::1]', 'forbidden'), /brackets are not allowed here/);
   });
-  it('requires brackets around IPv6 in authority context', () => {
+  void it('requires brackets around IPv6 in authority context', () => {
     assert.match(refusal('::1', 'required-for-ipv6'), /must be in brackets/);
   });
-  it('refuses brackets around a name or an IPv4', () => {
+  void it('refuses brackets around a name or an IPv4', () => {
     assert.match(refusal('[example.com]', 'required-for-ipv6'), /only allowed around an IPv6/);
     assert.match(refusal('[127.0.0.1]', 'required-for-ipv6'), /only allowed around an IPv6/);
     assert.match(refusal('[::1', 'required-for-ipv6'), /brackets/);
     assert.match(refusal('::1]', 'required-for-ipv6'), /brackets/);
     assert.match(refusal('[[::1]]', 'required-for-ipv6'), /brackets/);
   });
-  it('refuses a name with a port', () => {
+  void it('refuses a name with a port', () => {
     assert.match(refusal('example.com:80'), /not a valid IPv6 address/);
   });
 });
 
-describe('parseHost: refusals', () => {
+void describe('parseHost: refusals', () => {
   const cases: ReadonlyArray<[string, RegExp]> = [
     ['', /host is empty/],
     ['.', /host is empty/],
@@ -111,10 +111,10 @@ describe('parseHost: refusals', () => {
     ['xn--a', /not a valid domain name/], // broken punycode
   ];
   for (const [input, error] of cases) {
-    it(`refuses ${JSON.stringify(input.slice(0, 40))}`, () => assert.match(refusal(input), error));
+    void it(`refuses ${JSON.stringify(input.slice(0, 40))}`, () => assert.match(refusal(input), error));
   }
 
-  it('accepts the longest legal name and label', () => {
+  void it('accepts the longest legal name and label', () => {
     const label63 = 'a'.repeat(63);
     const name253 = `${label63}.${label63}.${label63}.${'a'.repeat(61)}`;
     assert.equal(name253.length, 253);
@@ -123,7 +123,7 @@ describe('parseHost: refusals', () => {
   });
 });
 
-describe('parseAuthority', () => {
+void describe('parseAuthority', () => {
   const good: ReadonlyArray<[string, string, number]> = [
     ['example.com:443', 'example.com', 443],
     ['EXAMPLE.com.:80', 'example.com', 80],
@@ -132,7 +132,7 @@ describe('parseAuthority', () => {
     ['0x7f.1:65535', '127.0.0.1', 65535],
   ];
   for (const [input, host, port] of good) {
-    it(`${input} → ${host} port ${port}`, () => {
+    void it(`${input} → ${host} port ${port}`, () => {
       const parsed = parseAuthority(input);
       assert.ok(parsed.ok, parsed.ok ? '' : parsed.error);
       assert.equal(hostToString(parsed.host), host);
@@ -157,7 +157,7 @@ describe('parseAuthority', () => {
     ['exa mple.com:443', /space/],
   ];
   for (const [input, error] of bad) {
-    it(`refuses ${input}`, () => {
+    void it(`refuses ${input}`, () => {
       const parsed = parseAuthority(input);
       assert.equal(parsed.ok, false);
       assert.match(parsed.ok ? '' : parsed.error, error);

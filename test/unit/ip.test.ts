@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { cidrContains, formatIp, parseCidr, parseIp, parseIpv4, parseIpv6 } from '../../src/net/ip.js';
 
-describe('parseIpv4', () => {
+void describe('parseIpv4', () => {
   const same127: ReadonlyArray<string> = [
     '127.0.0.1', // dotted quad
     '127.1', // 2 parts: last fills 3 bytes
@@ -17,10 +17,10 @@ describe('parseIpv4', () => {
     '0x00000000007f.1', // long zero padding is not an overflow
   ];
   for (const text of same127) {
-    it(`reads ${text} as 127.0.0.1`, () => assert.equal(parseIpv4(text)?.text, '127.0.0.1'));
+    void it(`reads ${text} as 127.0.0.1`, () => assert.equal(parseIpv4(text)?.text, '127.0.0.1'));
   }
 
-  it('reads the edges of the u32 space', () => {
+  void it('reads the edges of the u32 space', () => {
     assert.equal(parseIpv4('0')?.text, '0.0.0.0');
     assert.equal(parseIpv4('4294967295')?.text, '255.255.255.255');
     assert.equal(parseIpv4('0x')?.text, '0.0.0.0'); // WHATWG: empty hex digits are 0
@@ -50,11 +50,11 @@ describe('parseIpv4', () => {
     ['１.2.3.4', 'fullwidth digit (parseHost maps it first)'],
   ];
   for (const [text, why] of invalid) {
-    it(`refuses ${JSON.stringify(text)} (${why})`, () => assert.equal(parseIpv4(text), null));
+    void it(`refuses ${JSON.stringify(text)} (${why})`, () => assert.equal(parseIpv4(text), null));
   }
 });
 
-describe('parseIpv6', () => {
+void describe('parseIpv6', () => {
   const canonical: ReadonlyArray<[string, string]> = [
     ['::1', '::1'],
     ['::', '::'],
@@ -73,7 +73,7 @@ describe('parseIpv6', () => {
     ['::2:3:4:5:6:7:8', '0:2:3:4:5:6:7:8'],
   ];
   for (const [text, expected] of canonical) {
-    it(`formats ${text} as ${expected}`, () => assert.equal(parseIpv6(text)?.text, expected));
+    void it(`formats ${text} as ${expected}`, () => assert.equal(parseIpv6(text)?.text, expected));
   }
 
   const invalid: ReadonlyArray<[string, string]> = [
@@ -97,25 +97,25 @@ describe('parseIpv6', () => {
     [':', 'lone colon'],
   ];
   for (const [text, why] of invalid) {
-    it(`refuses ${text} (${why})`, () => assert.equal(parseIpv6(text), null));
+    void it(`refuses ${text} (${why})`, () => assert.equal(parseIpv6(text), null));
   }
 });
 
-describe('formatIp', () => {
-  it('round-trips canonical text', () => {
+void describe('formatIp', () => {
+  void it('round-trips canonical text', () => {
     for (const text of ['10.0.0.1', '::', '::1', 'fd00:ec2::254', '2001:db8::1:0:0:1']) {
       const ip = parseIp(text);
       assert.ok(ip);
       assert.equal(formatIp(ip.bytes), text);
     }
   });
-  it('refuses a byte count that is no address', () => {
+  void it('refuses a byte count that is no address', () => {
     assert.throws(() => formatIp(new Uint8Array(5)), RangeError);
   });
 });
 
-describe('CIDRs', () => {
-  it('contains its own range and nothing around it', () => {
+void describe('CIDRs', () => {
+  void it('contains its own range and nothing around it', () => {
     const parsed = parseCidr('100.64.0.0/10');
     assert.ok(parsed.ok);
     const contains = (text: string): boolean => {
@@ -130,7 +130,7 @@ describe('CIDRs', () => {
     assert.equal(contains('::ffff:100.64.0.1'), false); // families never mix here; policy unmaps
   });
 
-  it('handles IPv6 prefixes across word boundaries', () => {
+  void it('handles IPv6 prefixes across word boundaries', () => {
     const parsed = parseCidr('2001:db8:8000::/33');
     assert.ok(parsed.ok);
     assert.equal(cidrContains(parsed.cidr, parseIp('2001:db8:8000::1')!), true);
@@ -140,7 +140,7 @@ describe('CIDRs', () => {
     assert.equal(cidrContains(all.cidr, parseIp('ffff::1')!), true);
   });
 
-  it('refuses host bits with a hint', () => {
+  void it('refuses host bits with a hint', () => {
     const parsed = parseCidr('10.1.2.3/8');
     assert.equal(parsed.ok, false);
     assert.match(parsed.ok ? '' : parsed.error, /use 10\.0\.0\.0\/8/);
@@ -148,7 +148,7 @@ describe('CIDRs', () => {
     assert.match(v6.ok ? '' : v6.error, /use fd00::\/8/);
   });
 
-  it('refuses bad prefixes', () => {
+  void it('refuses bad prefixes', () => {
     for (const text of ['10.0.0.0/33', '::/129', '10.0.0.0/', '10.0.0.0/08', '10.0.0.0/+8', 'x/8', '10.0.0.0']) {
       assert.equal(parseCidr(text).ok, false, text);
     }

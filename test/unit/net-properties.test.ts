@@ -51,15 +51,15 @@ function toFullwidth(text: string): string {
 
 const spelling = fc.record({
   value: fc.nat({ max: 0xffffffff }),
-  parts: fc.constantFrom(1, 2, 3, 4) as fc.Arbitrary<1 | 2 | 3 | 4>,
+  parts: fc.constantFrom<1 | 2 | 3 | 4>(1, 2, 3, 4),
   radixes: fc.array(fc.constantFrom<Radix>('dec', 'hex', 'HEX', 'oct'), { minLength: 4, maxLength: 4 }),
   zeroPad: fc.nat({ max: 3 }),
   trailingDot: fc.boolean(),
   fullwidth: fc.boolean(),
 });
 
-describe('every spelling of an IPv4 address normalises to one canonical IP', () => {
-  it('dotted / short / decimal / hex / octal / mixed, trailing dot, fullwidth', () => {
+void describe('every spelling of an IPv4 address normalises to one canonical IP', () => {
+  void it('dotted / short / decimal / hex / octal / mixed, trailing dot, fullwidth', () => {
     fc.assert(
       fc.property(spelling, ({ value, parts, radixes, zeroPad, trailingDot, fullwidth }) => {
         let text = splitU32(value, parts)
@@ -75,7 +75,7 @@ describe('every spelling of an IPv4 address normalises to one canonical IP', () 
     );
   });
 
-  it('a part overflowing its bytes is refused, never wrapped', () => {
+  void it('a part overflowing its bytes is refused, never wrapped', () => {
     fc.assert(
       fc.property(fc.integer({ min: 256, max: 100_000 }), fc.nat({ max: 2 }), (big, position) => {
         const parts = ['1', '2', '3', '4'];
@@ -119,7 +119,7 @@ const EMBEDDINGS: ReadonlyArray<(v4: string) => string> = [
   teredoClient,
 ];
 
-describe('IPv4-in-IPv6 embeddings of built-in addresses', () => {
+void describe('IPv4-in-IPv6 embeddings of built-in addresses', () => {
   const policy = compilePolicy({
     networkPolicy: 'allow-all',
     allowedHosts: ['::/1', '8000::/1', '0.0.0.0/1', '128.0.0.0/1'],
@@ -129,7 +129,7 @@ describe('IPv4-in-IPv6 embeddings of built-in addresses', () => {
     listenerPorts: [],
   });
 
-  it('are denied with the class of the embedded IPv4, whatever the config allows', () => {
+  void it('are denied with the class of the embedded IPv4, whatever the config allows', () => {
     fc.assert(
       fc.property(BUILTIN_V4, fc.constantFrom(...EMBEDDINGS), fc.constantFrom(80, 443, 22), (v4, embed, port) => {
         const plain = policy.decide(mustParse(v4), port);
@@ -153,7 +153,7 @@ function randomCase(text: string, flips: readonly boolean[]): string {
   return [...text].map((ch, i) => (flips[i % flips.length] ? ch.toUpperCase() : ch)).join('');
 }
 
-describe('matcher properties', () => {
+void describe('matcher properties', () => {
   function policyFor(cfg: Partial<PolicyConfig>) {
     return compilePolicy({
       networkPolicy: 'deny-by-default',
@@ -166,7 +166,7 @@ describe('matcher properties', () => {
     });
   }
 
-  it('a wildcard never matches its apex, always matches a subdomain', () => {
+  void it('a wildcard never matches its apex, always matches a subdomain', () => {
     fc.assert(
       fc.property(NAME, LABEL, LABEL, (apexHead, tld, sub) => {
         const apex = `${apexHead}.${tld}`;
@@ -178,7 +178,7 @@ describe('matcher properties', () => {
     );
   });
 
-  it('look-alikes never match *.example.test', () => {
+  void it('look-alikes never match *.example.test', () => {
     const policy = policyFor({ allowedHosts: ['*.example.test'] });
     fc.assert(
       fc.property(LABEL, (label) => {
@@ -197,7 +197,7 @@ describe('matcher properties', () => {
     );
   });
 
-  it('case and trailing-dot variants decide identically', () => {
+  void it('case and trailing-dot variants decide identically', () => {
     const policy = policyFor({ allowedHosts: ['*.example.test', 'api.test:8443'], deniedHosts: ['*.bad.example.test'] });
     const names = fc.oneof(NAME, NAME.map((n) => `${n}.example.test`), NAME.map((n) => `${n}.bad.example.test`), fc.constant('api.test'));
     fc.assert(
@@ -209,7 +209,7 @@ describe('matcher properties', () => {
     );
   });
 
-  it('deny always wins when the same host is in both lists', () => {
+  void it('deny always wins when the same host is in both lists', () => {
     const entry = fc.oneof(
       NAME.map((n) => ({ entry: n, probe: n })),
       NAME.map((n) => ({ entry: `*.${n}.test`, probe: `x.${n}.test` })),

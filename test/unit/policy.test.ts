@@ -132,10 +132,10 @@ function check(decision: Decision, c: Case): void {
   if (c.reason !== undefined) assert.match(decision.reason, c.reason);
 }
 
-describe('decide', () => {
+void describe('decide', () => {
   const base = compilePolicy(BASE);
   for (const c of DECIDE_CASES) {
-    it(c.name, () => {
+    void it(c.name, () => {
       const policy = c.cfg === undefined ? base : compilePolicy(c.cfg);
       check(policy.decide(host(c.host), c.port), c);
     });
@@ -174,10 +174,10 @@ const RESOLVED_CASES: readonly ResolvedCase[] = [
   { name: 'metadata name', host: 'metadata.google.internal', port: 80, addresses: ['169.254.169.254'], allow: false, rule: 'builtin.cloud-metadata' },
 ];
 
-describe('decideResolved', () => {
+void describe('decideResolved', () => {
   const base = compilePolicy(BASE);
   for (const c of RESOLVED_CASES) {
-    it(c.name, () => {
+    void it(c.name, () => {
       const policy = c.cfg === undefined ? base : compilePolicy(c.cfg);
       const decision = policy.decideResolved(c.host, c.port, c.addresses.map(ip));
       check(decision, c);
@@ -190,7 +190,7 @@ describe('decideResolved', () => {
   }
 });
 
-describe('decideName (DNS questions)', () => {
+void describe('decideName (DNS questions)', () => {
   const base = compilePolicy(BASE);
   const cases: ReadonlyArray<[string, boolean, RuleId]> = [
     ['api.test', true, 'allowed_hosts[0]'],
@@ -204,21 +204,21 @@ describe('decideName (DNS questions)', () => {
     ['exa mple.test', false, 'builtin.invalid-host'],
   ];
   for (const [name, allowed, rule] of cases) {
-    it(`${name} → ${allowed ? 'allow' : 'deny'} ${rule}`, () => {
+    void it(`${name} → ${allowed ? 'allow' : 'deny'} ${rule}`, () => {
       const decision = base.decideName(name);
       assert.equal(decision.allow, allowed, decision.reason);
       assert.equal(decision.rule, rule);
     });
   }
 
-  it('allow-all: a name denied on one port only is still resolvable', () => {
+  void it('allow-all: a name denied on one port only is still resolvable', () => {
     const policy = compilePolicy(config({ networkPolicy: 'allow-all', deniedHosts: ['x.test:80', 'x.test:443', 'y.test'] }));
     assert.equal(policy.decideName('x.test').allow, true);
     assert.equal(policy.decideName('y.test').rule, 'denied_hosts[2]');
   });
 });
 
-describe('decideAnswer (DNS answers)', () => {
+void describe('decideAnswer (DNS answers)', () => {
   const base = compilePolicy(BASE);
   const cases: ReadonlyArray<[string, boolean, RuleId]> = [
     ['93.184.216.34', true, 'network_policy'],
@@ -230,7 +230,7 @@ describe('decideAnswer (DNS answers)', () => {
     ['192.168.65.2', false, 'builtin.host-address'],
   ];
   for (const [address, allowed, rule] of cases) {
-    it(`${address} → ${allowed ? 'allow' : 'deny'} ${rule}`, () => {
+    void it(`${address} → ${allowed ? 'allow' : 'deny'} ${rule}`, () => {
       const decision = base.decideAnswer(ip(address));
       assert.equal(decision.allow, allowed, decision.reason);
       assert.equal(decision.rule, rule);
@@ -239,7 +239,7 @@ describe('decideAnswer (DNS answers)', () => {
   }
 });
 
-describe('parseHostPattern', () => {
+void describe('parseHostPattern', () => {
   const good: ReadonlyArray<[string, string]> = [
     ['api.test', 'api.test'],
     ['API.Test.', 'api.test'],
@@ -259,7 +259,7 @@ describe('parseHostPattern', () => {
     ['[FD00:0::/8]', 'fd00::/8'],
   ];
   for (const [raw, canonical] of good) {
-    it(`${raw} → ${canonical}`, () => {
+    void it(`${raw} → ${canonical}`, () => {
       const parsed = parseHostPattern(raw);
       assert.ok(parsed.ok, parsed.ok ? '' : parsed.error);
       assert.equal(patternToString(parsed.pattern), canonical);
@@ -291,7 +291,7 @@ describe('parseHostPattern', () => {
     ['foo.123', /IPv4/],
   ];
   for (const [raw, error] of bad) {
-    it(`refuses ${JSON.stringify(raw)}`, () => {
+    void it(`refuses ${JSON.stringify(raw)}`, () => {
       const parsed = parseHostPattern(raw);
       assert.equal(parsed.ok, false);
       assert.match(parsed.ok ? '' : parsed.error, error);
@@ -299,26 +299,15 @@ describe('parseHostPattern', () => {
   }
 });
 
-describe('compilePolicy', () => {
-  it('names the invalid entry', () => {
+void describe('compilePolicy', () => {
+  void it('names the invalid entry', () => {
     assert.throws(() => compilePolicy(config({ allowedHosts: ['ok.test', '*'] })), /allowed_hosts\[1\] "\*"/);
     assert.throws(() => compilePolicy(config({ deniedHosts: ['10.1.0.0/8'] })), /denied_hosts\[0\] "10\.1\.0\.0\/8".*use 10\.0\.0\.0\/8/);
   });
-
-  it('decides within a few microseconds', () => {
-    const allowedHosts = Array.from({ length: 500 }, (_, i) => (i % 2 === 0 ? `host${i}.test` : `*.zone${i}.test`));
-    const policy = compilePolicy(config({ allowedHosts, deniedHosts: ['*.bad.test', '10.0.0.0/8'] }));
-    const hosts = [host('a.b.zone499.test'), host('host250.test'), host('nope.example.test'), host('8.8.8.8')];
-    const rounds = 20_000;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < rounds; i++) for (const h of hosts) policy.decide(h, 443);
-    const perCallUs = Number(process.hrtime.bigint() - start) / 1000 / (rounds * hosts.length);
-    assert.ok(perCallUs < 10, `${perCallUs.toFixed(2)} µs per decision`);
-  });
 });
 
-describe('StaticPolicyTable', () => {
-  it('serves per-client policies and falls back to the default', () => {
+void describe('StaticPolicyTable', () => {
+  void it('serves per-client policies and falls back to the default', () => {
     const fallback: Policy = compilePolicy(config());
     const special: Policy = compilePolicy(config({ allowedHosts: ['api.test'] }));
     const table = new StaticPolicyTable(fallback);

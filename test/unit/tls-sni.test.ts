@@ -109,29 +109,29 @@ function assertMalformed(buf: Buffer, pattern: RegExp): void {
   if (r.kind === 'malformed') assert.match(r.error, pattern);
 }
 
-test('real ClientHello from tls.connect with servername', async (t) => {
+void test('real ClientHello from tls.connect with servername', async (t) => {
   const hello = await captureClientHello(t, { servername: 'api.example.test' });
   assert.deepEqual(inspectClientHello(hello), { kind: 'hello', sni: 'api.example.test' });
 });
 
-test('real TLS 1.2-only ClientHello', async (t) => {
+void test('real TLS 1.2-only ClientHello', async (t) => {
   const hello = await captureClientHello(t, { servername: 'old.example.test', maxVersion: 'TLSv1.2' });
   assert.deepEqual(inspectClientHello(hello), { kind: 'hello', sni: 'old.example.test' });
 });
 
-test('real ClientHello to an IP address carries no SNI', async (t) => {
+void test('real ClientHello to an IP address carries no SNI', async (t) => {
   const hello = await captureClientHello(t, {});
   assert.deepEqual(inspectClientHello(hello), { kind: 'hello', sni: null });
 });
 
-test('every strict prefix of a real ClientHello asks for more', async (t) => {
+void test('every strict prefix of a real ClientHello asks for more', async (t) => {
   const hello = await captureClientHello(t, { servername: 'prefix.example.test' });
   for (let i = 0; i < hello.length; i += 1) {
     assert.deepEqual(inspectClientHello(hello.subarray(0, i)), { kind: 'need-more' }, `prefix of ${i} bytes`);
   }
 });
 
-test('real ClientHello re-fragmented into 1-byte records still parses', async (t) => {
+void test('real ClientHello re-fragmented into 1-byte records still parses', async (t) => {
   const hello = await captureClientHello(t, { servername: 'frag.example.test' });
   const message = hello.subarray(5); // one record in practice: strip its header
   const sizes = new Array<number>(60).fill(1); // stay under the record cap
@@ -139,7 +139,7 @@ test('real ClientHello re-fragmented into 1-byte records still parses', async (t
   assert.deepEqual(inspectClientHello(refragmented), { kind: 'hello', sni: 'frag.example.test' });
 });
 
-test('hand-built hello split over several records, with bytes of the next flight after it', () => {
+void test('hand-built hello split over several records, with bytes of the next flight after it', () => {
   const message = buildHello({ serverNames: [[Buffer.from('split.example.test')]] });
   const buf = Buffer.concat([records(message, [3, 7, 20]), Buffer.from([0x17, 0x03, 0x03, 0x00, 0x01, 0x00])]);
   assert.deepEqual(inspectClientHello(buf), { kind: 'hello', sni: 'split.example.test' });
@@ -149,21 +149,21 @@ test('hand-built hello split over several records, with bytes of the next flight
   }
 });
 
-test('hello without extensions (SSL 3.0 style) has no SNI', () => {
+void test('hello without extensions (SSL 3.0 style) has no SNI', () => {
   assert.deepEqual(inspectClientHello(records(buildHello({ omitExtensions: true }))), { kind: 'hello', sni: null });
 });
 
-test('hello with extensions but no server_name has no SNI', () => {
+void test('hello with extensions but no server_name has no SNI', () => {
   assert.deepEqual(inspectClientHello(records(buildHello({ serverNames: null }))), { kind: 'hello', sni: null });
 });
 
-test('server_name entries of another name_type are skipped', () => {
+void test('server_name entries of another name_type are skipped', () => {
   const ext = serverNameExtension([Buffer.from('ignored')], 7);
   const hello = buildHello({ serverNames: null, extraExtensions: [ext] });
   assert.deepEqual(inspectClientHello(records(hello)), { kind: 'hello', sni: null });
 });
 
-test('not TLS: HTTP, SSH, SSLv2-style and wrong record version', () => {
+void test('not TLS: HTTP, SSH, SSLv2-style and wrong record version', () => {
   for (const text of ['GET / HTTP/1.1\r\n', 'SSH-2.0-OpenSSH_9.6\r\n', 'CONNECT a:443 HTTP/1.1']) {
     assert.deepEqual(inspectClientHello(Buffer.from(text)), { kind: 'not-tls' }, text);
   }
@@ -173,7 +173,7 @@ test('not TLS: HTTP, SSH, SSLv2-style and wrong record version', () => {
   assert.deepEqual(inspectClientHello(Buffer.from([0x16])), { kind: 'need-more' });
 });
 
-test('malformed: record layer', () => {
+void test('malformed: record layer', () => {
   const message = buildHello();
   assertMalformed(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x00]), /empty/);
   assertMalformed(Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff]), /exceeds 16384/);
@@ -185,7 +185,7 @@ test('malformed: record layer', () => {
   assertMalformed(Buffer.concat([first, Buffer.from([0x41, 0x42])]), /not a handshake record/);
 });
 
-test('malformed: handshake layer and size caps', () => {
+void test('malformed: handshake layer and size caps', () => {
   assertMalformed(records(Buffer.from([0x02, 0x00, 0x00, 0x04, 1, 2, 3, 4])), /expected ClientHello/);
   const huge = Buffer.from([0x01, 0x00, 0x40, 0x01]); // declares 16385 body bytes
   assertMalformed(records(huge), new RegExp(`exceeds the ${MAX_CLIENT_HELLO_BYTES}-byte limit`));
@@ -193,7 +193,7 @@ test('malformed: handshake layer and size caps', () => {
   assertMalformed(records(tiny, new Array<number>(65).fill(1)), /more than 64 records/);
 });
 
-test('malformed: body fields', () => {
+void test('malformed: body fields', () => {
   assertMalformed(records(buildHello({ sessionIdLength: 33 })), /session_id of 33 bytes/);
   assertMalformed(records(buildHello({ cipherSuites: vec16(Buffer.from([0x13])) })), /cipher_suites length 1/);
   assertMalformed(records(buildHello({ cipherSuites: vec16() })), /cipher_suites length 0/);
@@ -209,7 +209,7 @@ test('malformed: body fields', () => {
   assertMalformed(records(short), /needs/);
 });
 
-test('malformed: server_name contents', () => {
+void test('malformed: server_name contents', () => {
   const s = (names: Buffer[][]): Buffer => records(buildHello({ serverNames: names }));
   assertMalformed(s([[Buffer.from('a.test')], [Buffer.from('b.test')]]), /duplicate server_name/);
   assertMalformed(s([[Buffer.from('a.test'), Buffer.from('b.test')]]), /more than one host_name/);
@@ -223,7 +223,7 @@ test('malformed: server_name contents', () => {
 
 const KINDS = new Set(['need-more', 'not-tls', 'malformed', 'hello']);
 
-test('fuzz: arbitrary bytes never throw', () => {
+void test('fuzz: arbitrary bytes never throw', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 2048 }), (bytes) => {
       assert.ok(KINDS.has(inspectClientHello(Buffer.from(bytes)).kind));
@@ -232,7 +232,7 @@ test('fuzz: arbitrary bytes never throw', () => {
   );
 });
 
-test('fuzz: bytes behind a plausible record header never throw', () => {
+void test('fuzz: bytes behind a plausible record header never throw', () => {
   fc.assert(
     fc.property(fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ maxLength: 4096 }), (length, bytes) => {
       const buf = Buffer.concat([Buffer.from([0x16, 0x03, 0x01]), u16(length), Buffer.from([0x01]), Buffer.from(bytes)]);
@@ -242,7 +242,7 @@ test('fuzz: bytes behind a plausible record header never throw', () => {
   );
 });
 
-test('fuzz: single-byte mutations and truncations of a valid hello never throw', () => {
+void test('fuzz: single-byte mutations and truncations of a valid hello never throw', () => {
   const valid = records(buildHello({ serverNames: [[Buffer.from('fuzz.example.test')]] }), [10, 30]);
   fc.assert(
     fc.property(

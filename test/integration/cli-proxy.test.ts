@@ -1,0 +1,230 @@
+/**
+ * `clawbox proxy` as users run it: a separate process started from the built CLI with the seed document's
+ * config (plus a gateway section and our .test/.example upstreams), its audit trail in a file, signals and all.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
+import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
+import { connectTunnel, httpViaProxy, readAll, socks5Connect } from '../fixtures/clients.js';
+
+const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+const SEED = readFileSync(join(import.meta.dirname, '../fixtures/seed-config.yml'), 'utf8');
+const UPSTREAM_IP = '198.18.0.4';
+
+/** The seed config with our upstream's address allowed exactly (it is an address of this host) and a trail file. */
+function seedConfig(auditPath: string, extraAllowed: string[] = []): string {
+  return SEED.replace(
+    "    - 'data.example.com'\n",
+    ["    - 'data.example.com'", `    - '${UPSTREAM_IP}'`, ...extraAllowed.map((h) => `    - '${h}'`), ''].join('\n'),
+  ).replace("audit_trail: '/var/log/openclaw/sandbox-audit.log'", `audit_trail: '${auditPath}'`);
+}
+
+interface RunningCli {
+  readonly child: ChildProcess;
+  readonly http: AddressInfo;
+  readonly socks: AddressInfo;
+  readonly stderr: () => string;
+}
+
+async function startCli(configPath: string, dns: TestDnsServer): Promise<RunningCli> {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'proxy', '--config', configPath, '--http', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${dns.port}`],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdout.resume();
+  for (let i = 0; i < 100 && !stderr.includes('clawbox gateway listening'); i++) {
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const line = stderr.split('\n').find((l) => l.includes('clawbox gateway listening'));
+  if (!line) {
+    child.kill('SIGKILL');
+    throw new Error(`clawbox proxy did not start: ${stderr}`);
+  }
+  const ready = JSON.parse(line) as { http: string; socks5: string };
+  const address = (text: string): AddressInfo => {
+    const i = text.lastIndexOf(':');
+    return { address: text.slice(0, i), port: Number(text.slice(i + 1)), family: 'IPv4' };
+  };
+  return { child, http: address(ready.http), socks: address(ready.socks5), stderr: () => stderr };
+}
+
+function auditLines(path: string): Array<Record<string, unknown>> {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+let dir: string;
+let dns: TestDnsServer;
+let upstream: Upstream;
+let removeAlias: () => void;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'clawbox-cli-'));
+  removeAlias = addLoopbackAlias(UPSTREAM_IP);
+  upstream = await startHttpUpstream(UPSTREAM_IP, 80, 'seed-upstream');
+  dns = await startTestDnsServer({
+    'api.example.com': { A: [UPSTREAM_IP] },
+    'data.example.com': { A: [UPSTREAM_IP] },
+    'later.test': { A: [UPSTREAM_IP] },
+    'evil.example': { A: [UPSTREAM_IP] },
+  });
+});
+
+after(async () => {
+  await upstream?.close();
+  await dns?.close();
+  removeAlias?.();
+  if (!process.env.KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('clawbox proxy with the seed config', () => {
+  let cli: RunningCli;
+  let auditPath: string;
+  let configPath: string;
+
+  before(async () => {
+    auditPath = join(dir, 'audit', 'sandbox-audit.log');
+    configPath = join(dir, 'config.yml');
+    writeFileSync(configPath, seedConfig(auditPath));
+    cli = await startCli(configPath, dns);
+  });
+
+  after(() => {
+    cli?.child.kill('SIGKILL');
+  });
+
+  it('serves an allowed name over CONNECT, absolute-URI and SOCKS5, and refuses the rest with the rule named', async () => {
+    const connect = await connectTunnel(cli.http, 'api.example.com:80');
+    assert.equal(connect.status, 200);
+    connect.socket.end('GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n');
+    assert.match((await readAll(connect.socket)).toString(), /seed-upstream/);
+
+    const absolute = await httpViaProxy(cli.http, 'http://data.example.com/x');
+    assert.equal(absolute.status, 200);
+    assert.match(absolute.body, /seed-upstream/);
+
+    const socks = await socks5Connect(cli.socks, 'api.example.com', 80);
+    assert.equal(socks.reply, 0);
+    socks.socket.end('GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n');
+    assert.match((await readAll(socks.socket)).toString(), /seed-upstream/);
+
+    const denied = await httpViaProxy(cli.http, 'http://evil.example/');
+    assert.equal(denied.status, 403);
+    assert.equal(denied.headers['x-clawbox-rule'], 'network_policy');
+    const metadata = await connectTunnel(cli.http, '0251.0376.0251.0376:80');
+    assert.equal(metadata.status, 403);
+    assert.equal(metadata.headers['x-clawbox-rule'], 'builtin.cloud-metadata');
+    const loop = await socks5Connect(cli.socks, '127.1', 80);
+    assert.equal(loop.reply, 0x02);
+    loop.socket.destroy();
+  });
+
+  it('writes schema-versioned decision and close lines to logging.audit_trail', () => {
+    const lines = auditLines(auditPath);
+    const evil = lines.find((l) => l.host === 'evil.example');
+    assert.equal(evil?.v, 1);
+    assert.equal(evil?.decision, 'deny');
+    assert.equal(evil?.rule, 'network_policy');
+    assert.equal(evil?.channel, 'http');
+    assert.equal(evil?.client, '127.0.0.1');
+    assert.ok(typeof evil?.time === 'string');
+    const allowed = lines.find((l) => l.host === 'api.example.com' && l.channel === 'socks5' && l.event === 'decision');
+    assert.equal(allowed?.dialed, UPSTREAM_IP);
+    const closed = lines.find((l) => l.event === 'close' && l.conn === allowed?.conn);
+    assert.ok(typeof closed?.bytes_up === 'number' && closed.bytes_up > 0);
+    assert.ok(typeof closed?.bytes_down === 'number' && closed.bytes_down > 0);
+  });
+
+  it('reloads the policy on SIGHUP and keeps the old one when the new file is bad', async () => {
+    assert.equal((await httpViaProxy(cli.http, 'http://later.test/')).status, 403);
+    writeFileSync(configPath, seedConfig(auditPath, ['later.test']));
+    cli.child.kill('SIGHUP');
+    await waitUntil(() => cli.stderr().includes('policy reloaded'), 'reload message');
+    assert.equal((await httpViaProxy(cli.http, 'http://later.test/')).status, 200);
+
+    writeFileSync(configPath, `${seedConfig(auditPath)}\n  bogus_key: 1\n`);
+    cli.child.kill('SIGHUP');
+    await waitUntil(() => cli.stderr().includes('reload failed'), 'reload failure message');
+    assert.match(cli.stderr(), /sandbox\.bogus_key \(line \d+\): unknown key/);
+    assert.equal((await httpViaProxy(cli.http, 'http://later.test/')).status, 200, 'old policy kept');
+  });
+
+  it('loses no audit line when killed with SIGKILL right after a request', async () => {
+    const reply = await httpViaProxy(cli.http, 'http://evil.example/last-words');
+    assert.equal(reply.status, 403);
+    cli.child.kill('SIGKILL');
+    await once(cli.child, 'exit');
+    const lines = auditLines(auditPath);
+    const last = lines.filter((l) => l.host === 'evil.example');
+    assert.equal(last.length, 2, 'both denials of evil.example are in the file');
+  });
+});
+
+describe('clawbox proxy with a bad config', () => {
+  it('refuses a typo and a wrong type with key path and line, and listens on nothing', async () => {
+    const port = await freePort();
+    const configPath = join(dir, 'bad.yml');
+    writeFileSync(configPath, 'sandbox:\n  netwrk_policy: deny-by-default\n  resource_limits:\n    memory: lots\n');
+    const child = spawn(process.execPath, [CLI, 'proxy', '--config', configPath, '--http', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2);
+    assert.match(stderr, /sandbox\.netwrk_policy \(line 2\): unknown key; did you mean 'network_policy'\?/);
+    assert.match(stderr, /sandbox\.resource_limits\.memory \(line 4\): expected a size like '2gb'.*got 'lots'/);
+    assert.equal(await isListening(port), false);
+  });
+
+  it('refuses a bad flag and an unknown option with a usage error', async () => {
+    for (const args of [['proxy', '--http', 'not an address'], ['proxy', '--bogus'], ['nonsense']]) {
+      const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CLAWBOX_CONFIG: join(dir, 'absent.yml') } });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const [code] = (await once(child, 'exit')) as [number];
+      assert.equal(code, 2, `clawbox ${args.join(' ')}`);
+      assert.match(stderr, /clawbox/);
+    }
+  });
+});
+
+async function waitUntil(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function isListening(port: number): Promise<boolean> {
+  const { connect } = await import('node:net');
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
