@@ -86,8 +86,9 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown, doc: Document, lin
     return [`${where}: ${issue.errors[0]?.[0]?.message ?? issue.message}`];
   }
   if (issue.code === 'invalid_value') {
-    const options = issue.values.map((v) => `'${String(v)}'`).join(', ');
-    return [`${where}: expected one of ${options}, got ${show(valueAt(raw, path))}`];
+    const options = issue.values.map((v) => `'${String(v)}'`);
+    const expected = options.length === 1 ? options[0] : `one of ${options.join(', ')}`;
+    return [`${where}: expected ${expected}, got ${show(valueAt(raw, path))}`];
   }
   return [`${where}: ${issue.message}`];
 }
