@@ -8,16 +8,12 @@ import { upstreamFailureOf } from './errors.js';
 import { createTunnel, type TunnelContext } from './tunnel.js';
 import type { Connector, OpenRequest, OpenResult, Resolver } from './types.js';
 
-/** Who a client is, for audit lines: the runner maps sandbox addresses to container id and tool. */
-export type ClientDirectory = (client: string) => { readonly sandbox?: string; readonly tool?: string } | undefined;
-
 export interface ConnectorOptions {
   readonly policies: PolicyTable;
   readonly resolver: Resolver;
   readonly audit: AuditSink;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  readonly directory?: ClientDirectory;
 }
 
 /**
@@ -31,13 +27,10 @@ export function createConnector(options: ConnectorOptions): Connector {
   return {
     async open(req: OpenRequest): Promise<OpenResult> {
       const conn = nextConnId();
-      const who = options.directory?.(req.client);
       const base: ConnectionFields = {
         conn,
         channel: req.channel,
         client: req.client,
-        ...(who?.sandbox === undefined ? {} : { sandbox: who.sandbox }),
-        ...(who?.tool === undefined ? {} : { tool: who.tool }),
         host: hostToString(req.host),
         port: req.port,
       };

@@ -9,7 +9,9 @@ import { parseHost } from '../src/net/host.js';
 import { compilePolicy } from '../src/policy/policy.js';
 import type { PolicyConfig } from '../src/policy/config.js';
 import type { Policy, PolicyTable } from '../src/policy/types.js';
-import { createConnector, type ClientDirectory } from './connector.js';
+import { createConnector } from './connector.js';
+import { createControlServer } from './control-server.js';
+import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
 import { createHttpProxyServer } from './http-proxy.js';
 import { UpstreamResolver } from './resolver.js';
@@ -22,7 +24,8 @@ export interface GatewayOptions {
   /** Defaults to `logging.audit_trail` (or stdout when unset). */
   readonly audit?: AuditSink;
   readonly resolver?: Resolver;
-  readonly directory?: ClientDirectory;
+  /** Unix socket on which the runner registers sandboxes (`proxy/control-server.ts`). */
+  readonly controlSocket?: string;
 }
 
 export interface GatewayAddresses {
@@ -37,6 +40,10 @@ export interface RunningGateway {
   readonly policies: SwappablePolicyTable;
   /** Swaps in the policy of a new config (listeners and the audit destination stay as they are). */
   reload(config: SandboxConfig): void;
+  /** Gives one sandbox (by its address) its own policy: the config's lists plus the registration's. */
+  registerSandbox(registration: SandboxRegistration): void;
+  /** Drops a sandbox's policy and returns what it did. */
+  unregisterSandbox(client: string): SandboxTraffic;
   /** Stops accepting, closes every open connection after `graceMs`, closes the audit trail. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
@@ -93,13 +100,15 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const gw = config.gateway;
   const configuredPorts = [gw.http.port, gw.socks.port, gw.dns.port].filter((p) => p !== 0);
   const policies = new SwappablePolicyTable(compilePolicy(policyConfigOf(config, configuredPorts)));
-  const audit =
+  const trail =
     options.audit ??
     createAuditSink({
       destination: config.logging.audit_trail ?? 1,
       level: config.logging.level,
       enabled: config.logging.enabled,
     });
+  const registry = new SandboxRegistry();
+  const audit = registry.auditThrough(trail);
   const resolver =
     options.resolver ??
     (gw.upstream_dns ? new UpstreamResolver(gw.upstream_dns) : UpstreamResolver.fromResolvConf());
@@ -109,7 +118,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     audit,
     connectTimeoutMs: gw.connect_timeout,
     idleTimeoutMs: gw.idle_timeout,
-    ...(options.directory ? { directory: options.directory } : {}),
   });
 
   const http = createHttpProxyServer({
@@ -137,32 +145,68 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     socks.close();
     await dns.close().catch(() => undefined);
     resolver.close();
-    if (!options.audit) await audit.close();
+    if (!options.audit) await trail.close();
     throw err instanceof ClawboxError
       ? err
       : new ClawboxError('LISTEN_FAILED', `cannot listen on sandbox.gateway.dns ${gw.dns.host}:${gw.dns.port}: ${String(err)}`, { cause: err });
   }
   const listenerPorts = [httpAddress.port, socksAddress.port, dnsAddress.port];
+  let current = config;
+  const registrations = new Map<string, SandboxRegistration>();
+  const sandboxPolicy = (base: SandboxConfig, registration: SandboxRegistration): Policy =>
+    compilePolicy(
+      policyConfigOf(
+        {
+          ...base,
+          allowed_hosts: [...base.allowed_hosts, ...registration.allowed_hosts],
+          denied_hosts: [...base.denied_hosts, ...registration.denied_hosts],
+        },
+        listenerPorts,
+      ),
+    );
   policies.replaceDefault(compilePolicy(policyConfigOf(config, listenerPorts)));
   log.debug({ listenerPorts }, 'gateway policy compiled');
+
+  const registerSandbox = (registration: SandboxRegistration): void => {
+    const client = parseHost(registration.client, { brackets: 'forbidden' });
+    if (!client.ok || client.host.kind !== 'ip') throw new Error(`sandbox client ${JSON.stringify(registration.client)} is not an IP address`);
+    const canonical = { ...registration, client: client.host.ip.text };
+    policies.setClient(canonical.client, sandboxPolicy(current, canonical));
+    registrations.set(canonical.client, canonical);
+    registry.add(canonical);
+  };
+  const unregisterSandbox = (client: string): SandboxTraffic => {
+    policies.deleteClient(client);
+    registrations.delete(client);
+    return registry.remove(client);
+  };
+  const control = options.controlSocket
+    ? await createControlServer(options.controlSocket, { register: registerSandbox, unregister: unregisterSandbox }, log)
+    : null;
 
   let closing: Promise<void> | null = null;
   return {
     addresses: { http: httpAddress, socks: socksAddress, dns: dnsAddress },
     policies,
     reload(next: SandboxConfig): void {
-      policies.replaceDefault(compilePolicy(policyConfigOf(next, listenerPorts)));
+      const fallback = compilePolicy(policyConfigOf(next, listenerPorts));
+      const perSandbox = [...registrations.values()].map((r) => [r.client, sandboxPolicy(next, r)] as const);
+      policies.replaceDefault(fallback);
+      for (const [client, policy] of perSandbox) policies.setClient(client, policy);
+      current = next;
     },
+    registerSandbox,
+    unregisterSandbox,
     close(graceMs = 2000): Promise<void> {
       closing ??= (async () => {
-        const stopped = Promise.all([closeServer(http), closeServer(socks), dns.close()]);
+        const stopped = Promise.all([closeServer(http), closeServer(socks), dns.close(), control ? closeServer(control) : undefined]);
         const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
         await Promise.race([stopped, deadline]);
         if (openSockets.size > 0) log.info({ open: openSockets.size }, 'closing connections still open at shutdown');
         for (const socket of openSockets) socket.destroy();
         await stopped;
         resolver.close();
-        if (!options.audit) await audit.close();
+        if (!options.audit) await trail.close();
       })();
       return closing;
     },

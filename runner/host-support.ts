@@ -79,17 +79,17 @@ export function probeFromInfo(info: DockerInfo, fsRoot: string): HostSupport {
 
   const apparmorEnabled = readTrim(fsPath('/sys/module/apparmor/parameters/enabled')) === 'Y';
   const apparmor = !hasSecurity('apparmor')
-    ? no('the Docker daemon reports no AppArmor support (kernel without AppArmor, or AppArmor disabled)')
+    ? no('the Docker daemon reports no AppArmor support; the kernel has no AppArmor or it is disabled')
     : apparmorEnabled
       ? yes()
-      : no('AppArmor is not enabled in this kernel (/sys/module/apparmor/parameters/enabled is not Y)');
+      : no('AppArmor is not enabled in this kernel; /sys/module/apparmor/parameters/enabled is not Y');
 
   const cgroup = (p: string): string => fsPath(join('/sys/fs/cgroup', p));
   const blkioWeight =
     cgroupVersion === 1
       ? existsSync(cgroup('blkio/blkio.weight')) || existsSync(cgroup('blkio/blkio.bfq.weight'))
         ? yes()
-        : no('the blkio cgroup has no weight file (blkio.weight / blkio.bfq.weight): weights need the BFQ I/O scheduler on the disk')
+        : no('the blkio cgroup has no blkio.weight or blkio.bfq.weight file; I/O weights need the BFQ scheduler on the disk')
       : existsSync(cgroup('io.weight')) || existsSync(cgroup('io.bfq.weight')) || controllerListed(cgroup('cgroup.subtree_control'), 'io')
         ? yes()
         : no('the cgroup v2 io controller is not enabled, so I/O weights cannot be set');
@@ -99,10 +99,10 @@ export function probeFromInfo(info: DockerInfo, fsRoot: string): HostSupport {
     throttleFile !== null ? existsSync(throttleFile) : controllerListed(cgroup('cgroup.subtree_control'), 'io');
   const device = dataRootDevice(dockerRootDir, fsRoot);
   const iopsThrottle = !throttleKernel
-    ? { ...no('the kernel has no block I/O throttling (blkio.throttle.* / io.max) in this cgroup hierarchy'), device }
+    ? { ...no('the kernel has no block I/O throttling, blkio.throttle.* or io.max, in this cgroup hierarchy'), device }
     : device === null
       ? { ...no(`the Docker data root ${dockerRootDir} is not on a plain block device, so there is no device to throttle`), device }
-      : { ...yes(`throttled on ${device.path} (${device.major}:${device.minor}), the disk of ${dockerRootDir}`), device };
+      : { ...yes(`throttled on ${device.path}, device ${device.major}:${device.minor}, the disk of ${dockerRootDir}`), device };
 
   const cpusetFile = cgroupVersion === 1 ? cgroup('cpuset/cpuset.cpus') : cgroup('cpuset.cpus.effective');
   const cpus = parseCpuList(readTrim(cpusetFile) ?? '');
@@ -118,19 +118,19 @@ export function probeFromInfo(info: DockerInfo, fsRoot: string): HostSupport {
     storageDriver,
     backingFilesystem,
     dockerRootDir,
-    seccomp: hasSecurity('seccomp') ? yes() : no('the Docker daemon reports no seccomp support (kernel or daemon built without it)'),
+    seccomp: hasSecurity('seccomp') ? yes() : no('the Docker daemon reports no seccomp support; the kernel or the daemon is built without it'),
     apparmor,
     selinux: hasSecurity('selinux')
       ? yes()
-      : no('the Docker daemon reports no SELinux support (SELinux is not enabled in the kernel or the daemon runs without --selinux-enabled)'),
+      : no('the Docker daemon reports no SELinux support; SELinux is off in the kernel or the daemon runs without --selinux-enabled'),
     diskQuota: diskQuotaSupport(storageDriver, backingFilesystem),
     blkioWeight,
     iopsThrottle,
     cpuset,
-    swapLimit: flag(info.SwapLimit, 'the kernel does not account swap (boot with swapaccount=1), so swap cannot be limited'),
+    swapLimit: flag(info.SwapLimit, 'the kernel does not account swap, so swap cannot be limited; boot with swapaccount=1'),
     memoryLimit: flag(info.MemoryLimit, 'the memory cgroup controller is not available'),
     pidsLimit: flag(info.PidsLimit, 'the pids cgroup controller is not available'),
-    cpuQuota: flag(info.CpuCfsQuota, 'the kernel has no CFS bandwidth control (cpu.cfs_quota_us)'),
+    cpuQuota: flag(info.CpuCfsQuota, 'the kernel has no CFS bandwidth control, cpu.cfs_quota_us'),
     cpuShares: flag(info.CPUShares, 'the cpu cgroup controller has no shares'),
     init: initSupport(str(info.InitBinary)),
     memTotal: typeof info.MemTotal === 'number' ? info.MemTotal : 0,
@@ -143,8 +143,8 @@ function diskQuotaSupport(driver: string, backing: string): Support {
   // quota support are listed so the message stays correct on them.
   if (driver === 'overlay2') {
     return backing === 'xfs'
-      ? yes('overlay2 on xfs: needs the pquota mount option (Docker refuses the container otherwise)')
-      : no(`overlay2 on ${backing === 'extfs' ? 'ext4' : backing} has no project quotas (a disk quota needs overlay2 on xfs mounted with pquota)`);
+      ? yes('overlay2 on xfs, which needs the pquota mount option or Docker refuses the container')
+      : no(`overlay2 on ${backing === 'extfs' ? 'ext4' : backing} has no project quotas; a disk quota needs overlay2 on xfs mounted with pquota`);
   }
   if (driver === 'btrfs' || driver === 'zfs' || driver === 'devicemapper' || driver === 'windowsfilter') return yes(`${driver} supports per-container size`);
   return no(`the ${driver || 'unknown'} storage driver cannot limit a container's disk size`);
@@ -154,7 +154,7 @@ function initSupport(binary: string): Support {
   const name = binary || 'docker-init';
   const dirs = (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').concat(['/usr/libexec/docker', '/usr/lib/docker']);
   const found = name.startsWith('/') ? existsSync(name) : dirs.some((d) => existsSync(join(d, name)));
-  return found ? yes(`${name} reaps zombies as PID 1`) : no(`the Docker init binary ${name} is not installed (Debian: tini provides docker-init)`);
+  return found ? yes(`${name} reaps zombies as PID 1`) : no(`the Docker init binary ${name} is not installed; on Debian the tini package provides docker-init`);
 }
 
 function flag(value: unknown, reason: string): Support {

@@ -211,7 +211,9 @@ export function validateProfile(raw: unknown, source: string): { profile: Seccom
   const where = `sandbox.seccomp_profile: ${source}`;
   if (!isRecord(raw)) return { problems: [`${where} must be a JSON object`] };
   const problems: string[] = [];
-  const { comment: _comment, ...rest } = raw;
+  // The vendored copy's license note is not part of Docker's format.
+  const rest: Record<string, unknown> = { ...raw };
+  delete rest.comment;
   const defaultAction = rest.defaultAction;
   if (typeof defaultAction !== 'string' || !ACTIONS.has(defaultAction)) {
     problems.push(`${where}: defaultAction must be one of ${[...ACTIONS].join(', ')}`);
@@ -252,6 +254,7 @@ function validateRule(rule: unknown, where: string): SeccompRule | string {
   if (typeof action !== 'string' || !ACTIONS.has(action)) return `${where}: action must be one of ${[...ACTIONS].join(', ')}`;
   if (errnoRet !== undefined && !Number.isInteger(errnoRet)) return `${where}: errnoRet must be an integer`;
   if (args !== undefined && args !== null && !Array.isArray(args)) return `${where}: args must be a list`;
-  const { name: _legacy, ...restRule } = rule;
-  return { ...restRule, names: all, action } as SeccompRule;
+  const copy: Record<string, unknown> = { ...rule, names: all, action };
+  delete copy.name;
+  return copy as unknown as SeccompRule;
 }

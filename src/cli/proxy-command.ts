@@ -2,12 +2,13 @@ import { loadConfig, type ConfigSource } from '../config/load.js';
 import type { SandboxConfig } from '../config/schema.js';
 import { parseListenAddress, type ListenAddress } from '../config/units.js';
 import { ClawboxError } from '../errors.js';
+import { parseHost } from '../net/host.js';
 import { createAppLogger } from '../log.js';
 import { startGateway } from '../../proxy/gateway.js';
 import { parseCommandArgs } from './args.js';
 
 export const PROXY_HELP = `Usage: clawbox proxy [--config FILE] [--http HOST:PORT] [--socks HOST:PORT] [--dns HOST:PORT]
-                     [--upstream-dns HOST[:PORT]]...
+                     [--upstream-dns HOST[:PORT]]... [--host-address IP]... [--control PATH]
 
 Runs the egress gateway: an HTTP proxy (CONNECT and absolute-URI), a SOCKS5 proxy and a DNS resolver that
 enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decision and per close.
@@ -17,6 +18,8 @@ enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decisi
   --socks HOST:PORT      SOCKS5 listener                (sandbox.gateway.socks, default 127.0.0.1:1080)
   --dns HOST:PORT        DNS listener, UDP and TCP      (sandbox.gateway.dns, default 127.0.0.1:5353)
   --upstream-dns ADDR    resolver the gateway asks; repeatable (sandbox.gateway.upstream_dns)
+  --host-address IP      another address of the host to deny; repeatable (sandbox.gateway.host_addresses)
+  --control PATH         Unix socket on which 'clawbox run' registers per-sandbox policies
 
 Signals: SIGHUP reloads the policy from the config file (a bad file is reported, the old policy kept);
 SIGINT / SIGTERM stop cleanly.`;
@@ -27,6 +30,8 @@ const OPTIONS = {
   socks: { type: 'string' },
   dns: { type: 'string' },
   'upstream-dns': { type: 'string', multiple: true },
+  'host-address': { type: 'string', multiple: true },
+  control: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -35,6 +40,7 @@ interface GatewayOverrides {
   readonly socks?: ListenAddress;
   readonly dns?: ListenAddress;
   readonly upstream_dns?: ListenAddress[];
+  readonly host_addresses?: string[];
 }
 
 function flagAddress(flag: string, raw: string, defaultPort?: number): ListenAddress {
@@ -46,7 +52,14 @@ function flagAddress(flag: string, raw: string, defaultPort?: number): ListenAdd
 /** CLI flags win over the file; they are parsed by the same unit parsers as the config keys. */
 function applyOverrides(source: ConfigSource, overrides: GatewayOverrides): SandboxConfig {
   const sandbox = source.config.sandbox;
-  return { ...sandbox, gateway: { ...sandbox.gateway, ...overrides } };
+  const hostAddresses = [...sandbox.gateway.host_addresses, ...(overrides.host_addresses ?? [])];
+  return { ...sandbox, gateway: { ...sandbox.gateway, ...overrides, host_addresses: hostAddresses } };
+}
+
+function flagIp(raw: string): string {
+  const parsed = parseHost(raw, { brackets: 'forbidden' });
+  if (!parsed.ok || parsed.host.kind !== 'ip') throw new ClawboxError('CLI_USAGE', `clawbox proxy --host-address: expected an IP address, got '${raw}'`);
+  return parsed.host.ip.text;
 }
 
 export async function proxyCommand(args: readonly string[]): Promise<number> {
@@ -62,12 +75,13 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
     ...(values['upstream-dns'] === undefined
       ? {}
       : { upstream_dns: values['upstream-dns'].map((raw) => flagAddress('upstream-dns', raw, 53)) }),
+    ...(values['host-address'] === undefined ? {} : { host_addresses: values['host-address'].map(flagIp) }),
   };
   const source = loadConfig(values.config);
   const config = applyOverrides(source, overrides);
   const log = createAppLogger(config.logging.level === 'silent' ? 'silent' : 'info');
   if (!config.logging.enabled) log.warn('audit trail disabled by sandbox.logging.enabled: false');
-  const gateway = await startGateway({ config, log });
+  const gateway = await startGateway({ config, log, ...(values.control ? { controlSocket: values.control } : {}) });
   const { http, socks, dns } = gateway.addresses;
   log.info(
     {

@@ -1,0 +1,86 @@
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
+
+/**
+ * The runner's private line to the gateway: a Unix socket (mode 0600, on a host directory mounted only into the
+ * gateway container), one JSON object per line each way. Sandboxes never see it.
+ *
+ *   → {"id":1,"op":"register","sandbox":{...SandboxRegistration}}   ← {"id":1,"ok":true}
+ *   → {"id":2,"op":"unregister","client":"10.213.0.7"}              ← {"id":2,"ok":true,"traffic":{...}}
+ *   → {"id":3,"op":"ping"}                                          ← {"id":3,"ok":true}
+ */
+export interface ControlHandlers {
+  register(registration: SandboxRegistration): void;
+  unregister(client: string): SandboxTraffic;
+}
+
+export type ControlRequest =
+  | { readonly id: number; readonly op: 'register'; readonly sandbox: SandboxRegistration }
+  | { readonly id: number; readonly op: 'unregister'; readonly client: string }
+  | { readonly id: number; readonly op: 'ping' };
+
+export type ControlReply =
+  | { readonly id: number; readonly ok: true; readonly traffic?: SandboxTraffic }
+  | { readonly id: number; readonly ok: false; readonly error: string };
+
+const MAX_LINE = 64 * 1024;
+
+export function createControlServer(path: string, handlers: ControlHandlers, log: Logger): Promise<Server> {
+  rmSync(path, { force: true });
+  const server = createServer((socket) => serve(socket, handlers, log));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      chmodSync(path, 0o600);
+      server.removeListener('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+function serve(socket: Socket, handlers: ControlHandlers, log: Logger): void {
+  socket.on('error', () => socket.destroy());
+  let buffered = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffered += chunk;
+    if (buffered.length > MAX_LINE && !buffered.includes('\n')) {
+      socket.end(`${JSON.stringify({ id: 0, ok: false, error: `request line longer than ${MAX_LINE} bytes` })}\n`);
+      return;
+    }
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      socket.write(`${JSON.stringify(answer(line, handlers, log))}\n`);
+    }
+  });
+}
+
+function answer(line: string, handlers: ControlHandlers, log: Logger): ControlReply {
+  let request: ControlRequest;
+  try {
+    request = JSON.parse(line) as ControlRequest;
+  } catch {
+    return { id: 0, ok: false, error: 'request is not JSON' };
+  }
+  const id = typeof request.id === 'number' ? request.id : 0;
+  try {
+    switch (request.op) {
+      case 'ping':
+        return { id, ok: true };
+      case 'register':
+        handlers.register(request.sandbox);
+        log.debug({ client: request.sandbox.client, sandbox: request.sandbox.sandbox }, 'sandbox registered');
+        return { id, ok: true };
+      case 'unregister':
+        return { id, ok: true, traffic: handlers.unregister(request.client) };
+      default:
+        return { id, ok: false, error: `unknown op ${JSON.stringify((request as { op?: unknown }).op)}` };
+    }
+  } catch (err) {
+    return { id, ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+}

@@ -1,0 +1,73 @@
+import type { AuditEvent, AuditSink } from '../src/audit/types.js';
+
+/** What the runner tells the gateway about a sandbox before it starts. */
+export interface SandboxRegistration {
+  /** The sandbox's address on the internal network: how the gateway recognises its connections. */
+  readonly client: string;
+  /** Container id. */
+  readonly sandbox: string;
+  readonly tool?: string;
+  /** Added to the config's lists for this sandbox only. */
+  readonly allowed_hosts: readonly string[];
+  readonly denied_hosts: readonly string[];
+}
+
+/** Per-sandbox totals, from the same events that go to the audit trail. */
+export interface SandboxTraffic {
+  allowed: number;
+  denied: number;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+interface Entry {
+  readonly sandbox: string;
+  readonly tool?: string;
+  readonly traffic: SandboxTraffic;
+}
+
+/**
+ * Which sandbox each client address is, and what it has sent. It sits in front of the audit sink, so every
+ * line (HTTP, SOCKS5, DNS) names the sandbox and tool without each channel knowing about sandboxes.
+ */
+export class SandboxRegistry {
+  private readonly entries = new Map<string, Entry>();
+
+  add(registration: SandboxRegistration): void {
+    this.entries.set(registration.client, {
+      sandbox: registration.sandbox,
+      ...(registration.tool === undefined ? {} : { tool: registration.tool }),
+      traffic: { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0 },
+    });
+  }
+
+  /** Forgets the sandbox and returns its totals (zeros if it was unknown). */
+  remove(client: string): SandboxTraffic {
+    const entry = this.entries.get(client);
+    this.entries.delete(client);
+    return entry?.traffic ?? { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0 };
+  }
+
+  /** Wraps `sink` so events get the sandbox and tool of their client, and are counted. */
+  auditThrough(sink: AuditSink): AuditSink {
+    return {
+      write: (event: AuditEvent) => {
+        const entry = this.entries.get(event.client);
+        if (!entry) {
+          sink.write(event);
+          return;
+        }
+        if (event.event === 'close') {
+          entry.traffic.bytes_up += event.bytes_up;
+          entry.traffic.bytes_down += event.bytes_down;
+        } else if (event.decision === 'allow') {
+          entry.traffic.allowed += 1;
+        } else {
+          entry.traffic.denied += 1;
+        }
+        sink.write({ ...event, sandbox: entry.sandbox, ...(entry.tool === undefined ? {} : { tool: entry.tool }) });
+      },
+      close: () => sink.close(),
+    };
+  }
+}

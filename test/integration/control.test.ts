@@ -1,0 +1,82 @@
+/** Per-sandbox policy through the gateway's control socket, as the runner uses it. */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
+import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
+import { addLoopbackAlias, startEchoServer, type Upstream } from '../fixtures/upstreams.js';
+import { connectTunnel, nextChunk, readAll } from '../fixtures/clients.js';
+import { GatewayControl } from '../../runner/gateway-control.js';
+
+const UPSTREAM_IP = '198.18.0.5';
+
+let dir: string;
+let dns: TestDnsServer;
+let gw: TestGateway;
+let echo: Upstream;
+let control: GatewayControl;
+let removeAlias: () => void;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'clawbox-control-'));
+  removeAlias = addLoopbackAlias(UPSTREAM_IP);
+  echo = await startEchoServer(UPSTREAM_IP, 443);
+  dns = await startTestDnsServer({ 'base.test': { A: [UPSTREAM_IP] }, 'extra.test': { A: [UPSTREAM_IP] } });
+  gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, join(dir, 'control.sock'));
+  control = await GatewayControl.open(join(dir, 'control.sock'));
+});
+
+after(async () => {
+  control?.close();
+  await gw?.close();
+  await dns?.close();
+  await echo?.close();
+  removeAlias?.();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the control socket', () => {
+  it('is private to its owner', () => {
+    assert.equal(statSync(join(dir, 'control.sock')).mode & 0o777, 0o600);
+  });
+
+  it('gives one client its own extra hosts, names the sandbox in audit lines, and counts its traffic', async () => {
+    assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 403);
+    await control.register({ client: '127.0.0.1', sandbox: 'c0ffee', tool: 'fetcher', allowed_hosts: ['extra.test'], denied_hosts: ['base.test'] });
+
+    const tunnel = await connectTunnel(gw.gateway.addresses.http, 'extra.test:443');
+    assert.equal(tunnel.status, 200);
+    tunnel.socket.write('hello');
+    assert.equal((await nextChunk(tunnel.socket))?.toString(), 'hello');
+    tunnel.socket.end();
+    await readAll(tunnel.socket);
+    const denied = await connectTunnel(gw.gateway.addresses.http, 'base.test:443');
+    assert.equal(denied.status, 403, 'the sandbox\'s own denied_hosts apply');
+
+    const decision = gw.decisions().find((e) => e.host === 'extra.test' && e.decision === 'allow');
+    assert.equal(decision?.sandbox, 'c0ffee');
+    assert.equal(decision?.tool, 'fetcher');
+    await gw.waitFor((e): e is typeof e => e.event === 'close' && e.conn === decision?.conn, 'close line');
+
+    const traffic = await control.unregister('127.0.0.1');
+    assert.deepEqual(traffic, { allowed: 1, denied: 1, bytes_up: 5, bytes_down: 5 });
+    assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 403, 'gone after unregister');
+    assert.equal((await connectTunnel(gw.gateway.addresses.http, 'base.test:443')).status, 200);
+  });
+
+  it('refuses bad registrations with a reason and keeps serving', async () => {
+    await assert.rejects(control.register({ client: 'not-an-ip', sandbox: 'x', allowed_hosts: [], denied_hosts: [] }), /not an IP address/);
+    await assert.rejects(control.register({ client: '127.0.0.9', sandbox: 'x', allowed_hosts: ['*'], denied_hosts: [] }), /allowed_hosts\[2\] "\*" is invalid/);
+    const raw = connect(join(dir, 'control.sock'));
+    await once(raw, 'connect');
+    raw.write('this is not json\n');
+    const [reply] = (await once(raw, 'data')) as [Buffer];
+    assert.match(reply.toString(), /not JSON/);
+    raw.destroy();
+    await control.ping();
+  });
+});
