@@ -158,8 +158,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       policyConfigOf(
         {
           ...base,
+          network_policy: registration.network_policy ?? base.network_policy,
           allowed_hosts: [...base.allowed_hosts, ...registration.allowed_hosts],
           denied_hosts: [...base.denied_hosts, ...registration.denied_hosts],
+          gateway: { ...base.gateway, default_ports: [...(registration.default_ports ?? base.gateway.default_ports)] },
         },
         listenerPorts,
       ),

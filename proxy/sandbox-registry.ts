@@ -10,6 +10,9 @@ export interface SandboxRegistration {
   /** Added to the config's lists for this sandbox only. */
   readonly allowed_hosts: readonly string[];
   readonly denied_hosts: readonly string[];
+  /** The sandbox's own network_policy and default ports; the gateway's config's when absent. */
+  readonly network_policy?: 'deny-by-default' | 'allow-all';
+  readonly default_ports?: readonly number[];
 }
 
 /** Per-sandbox totals, from the same events that go to the audit trail. */
@@ -18,7 +21,12 @@ export interface SandboxTraffic {
   denied: number;
   bytes_up: number;
   bytes_down: number;
+  /** Hosts refused only because no allowed_hosts entry names them (what the user may want to allow); at most 20. */
+  not_allowed: string[];
 }
+
+const MAX_NOT_ALLOWED = 20;
+const empty = (): SandboxTraffic => ({ allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] });
 
 interface Entry {
   readonly sandbox: string;
@@ -37,7 +45,7 @@ export class SandboxRegistry {
     this.entries.set(registration.client, {
       sandbox: registration.sandbox,
       ...(registration.tool === undefined ? {} : { tool: registration.tool }),
-      traffic: { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0 },
+      traffic: empty(),
     });
   }
 
@@ -45,7 +53,7 @@ export class SandboxRegistry {
   remove(client: string): SandboxTraffic {
     const entry = this.entries.get(client);
     this.entries.delete(client);
-    return entry?.traffic ?? { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0 };
+    return entry?.traffic ?? empty();
   }
 
   /** Wraps `sink` so events get the sandbox and tool of their client, and are counted. */
@@ -64,6 +72,9 @@ export class SandboxRegistry {
           entry.traffic.allowed += 1;
         } else {
           entry.traffic.denied += 1;
+          const fixable = event.rule === 'network_policy' || event.rule === 'port';
+          const list = entry.traffic.not_allowed;
+          if (fixable && list.length < MAX_NOT_ALLOWED && !list.includes(event.host)) list.push(event.host);
         }
         sink.write({ ...event, sandbox: entry.sandbox, ...(entry.tool === undefined ? {} : { tool: entry.tool }) });
       },

@@ -35,7 +35,7 @@ export class GatewayControl {
 
   async unregister(client: string): Promise<SandboxTraffic> {
     const reply = await this.call({ op: 'unregister', client });
-    return reply.traffic ?? { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0 };
+    return reply.traffic ?? { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] };
   }
 
   async ping(): Promise<void> {

@@ -1,5 +1,7 @@
+import { appendFileSync, mkdirSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type Level, type LevelWithSilent } from 'pino';
-import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink } from './types.js';
+import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink, type RunEvent } from './types.js';
 
 export interface AuditOptions {
   /** File to append to (created with its directory), or a file descriptor (1 = stdout). */
@@ -55,6 +57,28 @@ function levelOf(event: AuditEvent): Level {
       return 'warn';
     case 'error':
       return 'error';
+  }
+}
+
+/**
+ * The runner's line per run, appended to the same trail the gateway writes: same pino line format, one
+ * O_APPEND write(2), no descriptor kept open between runs (a library caller may run thousands).
+ */
+export function writeRunRecord(destination: string | number, level: LevelWithSilent, event: RunEvent): void {
+  const failed = event.exit_code !== 0 || event.timed_out || event.oom_killed;
+  const lineLevel = failed ? 'warn' : 'info';
+  if (pino.levels.values[lineLevel] < (pino.levels.values[level] ?? Infinity)) return;
+  const line = JSON.stringify({
+    level: pino.levels.values[lineLevel],
+    time: new Date().toISOString(),
+    v: AUDIT_SCHEMA_VERSION,
+    ...event,
+    msg: 'sandbox run',
+  });
+  if (typeof destination === 'number') writeSync(destination, `${line}\n`);
+  else {
+    mkdirSync(dirname(destination), { recursive: true });
+    appendFileSync(destination, `${line}\n`);
   }
 }
 

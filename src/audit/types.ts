@@ -38,6 +38,32 @@ export interface CloseEvent extends ConnectionFields {
   readonly error?: string;
 }
 
+/** One line per sandbox run, written by the runner when the sandbox is gone. */
+export interface RunEvent {
+  readonly event: 'run';
+  readonly sandbox: string;
+  readonly tool?: string;
+  readonly command: readonly string[];
+  readonly image: string;
+  /** sha256 of the config text the run used (first 16 hex digits). */
+  readonly config_digest: string;
+  readonly exit_code: number;
+  readonly duration_ms: number;
+  /** Highest memory use seen (cgroup max_usage), null when the run ended before a sample. */
+  readonly peak_memory_bytes: number | null;
+  readonly cpu_time_ms: number | null;
+  readonly bytes_up: number;
+  readonly bytes_down: number;
+  readonly connections_allowed: number;
+  readonly connections_denied: number;
+  readonly oom_killed: boolean;
+  readonly timed_out: boolean;
+  readonly output_truncated: boolean;
+  readonly warnings: readonly string[];
+  /** Why the run ended abnormally, with the config key to change (seed's Troubleshooting). */
+  readonly explanation?: string;
+}
+
 export type AuditEvent = DecisionEvent | CloseEvent;
 
 export interface AuditSink {

@@ -1,20 +1,31 @@
 #!/usr/bin/env node
 import { reportError } from './errors.js';
+import { gcCommand } from './gc-command.js';
+import { imagesCommand } from './images-command.js';
 import { PROXY_HELP, proxyCommand } from './proxy-command.js';
+import { RUN_HELP, runCommand } from './run-command.js';
 
 const USAGE = `Usage: clawbox <command> [options]
 
 Commands:
+  run       run a tool in a sandbox:  clawbox run [options] -- COMMAND [ARG]...
   proxy     run the egress gateway (HTTP, SOCKS5, DNS) with the config's policy
+  images    build the sandbox and gateway images:  clawbox images build
+  gc        remove what crashed runs left behind:  clawbox gc [--all]
 
 Run 'clawbox <command> --help' for a command's options.
+
+${RUN_HELP}
 
 ${PROXY_HELP}`;
 
 type Command = (args: readonly string[]) => Promise<number>;
 
 const COMMANDS: Readonly<Record<string, Command>> = {
+  run: runCommand,
   proxy: proxyCommand,
+  images: imagesCommand,
+  gc: gcCommand,
 };
 
 async function main(argv: readonly string[]): Promise<number> {

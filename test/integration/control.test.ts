@@ -63,7 +63,7 @@ describe('the control socket', () => {
     await gw.waitFor((e): e is typeof e => e.event === 'close' && e.conn === decision?.conn, 'close line');
 
     const traffic = await control.unregister('127.0.0.1');
-    assert.deepEqual(traffic, { allowed: 1, denied: 1, bytes_up: 5, bytes_down: 5 });
+    assert.deepEqual(traffic, { allowed: 1, denied: 1, bytes_up: 5, bytes_down: 5, not_allowed: [] });
     assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 403, 'gone after unregister');
     assert.equal((await connectTunnel(gw.gateway.addresses.http, 'base.test:443')).status, 200);
   });

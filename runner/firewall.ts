@@ -1,0 +1,83 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const COMMENT = 'clawbox';
+
+/**
+ * Host firewall rules that Docker's own `internal` network does not give:
+ *  - INPUT from the sandbox bridge is dropped: without it a sandbox reaches every service of the host through the
+ *    bridge address (10.213.0.1) or any other host address, since traffic to the host is not forwarded traffic.
+ *  - The network is created with inter-container communication off, so Docker drops sandbox-to-sandbox traffic;
+ *    DOCKER-USER then accepts only traffic to and from the gateway. If these rules are missing, sandboxes have no
+ *    network at all (fail closed), never more.
+ */
+export interface BridgeRules {
+  readonly bridge: string;
+  readonly gatewayIp: string;
+}
+
+function ruleSpecs({ bridge, gatewayIp }: BridgeRules): Array<{ table: 'iptables' | 'ip6tables'; chain: string; spec: string[] }> {
+  const tag = ['-m', 'comment', '--comment', COMMENT];
+  return [
+    { table: 'iptables', chain: 'INPUT', spec: ['-i', bridge, ...tag, '-j', 'DROP'] },
+    { table: 'ip6tables', chain: 'INPUT', spec: ['-i', bridge, ...tag, '-j', 'DROP'] },
+    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-d', gatewayIp, ...tag, '-j', 'ACCEPT'] },
+    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-s', gatewayIp, ...tag, '-j', 'ACCEPT'] },
+  ];
+}
+
+async function has(table: string, chain: string, spec: string[]): Promise<boolean> {
+  try {
+    await run(table, ['-w', '-C', chain, ...spec]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Installs the rules that are missing (idempotent). */
+export async function ensureBridgeRules(rules: BridgeRules): Promise<void> {
+  for (const { table, chain, spec } of ruleSpecs(rules)) {
+    if (await has(table, chain, spec)) continue;
+    try {
+      await run(table, ['-w', '-I', chain, '1', ...spec]);
+    } catch (err) {
+      // ip6tables may be absent or IPv6 disabled; the sandbox gets no IPv6 either (sysctl in the spec).
+      if (table === 'ip6tables') continue;
+      throw new Error(`cannot install firewall rule (${table} -I ${chain} ${spec.join(' ')}): ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Which of the rules are in place; `clawbox verify` reports any that is missing. */
+export async function missingBridgeRules(rules: BridgeRules): Promise<string[]> {
+  const missing: string[] = [];
+  for (const { table, chain, spec } of ruleSpecs(rules)) {
+    if (table === 'ip6tables') continue;
+    if (!(await has(table, chain, spec))) missing.push(`${table} ${chain} ${spec.join(' ')}`);
+  }
+  return missing;
+}
+
+/** Removes every rule carrying clawbox's comment from the chains it uses. */
+export async function removeAllRules(): Promise<number> {
+  let removed = 0;
+  for (const table of ['iptables', 'ip6tables'] as const) {
+    for (const chain of ['INPUT', 'DOCKER-USER']) {
+      let listing: string;
+      try {
+        listing = (await run(table, ['-w', '-S', chain])).stdout;
+      } catch {
+        continue;
+      }
+      for (const line of listing.split('\n')) {
+        if (!line.startsWith(`-A ${chain} `) || !line.includes(`--comment ${COMMENT}`)) continue;
+        const spec = line.slice(`-A ${chain} `.length).split(' ');
+        await run(table, ['-w', '-D', chain, ...spec]).catch(() => undefined);
+        removed += 1;
+      }
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,69 @@
+import { hostname } from 'node:os';
+import type Dockerode from 'dockerode';
+import { ignoringGone } from './docker-client.js';
+import { EGRESS_NETWORK, GATEWAY_CONTAINER, SANDBOX_NETWORK } from './environment.js';
+import { removeAllRules } from './firewall.js';
+import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes sandboxes whose runner is gone (crashed, killed with SIGKILL): their owner pid on this host no longer
+ * exists. Runs before every run, so a crash never leaves a sandbox behind for long.
+ */
+export async function sweepLeftovers(docker: Dockerode): Promise<string[]> {
+  const containers = await docker.listContainers({ all: true, filters: labelFilter('sandbox') });
+  const removed: string[] = [];
+  for (const info of containers) {
+    const pid = Number(info.Labels[LABEL_OWNER_PID]);
+    // Only this host's runners can be checked for life; another host's sandboxes are its own business.
+    if (info.Labels[LABEL_OWNER_HOST] !== hostname()) continue;
+    if (Number.isInteger(pid) && alive(pid)) continue;
+    await ignoringGone(() => docker.getContainer(info.Id).remove({ force: true, v: true }));
+    removed.push(info.Id.slice(0, 12));
+  }
+  return removed;
+}
+
+export interface GcReport {
+  readonly sandboxes: string[];
+  readonly gateway: boolean;
+  readonly networks: string[];
+  readonly firewallRules: number;
+}
+
+/**
+ * `clawbox gc`: leftover sandboxes always; with `all`, also the gateway, the networks and the firewall rules
+ * (the next run recreates them).
+ */
+export async function collectGarbage(docker: Dockerode, all: boolean): Promise<GcReport> {
+  const sandboxes = await sweepLeftovers(docker);
+  if (!all) return { sandboxes, gateway: false, networks: [], firewallRules: 0 };
+  const running = await docker.listContainers({ all: true, filters: labelFilter('sandbox') });
+  if (running.length > 0) {
+    throw new Error(`${running.length} sandbox(es) of live runners are still running; stop them first or run 'clawbox gc' without --all`);
+  }
+  let gateway = false;
+  const gateways = await docker.listContainers({ all: true, filters: labelFilter('gateway') });
+  for (const info of gateways) {
+    await ignoringGone(() => docker.getContainer(info.Id).remove({ force: true }));
+    gateway = true;
+  }
+  await ignoringGone(() => docker.getContainer(GATEWAY_CONTAINER).remove({ force: true }));
+  const networks: string[] = [];
+  for (const name of [SANDBOX_NETWORK, EGRESS_NETWORK]) {
+    const found = await docker.getNetwork(name).inspect().catch(() => null);
+    if (!found) continue;
+    await ignoringGone(() => docker.getNetwork(name).remove());
+    networks.push(name);
+  }
+  const firewallRules = await removeAllRules();
+  return { sandboxes, gateway, networks, firewallRules };
+}

@@ -1,0 +1,23 @@
+/**
+ * Every Docker object clawbox creates carries these labels, so `clawbox gc` (and the sweep at each start) can
+ * find what a crashed runner left behind without any state file.
+ */
+export const LABEL_MANAGED = 'dev.clawbox.managed';
+/** 'sandbox' | 'gateway' | 'network' | 'pool'. */
+export const LABEL_ROLE = 'dev.clawbox.role';
+/** Process id and boot-unique host name of the runner that owns a sandbox; dead owner → leftover. */
+export const LABEL_OWNER_PID = 'dev.clawbox.owner-pid';
+export const LABEL_OWNER_HOST = 'dev.clawbox.owner-host';
+export const LABEL_TOOL = 'dev.clawbox.tool';
+export const LABEL_CONFIG_DIGEST = 'dev.clawbox.config-digest';
+
+export type Role = 'sandbox' | 'gateway' | 'network' | 'pool';
+
+export function labelsFor(role: Role, extra: Record<string, string> = {}): Record<string, string> {
+  return { [LABEL_MANAGED]: '1', [LABEL_ROLE]: role, ...extra };
+}
+
+/** Docker API filter for objects of one role (or all of clawbox's). */
+export function labelFilter(role?: Role): { label: string[] } {
+  return { label: role ? [`${LABEL_MANAGED}=1`, `${LABEL_ROLE}=${role}`] : [`${LABEL_MANAGED}=1`] };
+}
