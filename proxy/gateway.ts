@@ -72,16 +72,20 @@ export class SwappablePolicyTable implements PolicyTable {
   }
 }
 
-/** The host's and the gateway's own addresses: a sandbox must not reach services of the machine it runs on. */
+/**
+ * The host's and the gateway's own addresses: a sandbox must not reach services of the machine it runs on.
+ * Link-local addresses are left out: they are denied by a built-in rule anyway, and every container start adds
+ * one (a veth interface), which would make the list change all the time.
+ */
 export function localAddresses(extra: readonly string[] = []): string[] {
   const found = Object.values(networkInterfaces())
     .flat()
-    .flatMap((info) => (info ? [info.address] : []));
+    .flatMap((info) => (info && !info.address.toLowerCase().startsWith('fe80:') ? [info.address] : []));
   const texts = [...found, ...extra].flatMap((raw) => {
     const parsed = parseHost(raw, { brackets: 'forbidden' });
     return parsed.ok && parsed.host.kind === 'ip' ? [parsed.host.ip.text] : [];
   });
-  return [...new Set(texts)];
+  return [...new Set(texts)].sort();
 }
 
 export function policyConfigOf(config: SandboxConfig, listenerPorts: readonly number[]): PolicyConfig {

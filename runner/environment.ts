@@ -46,8 +46,20 @@ export interface EnvironmentOptions {
   readonly onProgress?: (step: string) => void;
 }
 
-/** Brings the networks, firewall rules and gateway container up (reusing what is already right). */
+/**
+ * Brings the networks, firewall rules and gateway container up (reusing what is already right). Concurrent
+ * calls in one process share one bring-up; concurrent runners meet at Docker's name conflict and wait.
+ */
 export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions = {}): Promise<Environment> {
+  const previous = bringUps.get(options.stateDir ?? DEFAULT_STATE_DIR) ?? Promise.resolve();
+  const mine = previous.catch(() => undefined).then(() => bringUp(docker, config, options));
+  bringUps.set(options.stateDir ?? DEFAULT_STATE_DIR, mine);
+  return mine;
+}
+
+const bringUps = new Map<string, Promise<unknown>>();
+
+async function bringUp(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions): Promise<Environment> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const subnet = options.subnet ?? '10.213.0.0/24';
   const prefix = subnet.split('.').slice(0, 3).join('.');
@@ -87,7 +99,12 @@ export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig
   if (!running || !running.State.Running || running.Config.Labels[GATEWAY_DIGEST_LABEL] !== digest) {
     progress(running ? 'gateway: restarting with the new settings' : 'gateway: starting');
     if (running) await ignoringGone(() => docker.getContainer(GATEWAY_CONTAINER).remove({ force: true }));
-    await startGatewayContainer(docker, { digest, gatewayIp, gatewayDir, controlDir, auditTrail, hostAddresses });
+    try {
+      await startGatewayContainer(docker, { digest, gatewayIp, gatewayDir, controlDir, auditTrail, hostAddresses });
+    } catch (err) {
+      // Another runner is starting the same gateway right now: use theirs.
+      if ((err as { statusCode?: number }).statusCode !== 409) throw err;
+    }
   }
   const control = await waitForControl(join(controlDir, 'control.sock'));
 

@@ -45,7 +45,7 @@ export async function ensureBridgeRules(rules: BridgeRules): Promise<void> {
     } catch (err) {
       // ip6tables may be absent or IPv6 disabled; the sandbox gets no IPv6 either (sysctl in the spec).
       if (table === 'ip6tables') continue;
-      throw new Error(`cannot install firewall rule (${table} -I ${chain} ${spec.join(' ')}): ${(err as Error).message}`);
+      throw new Error(`cannot install firewall rule (${table} -I ${chain} ${spec.join(' ')}): ${(err as Error).message}`, { cause: err });
     }
   }
 }

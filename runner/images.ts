@@ -76,7 +76,7 @@ export async function buildImages(options: BuildOptions = {}): Promise<BuiltImag
       results.push({ kind: 'sandbox', image: SANDBOX_IMAGE, digest: sandboxDigest, built: false });
     } else {
       mkdirSync(cacheDir, { recursive: true });
-      const tarball = join(cacheDir, `sandbox-rootfs-${sandboxDigest.slice(0, 16)}.tar`);
+      const tarball = join(cacheDir, `sandbox-rootfs-${sandboxDigest.replace(/^sha256:/, '').slice(0, 16)}.tar`);
       const script = join(root, 'images', 'sandbox', 'build.sh');
       if (existsSync(tarball)) {
         progress('sandbox: reuse cached root filesystem');
@@ -117,7 +117,7 @@ export async function buildImages(options: BuildOptions = {}): Promise<BuiltImag
 /** Throws IMAGE_MISSING (with the command that fixes it) unless `image` exists locally. */
 export async function requireImage(docker: Dockerode, image: string): Promise<void> {
   if ((await imageId(docker, image)) === null) {
-    throw new ClawboxError('IMAGE_MISSING', `image ${image} does not exist; build it with 'clawbox build-images'`);
+    throw new ClawboxError('IMAGE_MISSING', `image ${image} does not exist locally; build it with 'clawbox images build' (no registry needed; with one, images/*/Dockerfile also work)`);
   }
 }
 

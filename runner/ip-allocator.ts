@@ -13,7 +13,7 @@ export async function freeSandboxIp(docker: Dockerode, network: string, subnetPr
     if (!used.has(ip)) free.push(ip);
   }
   if (free.length === 0) throw new Error(`no free address left on ${network}: 241 sandboxes are running`);
-  return free[Math.floor(Math.random() * free.length)]!;
+  return free[Math.floor(Math.random() * free.length)];
 }
 
 export function isAddressConflict(err: unknown): boolean {

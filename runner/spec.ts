@@ -221,7 +221,7 @@ export function containerSpec(config: SandboxConfig, opts: SpecOptions, host: Ho
       tmpfs['/tmp'] = `rw,size=${config.tmpfs_size},mode=1777,noexec,nosuid,nodev`;
     }
   }
-  
+  for (const path of maskedPaths(config.blocked_paths, targets)) tmpfs[path] = MASK_TMPFS;
   hostConfig.Tmpfs = tmpfs;
 
   if (problems.length > 0) return { problems };

@@ -56,7 +56,9 @@ async function run(t: TestContext, yaml: string, script: string, timeoutMs = 30_
   let stderr = '';
   out.on('data', (c: Buffer) => (stdout += c.toString()));
   err.on('data', (c: Buffer) => (stderr += c.toString()));
-  container.modem.demuxStream(stream, out, err);
+  // dockerode types `modem` as any; this is the one method used.
+  const modem = container.modem as { demuxStream(s: NodeJS.ReadableStream, o: NodeJS.WritableStream, e: NodeJS.WritableStream): void };
+  modem.demuxStream(stream, out, err);
   const ended = new Promise<void>((resolve) => stream.on('end', resolve));
   await container.start();
   let timer: NodeJS.Timeout | undefined;
@@ -75,7 +77,7 @@ async function run(t: TestContext, yaml: string, script: string, timeoutMs = 30_
 function statusField(stdout: string, field: string): string {
   const match = new RegExp(`^${field}:\\s*(\\S+)`, 'm').exec(stdout);
   assert.ok(match, `no ${field} in:\n${stdout}`);
-  return match[1] as string;
+  return match[1];
 }
 
 before(async () => {
@@ -368,9 +370,12 @@ EOF`;
     assert.match(r.stdout, /^zombies 0$/m);
   });
 
-  void it('ps shows only the sandbox processes', async (t) => {
-    const r = await run(t, '', 'ps -eo pid,comm --no-headers');
+  void it('ps shows only the sandbox processes; the cgroup namespace is private', async (t) => {
+    const r = await run(t, '', 'ps -eo pid,comm --no-headers; cat /proc/self/cgroup >&2');
     const procs = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)[1]);
+    // With the host's cgroup namespace, these paths would name /docker/<container id>.
+    assert.doesNotMatch(r.stderr, /docker/);
+    assert.match(r.stderr, /:memory:\/$/m);
     assert.ok(procs.length <= 4, `unexpected processes: ${procs.join(', ')}`);
     for (const hostOnly of ['dockerd', 'containerd', 'systemd', 'sshd', 'node']) assert.ok(!procs.includes(hostOnly), hostOnly);
     assert.equal(procs[0], 'docker-init');

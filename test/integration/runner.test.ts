@@ -1,0 +1,290 @@
+/**
+ * `clawbox run` on the real Docker engine: the gateway container, the internal network, per-sandbox policy, the
+ * seed document's three isolation checks, time-outs, output caps, Ctrl-C and crash clean-up. Every refusal
+ * asserted here comes from clawbox: denied names resolve (in our own DNS) to a live upstream on this machine.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Dockerode from 'dockerode';
+import { runSandbox, type RunOptions, type RunResult } from '../../runner/sandbox.js';
+import { GATEWAY_CONTAINER, SANDBOX_NETWORK } from '../../runner/environment.js';
+import { LABEL_MANAGED, LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter, labelsFor } from '../../runner/labels.js';
+import { SANDBOX_IMAGE } from '../../runner/images.js';
+import { ClawboxError } from '../../src/errors.js';
+import type { DecisionEvent, RunEvent } from '../../src/audit/types.js';
+import { Collected } from '../fixtures/collect.js';
+import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/sandbox-env.js';
+import { hostname } from 'node:os';
+
+const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+const docker = new Dockerode();
+let world: SandboxWorld;
+
+before(async () => {
+  world = await startSandboxWorld();
+});
+after(async () => {
+  await world?.close();
+});
+
+interface Ran {
+  readonly result: RunResult;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly warnings: string[];
+}
+
+async function run(command: string, options: Partial<RunOptions> & { yaml?: string; logging?: string } = {}): Promise<Ran> {
+  const { config, text } = world.config(options.yaml, options.logging);
+  const stdout = new Collected();
+  const stderr = new Collected();
+  const warnings: string[] = [];
+  const result = await runSandbox({ config, configText: text, command: ['sh', '-c', command], stdout, stderr, onWarning: (w) => warnings.push(w), ...options });
+  return { result, stdout: stdout.text, stderr: stderr.text, warnings };
+}
+
+async function sandboxContainers(): Promise<number> {
+  return (await docker.listContainers({ all: true, filters: labelFilter('sandbox') })).length;
+}
+
+const decisionsOf = (sandbox: string): DecisionEvent[] =>
+  world.auditLines().filter((e): e is DecisionEvent => e.event === 'decision' && e.sandbox === sandbox);
+
+describe('egress through the gateway', () => {
+  it('lets an allowed .test name through HTTP, CONNECT and SOCKS5, and records the run', async () => {
+    const { result, stdout } = await run(
+      'curl -sS -m 10 http://allowed.test/http && echo && curl -sS -m 10 --proxytunnel http://allowed.test/connect && echo && curl -sS -m 10 -x "$ALL_PROXY" http://allowed.test/socks',
+    );
+    assert.equal(result.exit_code, 0, stdout);
+    assert.equal(stdout.match(/allowed-upstream/g)?.length, 3);
+    const channels = new Set(decisionsOf(result.sandbox).filter((e) => e.decision === 'allow').map((e) => e.channel));
+    assert.deepEqual(channels, new Set(['http', 'connect', 'socks5']));
+    assert.ok(decisionsOf(result.sandbox).every((e) => e.dialed === UPSTREAM_IP || e.decision !== 'allow'));
+    const record = world.auditLines().find((e): e is RunEvent & { v: number } => e.event === 'run' && e.sandbox === result.sandbox);
+    assert.ok(record);
+    assert.equal(record.exit_code, 0);
+    assert.equal(record.connections_allowed, 3);
+    assert.ok(record.bytes_down > 0 && record.bytes_up > 0);
+    assert.equal(record.image, SANDBOX_IMAGE);
+    assert.match(record.config_digest, /^[0-9a-f]{16}$/);
+    assert.equal(record.timed_out, false);
+  });
+
+  it('refuses a name not allowed, metadata, and the host\'s addresses, each with its rule, and explains the denial', async () => {
+    const { result, stdout } = await run(
+      [
+        'curl -s -m 10 -o /dev/null -w "denied=%{http_code}\\n" http://denied.test/',
+        'curl -s -m 10 -o /dev/null -w "metadata=%{http_code}\\n" http://169.254.169.254/latest/meta-data/',
+        'curl -s -m 10 -o /dev/null -w "rebind=%{http_code}\\n" http://rebind.test/',
+        'curl -s -m 10 -o /dev/null -w "bridge=%{http_code}\\n" http://10.213.0.1/',
+        'curl -s -m 10 -o /dev/null -w "loopback=%{http_code}\\n" http://127.0.0.1:22/',
+      ].join('; '),
+      { allowHosts: ['rebind.test'] },
+    );
+    assert.match(stdout, /denied=403/);
+    assert.match(stdout, /metadata=403/);
+    assert.match(stdout, /rebind=403/);
+    assert.match(stdout, /bridge=403/);
+    assert.match(stdout, /loopback=000/, 'NO_PROXY keeps loopback inside the sandbox, where nothing listens');
+    const rules = new Map(decisionsOf(result.sandbox).map((e) => [e.host, e.rule]));
+    assert.equal(rules.get('denied.test'), 'network_policy');
+    assert.equal(rules.get('169.254.169.254'), 'builtin.cloud-metadata');
+    assert.equal(rules.get('rebind.test'), 'builtin.cloud-metadata');
+    assert.match(rules.get('10.213.0.1') ?? '', /^builtin\.(private|host-address)$/);
+    assert.match(result.explanation ?? '', /denied\.test is not in sandbox\.allowed_hosts/);
+  });
+
+  it('has no way out that skips the proxy: raw TCP, UDP and DNS to anywhere but the gateway fail', async () => {
+    const { stdout } = await run(
+      [
+        `curl -sS -m 3 --noproxy '*' http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`,
+        `curl -sS -m 3 --noproxy '*' http://10.213.0.1:${process.env.HOST_PORT ?? 22}/ >/dev/null 2>&1; echo host=$?`,
+        `python3 -c "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2);s.sendto(b'x',('${UPSTREAM_IP}',53));s.recvfrom(10)" >/dev/null 2>&1; echo udp=$?`,
+        'nc -zv -w 3 google.com 443 >/dev/null 2>&1; echo nc=$?',
+        'wget -q -T 5 -O /dev/null http://external-service.io/; echo wget=$?',
+        'curl -sS -m 5 https://api.example.com/ >/dev/null 2>&1; echo curl=$?',
+      ].join('; '),
+    );
+    for (const probe of ['direct', 'host', 'udp', 'nc', 'wget', 'curl']) {
+      const code = new RegExp(`${probe}=(\\d+)`).exec(stdout)?.[1];
+      assert.ok(code !== undefined && code !== '0', `${probe} should fail: ${stdout}`);
+    }
+  });
+
+  it('gives each sandbox its own hosts: --allow-host and the tool\'s entry apply to that sandbox only', async () => {
+    const [withHost, without, tool] = await Promise.all([
+      run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://extra.test/', { allowHosts: ['extra.test'] }),
+      run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://extra.test/'),
+      run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://tool.test/', { tool: 'fetcher', yaml: 'tools:\n  fetcher:\n    allowed_hosts: [tool.test]' }),
+    ]);
+    assert.equal(withHost.stdout, '200');
+    assert.equal(without.stdout, '403');
+    assert.equal(tool.stdout, '200');
+    const toolLine = decisionsOf(tool.result.sandbox).find((e) => e.host === 'tool.test');
+    assert.equal(toolLine?.tool, 'fetcher');
+  });
+
+  it('keeps sandboxes apart: one cannot reach a server in another', async () => {
+    const serverRun = run('python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 & sleep 1; curl -s -m 3 --noproxy "*" -o /dev/null -w "self=%{http_code}" http://$(hostname -i):8000/; sleep 6');
+    let peer = '';
+    for (let i = 0; i < 50 && !peer; i++) {
+      const list = await docker.listContainers({ filters: labelFilter('sandbox') });
+      const first = list[0];
+      peer = first ? (first.NetworkSettings.Networks[SANDBOX_NETWORK]?.IPAddress ?? '') : '';
+      if (!peer) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(peer, 'the server sandbox is running');
+    const probe = await run(`sleep 2; curl -sS -m 3 --noproxy '*' http://${peer}:8000/ >/dev/null 2>&1; echo peer=$?`);
+    const server = await serverRun;
+    assert.equal(server.stdout, 'self=200', 'the server works from inside its own sandbox');
+    assert.match(probe.stdout, /peer=(7|28)/, probe.stdout);
+  });
+});
+
+describe('the seed document\'s sandbox checks', () => {
+  it('filesystem: the host\'s /root, /etc/passwd, $HOME and /var/log are not reachable', async () => {
+    const marker = `clawbox-marker-${process.pid}`;
+    const places = ['/root', '/var/log', process.env.HOME ?? '/root'];
+    for (const place of places) writeFileSync(join(place, marker), 'host secret');
+    try {
+      const { stdout } = await run(`ls -a /root /var/log "$HOME" 2>&1; cat /etc/passwd; echo; find / -name '${marker}' 2>/dev/null | head -1; echo end`);
+      assert.doesNotMatch(stdout, new RegExp(marker));
+      assert.doesNotMatch(stdout, /host secret/);
+      const hostPasswd = readFileSync('/etc/passwd', 'utf8');
+      assert.ok(!stdout.includes(hostPasswd), 'the sandbox sees its image\'s passwd, not the host\'s');
+    } finally {
+      for (const place of places) rmSync(join(place, marker), { force: true });
+    }
+  });
+
+  it('process: ps aux shows only the sandbox\'s own processes', async () => {
+    const { stdout } = await run('ps -eo pid,comm --no-headers');
+    const commands = stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)[1]);
+    assert.ok(commands.length <= 4, stdout);
+    for (const hostOnly of ['dockerd', 'containerd', 'sshd', 'systemd', 'node']) assert.ok(!commands.includes(hostOnly), stdout);
+    assert.match(stdout, /^\s*1\s+(docker-init|tini)/m, 'PID 1 is an init that reaps zombies');
+  });
+});
+
+describe('limits and lifecycle', () => {
+  it('kills the tool at sandbox.timeout with exit code 124, and no process of it survives', async () => {
+    const { result } = await run('sleep 4242 & sleep 4243', { yaml: 'timeout: 2' });
+    assert.equal(result.exit_code, 124);
+    assert.equal(result.timed_out, true);
+    assert.match(result.explanation ?? '', /sandbox\.timeout/);
+    assert.equal(await sandboxContainers(), 0);
+    const survivors = execFileSync('sh', ['-c', 'pgrep -f "sleep 424[23]" || true']).toString().trim();
+    assert.equal(survivors, '', 'no sleep of the tool is left on the host');
+  });
+
+  it('caps each output stream with a visible marker while the tool keeps running', async () => {
+    const { result, stdout, stderr } = await run('head -c 5000 /dev/zero | tr "\\0" a; echo; echo still-running >&2', { logging: 'max_output_size: 1k' });
+    assert.equal(result.exit_code, 0);
+    assert.equal(result.output_truncated, true);
+    assert.ok(stdout.startsWith('a'.repeat(1024)));
+    assert.match(stdout, /\[clawbox: stdout truncated at 1kb/);
+    assert.ok(stdout.length < 1300);
+    assert.match(stderr, /still-running/);
+  });
+
+  it('reports an OOM kill with the key to raise', async () => {
+    const { result } = await run('python3 -c "x = bytearray(200 * 1024 * 1024); print(len(x))"', { yaml: 'resource_limits:\n  memory: 64m' });
+    assert.equal(result.oom_killed, true);
+    assert.notEqual(result.exit_code, 0);
+    assert.match(result.explanation ?? '', /out of memory at 64m; raise sandbox\.resource_limits\.memory/);
+  });
+
+  it('passes the tool\'s exit code through the CLI, and --json prints the run record', async () => {
+    const { path } = world.config();
+    const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--json', '--', 'sh', '-c', 'echo out; exit 3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 3);
+    const record = JSON.parse(stdout) as RunEvent;
+    assert.equal(record.exit_code, 3);
+    assert.deepEqual(record.command, ['sh', '-c', 'echo out; exit 3']);
+  });
+
+  it('stops and removes the sandbox on Ctrl-C', async () => {
+    const { path } = world.config();
+    const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--', 'sleep', '4244'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    for (let i = 0; i < 100 && (await sandboxContainers()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await sandboxContainers(), 1);
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGINT');
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 130);
+    assert.equal(await sandboxContainers(), 0);
+  });
+
+  it('gc removes what a crashed runner left, and the next run sweeps it too', async () => {
+    const dead = spawn('true');
+    await once(dead, 'exit');
+    const leftover = await docker.createContainer({
+      Image: SANDBOX_IMAGE,
+      Cmd: ['sleep', '4245'],
+      Labels: labelsFor('sandbox', { [LABEL_OWNER_PID]: String(dead.pid), [LABEL_OWNER_HOST]: hostname() }),
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await leftover.start();
+    const out = execFileSync(process.execPath, [CLI, 'gc']).toString();
+    assert.match(out, new RegExp(`sandboxes removed: ${leftover.id.slice(0, 12)}`));
+    assert.equal((await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=1`, `${LABEL_OWNER_PID}=${dead.pid}`] } })).length, 0);
+  });
+
+  it('leaves sandboxes with no network at all while the gateway is down', async () => {
+    await docker.getContainer(GATEWAY_CONTAINER).stop({ t: 0 });
+    const probe = await docker.createContainer({
+      Image: SANDBOX_IMAGE,
+      Cmd: ['sh', '-c', `curl -sS -m 3 -x http://10.213.0.2:3128 http://allowed.test/ >/dev/null 2>&1; echo proxy=$?; curl -sS -m 3 http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`],
+      Labels: { ...labelsFor('sandbox'), [LABEL_OWNER_PID]: String(process.pid), [LABEL_OWNER_HOST]: hostname() },
+      HostConfig: { NetworkMode: SANDBOX_NETWORK },
+    });
+    try {
+      await probe.start();
+      await probe.wait();
+      const logs = (await probe.logs({ stdout: true, stderr: true })).toString();
+      assert.match(logs, /proxy=[1-9]/);
+      assert.match(logs, /direct=[1-9]/);
+    } finally {
+      await probe.remove({ force: true });
+    }
+    // The next run brings the gateway back.
+    const { stdout } = await run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/');
+    assert.equal(stdout, '200');
+  });
+});
+
+describe('refusals before anything starts', () => {
+  async function refusedWithoutContainer(yaml: string, code: string, pattern: RegExp): Promise<void> {
+    const before = (await docker.listContainers({ all: true })).length;
+    await assert.rejects(run('true', { yaml }), (err: unknown) => {
+      assert.ok(err instanceof ClawboxError, String(err));
+      assert.equal(err.code, code);
+      assert.ok([err.message, ...err.details].some((d) => pattern.test(d)), `${pattern} in ${JSON.stringify(err.details)}`);
+      return true;
+    });
+    assert.equal((await docker.listContainers({ all: true })).length, before);
+  }
+
+  it('refuses a mount of a blocked path', async () => {
+    const dir = join(world.dir, 'ssh-holder');
+    mkdirSync(join(dir, '.ssh'), { recursive: true });
+    await refusedWithoutContainer(`mounts:\n  - source: ${dir}\n    target: /data`, 'MOUNT_BLOCKED', /\.ssh/);
+    await refusedWithoutContainer('mounts:\n  - source: /var/run/docker.sock\n    target: /sock', 'MOUNT_BLOCKED', /docker/i);
+  });
+
+  it('refuses what this host cannot enforce (AppArmor, SELinux, disk quota) unless accepted as degraded', async () => {
+    await refusedWithoutContainer("apparmor_profile: 'docker-default'", 'LIMIT_UNENFORCEABLE', /sandbox\.apparmor_profile/);
+    await refusedWithoutContainer("selinux_label: 'system_u:system_r:container_t:s0'", 'LIMIT_UNENFORCEABLE', /sandbox\.selinux_label/);
+    await refusedWithoutContainer("resource_limits:\n  disk: '5gb'", 'LIMIT_UNENFORCEABLE', /sandbox\.resource_limits\.disk/);
+    const accepted = await run('true', { yaml: "apparmor_profile: 'docker-default'\naccept_degraded: [apparmor_profile]" });
+    assert.equal(accepted.result.exit_code, 0);
+    assert.ok(accepted.warnings.some((w) => /apparmor/i.test(w)));
+  });
+});
