@@ -48,3 +48,15 @@ export class CappedOutput extends Writable {
     callback();
   }
 }
+
+/** Keeps what it is given, as text (a probe's output, a test's view of a tool). */
+export class TextCollector extends Writable {
+  private readonly chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.chunks.push(chunk);
+    callback();
+  }
+  get text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}

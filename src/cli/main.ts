@@ -4,6 +4,7 @@ import { gcCommand } from './gc-command.js';
 import { imagesCommand } from './images-command.js';
 import { PROXY_HELP, proxyCommand } from './proxy-command.js';
 import { RUN_HELP, runCommand } from './run-command.js';
+import { verifyCommand } from './verify-command.js';
 
 const USAGE = `Usage: clawbox <command> [options]
 
@@ -11,6 +12,7 @@ Commands:
   run       run a tool in a sandbox:  clawbox run [options] -- COMMAND [ARG]...
   proxy     run the egress gateway (HTTP, SOCKS5, DNS) with the config's policy
   images    build the sandbox and gateway images:  clawbox images build
+  verify    run the seed's sandbox checks (network, filesystem, process) with your config
   gc        remove what crashed runs left behind:  clawbox gc [--all]
 
 Run 'clawbox <command> --help' for a command's options.
@@ -25,6 +27,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   run: runCommand,
   proxy: proxyCommand,
   images: imagesCommand,
+  verify: verifyCommand,
   gc: gcCommand,
 };
 

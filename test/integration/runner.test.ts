@@ -16,9 +16,10 @@ import { LABEL_MANAGED, LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter, labelsFo
 import { SANDBOX_IMAGE } from '../../runner/images.js';
 import { ClawboxError } from '../../src/errors.js';
 import type { DecisionEvent, RunEvent } from '../../src/audit/types.js';
-import { Collected } from '../fixtures/collect.js';
+import { TextCollector as Collected } from '../../runner/output.js';
 import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/sandbox-env.js';
 import { hostname } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const docker = new Dockerode();
@@ -99,17 +100,23 @@ describe('egress through the gateway', () => {
   });
 
   it('has no way out that skips the proxy: raw TCP, UDP and DNS to anywhere but the gateway fail', async () => {
+    // A live service on every host address: only clawbox's firewall keeps the sandbox from it.
+    const hostService = createServer((socket) => socket.end('HTTP/1.0 200 OK\r\n\r\nhost\n'));
+    await new Promise<void>((resolve) => hostService.listen(0, '0.0.0.0', resolve));
+    const hostPort = (hostService.address() as AddressInfo).port;
     const { stdout } = await run(
       [
         `curl -sS -m 3 --noproxy '*' http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`,
-        `curl -sS -m 3 --noproxy '*' http://10.213.0.1:${process.env.HOST_PORT ?? 22}/ >/dev/null 2>&1; echo host=$?`,
+        `curl -sS -m 3 --noproxy '*' http://10.213.0.1:${hostPort}/ >/dev/null 2>&1; echo host=$?`,
+        `curl -sS -m 3 --noproxy '*' http://${UPSTREAM_IP}:${hostPort}/ >/dev/null 2>&1; echo hostalias=$?`,
         `python3 -c "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2);s.sendto(b'x',('${UPSTREAM_IP}',53));s.recvfrom(10)" >/dev/null 2>&1; echo udp=$?`,
         'nc -zv -w 3 google.com 443 >/dev/null 2>&1; echo nc=$?',
         'wget -q -T 5 -O /dev/null http://external-service.io/; echo wget=$?',
         'curl -sS -m 5 https://api.example.com/ >/dev/null 2>&1; echo curl=$?',
       ].join('; '),
     );
-    for (const probe of ['direct', 'host', 'udp', 'nc', 'wget', 'curl']) {
+    hostService.close();
+    for (const probe of ['direct', 'host', 'hostalias', 'udp', 'nc', 'wget', 'curl']) {
       const code = new RegExp(`${probe}=(\\d+)`).exec(stdout)?.[1];
       assert.ok(code !== undefined && code !== '0', `${probe} should fail: ${stdout}`);
     }
@@ -286,5 +293,19 @@ describe('refusals before anything starts', () => {
     const accepted = await run('true', { yaml: "apparmor_profile: 'docker-default'\naccept_degraded: [apparmor_profile]" });
     assert.equal(accepted.result.exit_code, 0);
     assert.ok(accepted.warnings.some((w) => /apparmor/i.test(w)));
+  });
+});
+
+describe('clawbox verify', () => {
+  it('runs the seed\'s checks in a sandbox and passes them all on this host', async () => {
+    const { path } = world.config();
+    const child = spawn(process.execPath, [CLI, 'verify', '--config', path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    const results = JSON.parse(stdout) as Array<{ group: string; check: string; passed: boolean; detail: string }>;
+    assert.deepEqual(results.filter((r) => !r.passed), []);
+    assert.deepEqual(new Set(results.map((r) => r.group)), new Set(['network', 'filesystem', 'process']));
+    assert.equal(code, 0);
   });
 });
