@@ -16,6 +16,7 @@ export function upstreamFailureOf(code: string | undefined): UpstreamFailure {
     case 'ECONNRESET':
     case 'EPIPE':
       return 'reset';
+    case undefined:
     default:
       return 'unreachable';
   }

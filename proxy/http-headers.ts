@@ -19,11 +19,11 @@ export function endToEndHeaders(raw: readonly string[], connectionHeader: string
   );
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!;
+    const name = raw[i];
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith('proxy-')) continue;
     const existing = out[lower];
-    const value = raw[i + 1]!;
+    const value = raw[i + 1];
     out[lower] = existing === undefined ? value : [existing, value].flat();
   }
   return out;
@@ -32,7 +32,7 @@ export function endToEndHeaders(raw: readonly string[], connectionHeader: string
 /** How many times a header appears in raw headers (duplicated Host is a smuggling signal). */
 export function countHeader(raw: readonly string[], lowerName: string): number {
   let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === lowerName) n++;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === lowerName) n++;
   return n;
 }
 
