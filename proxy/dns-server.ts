@@ -43,6 +43,7 @@ const UDP_MAX_SIZE = 1232;
 /** Queries being answered at once, over all clients; more are dropped (UDP) or wait (TCP) instead of piling up. */
 const MAX_INFLIGHT = 1024;
 const MAX_TCP_INFLIGHT_PER_CONN = 16;
+const MAX_TCP_CONNECTIONS = 256;
 const BIND_ATTEMPTS = 10;
 
 /** The response to send; over UDP the truncated variant replaces it when it does not fit. */
@@ -120,12 +121,22 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
             running -= 1;
             if (socket.isPaused() && !socket.destroyed) socket.resume();
             drain();
+            finishIfDone();
           });
       }
     };
 
+    let ended = false;
+    const finishIfDone = (): void => {
+      // The client half-closed: answer what is in flight, then close our side too.
+      if (ended && running === 0 && !socket.destroyed) socket.end();
+    };
+    socket.on('end', () => {
+      ended = true;
+      finishIfDone();
+    });
     socket.on('data', (chunk: Buffer) => {
-      // The buffer never holds more than one maximal frame plus one chunk: frames leave it as soon as complete.
+      // Bounded: complete frames leave at once, and reading pauses while a connection has 16 queries in flight.
       buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
       drain();
     });
@@ -145,7 +156,10 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
       throw err;
     });
     const udpPort = u.address().port;
-    const t = net.createServer(onTcpConnection);
+    // Half-open: a client may send its queries and FIN; we still owe it the answers (finishIfDone closes).
+    const t = net.createServer({ allowHalfOpen: true }, onTcpConnection);
+    // Slow or idle TCP clients each hold a descriptor until their idle time-out; cap how many can.
+    t.maxConnections = MAX_TCP_CONNECTIONS;
     try {
       await new Promise<void>((resolve, reject) => {
         t.once('error', reject);

@@ -130,11 +130,17 @@ export class UpstreamResolver implements Resolver {
 
   /** Resolves to an empty address list for NODATA; rejects for NXDOMAIN and failures. */
   async resolveType(name: string, type: QType): Promise<ResolvedAddresses> {
-    let current = normaliseName(name);
+    let current = name;
     let ttl = Number.POSITIVE_INFINITY;
     let hops = 0;
     for (;;) {
-      const result = await this.lookup(current, type);
+      const result = await this.lookup(current, type).catch((err: unknown) => {
+        // An unusable CNAME target is the upstream's fault, not the caller's.
+        if (hops > 0 && err instanceof ResolveError && err.code === 'EBADNAME') {
+          throw new ResolveError('ESERVFAIL', `CNAME chain from ${name} leads to an invalid name`);
+        }
+        throw err;
+      });
       ttl = Math.min(ttl, result.ttl);
       if (!result.danglingCname) {
         return { addresses: result.addresses, ttl: Number.isFinite(ttl) ? ttl : 0 };
@@ -163,12 +169,14 @@ export class UpstreamResolver implements Resolver {
   }
 
   /** Cache, then in-flight de-duplication, then the network. */
-  private lookup(name: string, type: QType): Promise<LookupResult> {
+  private lookup(raw: string, type: QType): Promise<LookupResult> {
     if (this.closed) return Promise.reject(new ResolveError('ECANCELLED', 'resolver closed'));
-    const valid = parseHost(name, { brackets: 'forbidden' });
+    // Callers and CNAME targets alike go through parseHost: what we send is the canonical (punycode) name.
+    const valid = parseHost(raw, { brackets: 'forbidden' });
     if (!valid.ok || valid.host.kind !== 'name') {
-      return Promise.reject(new ResolveError('EBADNAME', `not a resolvable DNS name: ${JSON.stringify(name)}`));
+      return Promise.reject(new ResolveError('EBADNAME', `not a resolvable DNS name: ${JSON.stringify(raw.slice(0, 255))}`));
     }
+    const name = valid.host.name;
     const key = `${type} ${name}`;
     const cached = this.fromCache(key);
     if (cached) return cached.value instanceof ResolveError ? Promise.reject(cached.value) : Promise.resolve(cached.value);
@@ -224,6 +232,7 @@ export class UpstreamResolver implements Resolver {
     let lastError: ResolveError = new ResolveError('ETIMEOUT', `no DNS server answered for ${name}`);
     for (const server of this.servers) {
       for (let attempt = 0; attempt <= this.retries; attempt += 1) {
+        if (this.closed) throw new ResolveError('ECANCELLED', 'resolver closed');
         let response: DecodedPacket;
         try {
           response = await this.queryUdp(server, name, type);
@@ -235,10 +244,12 @@ export class UpstreamResolver implements Resolver {
           break; // connection-level failure: next server
         }
         const outcome = interpret(response, name, type);
-        if (outcome instanceof ResolveError) {
-          lastError = outcome;
+        if (outcome.kind === 'failed') {
+          lastError = outcome.error;
           break; // SERVFAIL/REFUSED: the next server may know better
         }
+        // NXDOMAIN is as definitive as an answer: no other server is asked.
+        if (outcome.kind === 'nxdomain') throw new NegativeAnswer(outcome.error, outcome.ttl);
         return outcome.result;
       }
     }
@@ -253,7 +264,11 @@ export class UpstreamResolver implements Resolver {
     socket.on('error', () => {
       // A broken socket is replaced on the next query; queries in flight run into their time-out.
       if (this.sockets[family] === socket) delete this.sockets[family];
-      socket.close();
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
     });
     socket.unref();
     this.sockets[family] = socket;
@@ -270,14 +285,19 @@ export class UpstreamResolver implements Resolver {
       }, this.timeoutMs);
       timer.unref();
       this.pending.set(id, { server, name, type, resolve, reject, timer });
-      this.socketFor(server.ip.family).send(query, server.port, server.ip.text, (err) => {
-        if (!err) return;
-        const p = this.pending.get(id);
-        if (!p) return;
-        clearTimeout(p.timer);
+      const failed = (err: Error): void => {
+        if (!this.pending.has(id)) return;
+        clearTimeout(timer);
         this.pending.delete(id);
         reject(new ResolveError('ESERVFAIL', `cannot send to DNS server ${server.label}: ${err.message}`));
-      });
+      };
+      try {
+        this.socketFor(server.ip.family).send(query, server.port, server.ip.text, (err) => {
+          if (err) failed(err);
+        });
+      } catch (err) {
+        failed(err as Error); // a socket that broke between queries throws synchronously
+      }
     });
   }
 
@@ -355,16 +375,21 @@ class NegativeAnswer extends Error {
   }
 }
 
-function interpret(response: DecodedPacket, name: string, type: QType): { result: LookupResult } | ResolveError {
+type Interpreted =
+  | { readonly kind: 'answer'; readonly result: LookupResult }
+  | { readonly kind: 'nxdomain'; readonly error: ResolveError; readonly ttl: number }
+  | { readonly kind: 'failed'; readonly error: ResolveError };
+
+function interpret(response: DecodedPacket, name: string, type: QType): Interpreted {
   const rcode = (response as DecodedPacket & { rcode?: string }).rcode ?? 'NOERROR';
   if (rcode === 'NXDOMAIN') {
-    throw new NegativeAnswer(new ResolveError('ENOTFOUND', `${name} does not exist (NXDOMAIN)`), negativeTtl(response));
+    return { kind: 'nxdomain', error: new ResolveError('ENOTFOUND', `${name} does not exist (NXDOMAIN)`), ttl: negativeTtl(response) };
   }
-  if (rcode !== 'NOERROR') return new ResolveError('ESERVFAIL', `DNS server answered ${rcode} for ${type} ${name}`);
+  if (rcode !== 'NOERROR') return { kind: 'failed', error: new ResolveError('ESERVFAIL', `DNS server answered ${rcode} for ${type} ${name}`) };
   const chain = followChain(response.answers ?? [], name, type);
-  if (chain instanceof ResolveError) return chain;
-  if (chain.addresses.length > 0 || chain.danglingCname) return { result: chain };
-  return { result: { addresses: [], ttl: negativeTtl(response) } };
+  if (chain instanceof ResolveError) return { kind: 'failed', error: chain };
+  if (chain.addresses.length > 0 || chain.danglingCname) return { kind: 'answer', result: chain };
+  return { kind: 'answer', result: { addresses: [], ttl: negativeTtl(response) } }; // NODATA
 }
 
 /** Walks name → CNAME → ... inside one answer section and collects the records of `type` at the end. */

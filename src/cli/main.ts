@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { reportError } from './errors.js';
+import { firewallCommand } from './firewall-command.js';
 import { gcCommand } from './gc-command.js';
 import { imagesCommand } from './images-command.js';
 import { PROXY_HELP, proxyCommand } from './proxy-command.js';
@@ -14,6 +15,7 @@ Commands:
   images    build the sandbox and gateway images:  clawbox images build
   verify    run the seed's sandbox checks (network, filesystem, process) with your config
   gc        remove what crashed runs left behind:  clawbox gc [--all]
+  firewall  host rules for a sandbox network made by docker-compose.yml
 
 Run 'clawbox <command> --help' for a command's options.
 
@@ -29,6 +31,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   images: imagesCommand,
   verify: verifyCommand,
   gc: gcCommand,
+  firewall: firewallCommand,
 };
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -444,6 +444,18 @@ void test('TCP: pipelined queries are all answered', async (t) => {
   assert.deepEqual(addresses(answers.get(q3.id) as DecodedPacket), ['2001:db8::10']);
 });
 
+void test('TCP: a client that half-closes after its query still gets the answer, then the connection closes', async (t) => {
+  const h = await start(t);
+  const tcp = new TcpClient(t, h.tcp);
+  const q = query('www.allowed.example', 'A');
+  tcp.sendFrame(q.bytes);
+  tcp.socket.end();
+  const r = await tcp.nextFrame();
+  assert.equal(r.id, q.id);
+  assert.deepEqual(addresses(r), ['192.0.2.10']);
+  await tcp.closed;
+});
+
 void test('TCP: a malformed frame closes that connection only', async (t) => {
   const h = await start(t);
   const bad = new TcpClient(t, h.tcp);

@@ -204,3 +204,10 @@ void test('constructor refuses non-IP servers; resolv.conf parsing', (t) => {
   writeFileSync(path, 'search example\n');
   UpstreamResolver.fromResolvConf(path).close();
 });
+
+void test('names are canonicalised before the query (case, trailing dot, IDN to punycode)', async (t) => {
+  const dns = await upstream(t, { 'xn--bcher-kva.example': { A: ['192.0.2.70'] }, 'upper.example': { A: ['192.0.2.71'] } });
+  const r = resolver(t, [dns.address]);
+  assert.deepEqual(texts(await r.resolveType('bücher.example', 'A')), ['192.0.2.70']);
+  assert.deepEqual(texts(await r.resolveType('UPPER.Example.', 'A')), ['192.0.2.71']);
+});
