@@ -9,16 +9,19 @@ import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js'
  *
  *   → {"id":1,"op":"register","sandbox":{...SandboxRegistration}}   ← {"id":1,"ok":true}
  *   → {"id":2,"op":"unregister","client":"10.213.0.7"}              ← {"id":2,"ok":true,"traffic":{...}}
- *   → {"id":3,"op":"ping"}                                          ← {"id":3,"ok":true}
+ *   → {"id":3,"op":"host-addresses","addresses":["192.0.2.7",...]}  ← {"id":3,"ok":true}
+ *   → {"id":4,"op":"ping"}                                          ← {"id":4,"ok":true}
  */
 export interface ControlHandlers {
   register(registration: SandboxRegistration): void;
   unregister(client: string): SandboxTraffic;
+  setHostAddresses(addresses: readonly string[]): void;
 }
 
 export type ControlRequest =
   | { readonly id: number; readonly op: 'register'; readonly sandbox: SandboxRegistration }
   | { readonly id: number; readonly op: 'unregister'; readonly client: string }
+  | { readonly id: number; readonly op: 'host-addresses'; readonly addresses: readonly string[] }
   | { readonly id: number; readonly op: 'ping' };
 
 export type ControlReply =
@@ -77,6 +80,10 @@ function answer(line: string, handlers: ControlHandlers, log: Logger): ControlRe
         return { id, ok: true };
       case 'unregister':
         return { id, ok: true, traffic: handlers.unregister(request.client) };
+      case 'host-addresses':
+        if (!Array.isArray(request.addresses)) return { id, ok: false, error: 'addresses must be a list' };
+        handlers.setHostAddresses(request.addresses);
+        return { id, ok: true };
       default:
         return { id, ok: false, error: `unknown op ${JSON.stringify((request as { op?: unknown }).op)}` };
     }

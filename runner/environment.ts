@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type Dockerode from 'dockerode';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
-import { localAddresses } from '../proxy/gateway.js';
+import { localAddresses } from '../proxy/local-addresses.js';
 import { ensureBridgeRules } from './firewall.js';
 import { GatewayControl } from './gateway-control.js';
 import { GATEWAY_IMAGE, imageDigest, requireImage } from './images.js';
@@ -51,13 +51,31 @@ export interface EnvironmentOptions {
  * calls in one process share one bring-up; concurrent runners meet at Docker's name conflict and wait.
  */
 export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions = {}): Promise<Environment> {
-  const previous = bringUps.get(options.stateDir ?? DEFAULT_STATE_DIR) ?? Promise.resolve();
-  const mine = previous.catch(() => undefined).then(() => bringUp(docker, config, options));
-  bringUps.set(options.stateDir ?? DEFAULT_STATE_DIR, mine);
-  return mine;
+  const key = `${options.stateDir ?? DEFAULT_STATE_DIR}\0${config.logging.audit_trail ?? ''}\0${JSON.stringify(config.gateway)}`;
+  const previous = bringUps.get(key);
+  const mine = (async () => {
+    const cached = await previous?.catch(() => null);
+    // Within a process, a checked environment is reused for a while. Sending the host's current addresses
+    // both keeps them fresh and proves the gateway still answers.
+    const alive = (env: Environment): Promise<boolean> => env.control.setHostAddresses(localAddresses()).then(() => true, () => false);
+    if (cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env))) return cached;
+    cached?.env.close();
+    return { env: await bringUp(docker, config, options), checkedAt: Date.now() };
+  })();
+  bringUps.set(key, mine);
+  return (await mine).env;
 }
 
-const bringUps = new Map<string, Promise<unknown>>();
+/** Closes the control connections this process holds (tests and long-lived callers that want to exit). */
+export async function closeEnvironments(): Promise<void> {
+  const all = [...bringUps.values()];
+  bringUps.clear();
+  for (const entry of await Promise.allSettled(all)) if (entry.status === 'fulfilled') entry.value.env.close();
+}
+
+/** How long a checked environment (networks, firewall rules, gateway) is trusted before it is checked again. */
+const RECHECK_MS = 30_000;
+const bringUps = new Map<string, Promise<{ env: Environment; checkedAt: number }>>();
 
 async function bringUp(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions): Promise<Environment> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
@@ -85,11 +103,11 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
   mkdirSync(dirname(auditTrail), { recursive: true });
   const configText = gatewayConfig(config, auditTrail);
   writeFileSync(join(gatewayDir, 'config.yml'), configText);
-  const hostAddresses = localAddresses();
   await requireImage(docker, GATEWAY_IMAGE);
+  // The host's addresses are not part of the digest: they change (new bridges, DHCP) and are sent over the
+  // control socket instead, so a change never restarts the gateway under running sandboxes.
   const digest = createHash('sha256')
     .update(configText)
-    .update(hostAddresses.join(','))
     .update((await imageDigest(docker, GATEWAY_IMAGE)) ?? '')
     .update(gatewayIp)
     .digest('hex')
@@ -100,13 +118,14 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
     progress(running ? 'gateway: restarting with the new settings' : 'gateway: starting');
     if (running) await ignoringGone(() => docker.getContainer(GATEWAY_CONTAINER).remove({ force: true }));
     try {
-      await startGatewayContainer(docker, { digest, gatewayIp, gatewayDir, controlDir, auditTrail, hostAddresses });
+      await startGatewayContainer(docker, { digest, gatewayIp, gatewayDir, controlDir, auditTrail });
     } catch (err) {
       // Another runner is starting the same gateway right now: use theirs.
       if ((err as { statusCode?: number }).statusCode !== 409) throw err;
     }
   }
   const control = await waitForControl(join(controlDir, 'control.sock'));
+  await control.setHostAddresses(localAddresses());
 
   const resolvConf = join(gatewayDir, 'resolv.conf');
   writeFileSync(resolvConf, `nameserver ${gatewayIp}\noptions ndots:0 timeout:2 attempts:2\n`);
@@ -173,7 +192,6 @@ interface GatewayContainerSpec {
   readonly gatewayDir: string;
   readonly controlDir: string;
   readonly auditTrail: string;
-  readonly hostAddresses: readonly string[];
 }
 
 async function startGatewayContainer(docker: Dockerode, spec: GatewayContainerSpec): Promise<void> {
@@ -192,7 +210,6 @@ async function startGatewayContainer(docker: Dockerode, spec: GatewayContainerSp
       '--socks', `0.0.0.0:${GATEWAY_PORTS.socks}`,
       '--dns', `0.0.0.0:${GATEWAY_PORTS.dns}`,
       '--control', '/run/clawbox/control.sock',
-      ...spec.hostAddresses.flatMap((ip) => ['--host-address', ip]),
     ],
     Labels: labelsFor('gateway', { [GATEWAY_DIGEST_LABEL]: spec.digest }),
     HostConfig: {

@@ -23,6 +23,8 @@ export class GatewayControl {
       const socket = connect(path);
       socket.once('connect', () => {
         socket.removeListener('error', reject);
+        // An idle control connection must not keep a caller's process alive; it is ref'd while a request waits.
+        socket.unref();
         resolve(new GatewayControl(socket, timeoutMs));
       });
       socket.once('error', reject);
@@ -38,6 +40,10 @@ export class GatewayControl {
     return reply.traffic ?? { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] };
   }
 
+  async setHostAddresses(addresses: readonly string[]): Promise<void> {
+    await this.call({ op: 'host-addresses', addresses });
+  }
+
   async ping(): Promise<void> {
     await this.call({ op: 'ping' });
   }
@@ -51,8 +57,10 @@ export class GatewayControl {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        if (this.pending.size === 0) this.socket.unref();
         reject(new Error(`gateway did not answer ${body.op} within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
+      this.socket.ref();
       this.pending.set(id, {
         resolve: (reply) => (reply.ok ? resolve(reply) : reject(new Error(`gateway refused ${body.op}: ${reply.error}`))),
         reject,
@@ -72,6 +80,7 @@ export class GatewayControl {
       if (!waiting) continue;
       this.pending.delete(reply.id);
       clearTimeout(waiting.timer);
+      if (this.pending.size === 0) this.socket.unref();
       waiting.resolve(reply);
     }
   }

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
-import { EGRESS_NETWORK, GATEWAY_CONTAINER, SANDBOX_NETWORK } from './environment.js';
+import { DEFAULT_STATE_DIR, EGRESS_NETWORK, GATEWAY_CONTAINER, SANDBOX_NETWORK } from './environment.js';
+import { WarmPool } from './pool.js';
 import { removeAllRules } from './firewall.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
 
@@ -43,9 +44,14 @@ export interface GcReport {
  * `clawbox gc`: leftover sandboxes always; with `all`, also the gateway, the networks and the firewall rules
  * (the next run recreates them).
  */
-export async function collectGarbage(docker: Dockerode, all: boolean): Promise<GcReport> {
-  const sandboxes = await sweepLeftovers(docker);
+export async function collectGarbage(docker: Dockerode, all: boolean, stateDir = DEFAULT_STATE_DIR): Promise<GcReport> {
+  const pool = new WarmPool(docker, stateDir);
+  const sandboxes = [...(await sweepLeftovers(docker)), ...(await pool.sweep())];
   if (!all) return { sandboxes, gateway: false, networks: [], firewallRules: 0 };
+  for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
+    await pool.discard(info.Id);
+    sandboxes.push(info.Id.slice(0, 12));
+  }
   const running = await docker.listContainers({ all: true, filters: labelFilter('sandbox') });
   if (running.length > 0) {
     throw new Error(`${running.length} sandbox(es) of live runners are still running; stop them first or run 'clawbox gc' without --all`);

@@ -10,6 +10,9 @@ export const LABEL_OWNER_PID = 'dev.clawbox.owner-pid';
 export const LABEL_OWNER_HOST = 'dev.clawbox.owner-host';
 export const LABEL_TOOL = 'dev.clawbox.tool';
 export const LABEL_CONFIG_DIGEST = 'dev.clawbox.config-digest';
+/** Pool entries: the digest of everything that shapes the container, and when an unused one is removed. */
+export const LABEL_POOL_KEY = 'dev.clawbox.pool-key';
+export const LABEL_POOL_EXPIRES = 'dev.clawbox.pool-expires';
 
 export type Role = 'sandbox' | 'gateway' | 'network' | 'pool';
 

@@ -1,6 +1,8 @@
 /**
  * `runSandbox`: one tool call in one fresh container with every layer of the config, egress only through the
- * gateway. Everything it creates is labelled and removed, on success, failure, time-out and Ctrl-C.
+ * gateway. The container is either created for this call (cold) or taken from the warm pool; either way the
+ * launcher execs the tool in the same place, so the tool cannot tell. Everything created is labelled and
+ * removed, on success, failure, time-out and Ctrl-C.
  */
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -11,17 +13,19 @@ import type { RunEvent } from '../src/audit/types.js';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
 import { connectDocker, ignoringGone } from './docker-client.js';
-import { ensureEnvironment, type Environment } from './environment.js';
+import { DEFAULT_STATE_DIR, ensureEnvironment, type Environment } from './environment.js';
 import { explainDenied, explainOom, explainTimeout, mountAccessWarnings } from './explain.js';
+import { sweepLeftovers } from './gc.js';
 import { probeHost, type HostSupport } from './host-support.js';
 import { requireImage } from './images.js';
 import { freeSandboxIp, isAddressConflict } from './ip-allocator.js';
-import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_TOOL, labelsFor } from './labels.js';
+import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_POOL_EXPIRES, LABEL_POOL_KEY, LABEL_TOOL, labelsFor } from './labels.js';
+import { ensureLauncher, launchMessage, LAUNCHER_PATH } from './launcher.js';
 import { resolveMounts } from './mounts.js';
 import { CappedOutput } from './output.js';
+import { WarmPool } from './pool.js';
 import { seccompProfile } from './seccomp.js';
 import { containerSpec } from './spec.js';
-import { sweepLeftovers } from './gc.js';
 import { UsageSampler } from './usage.js';
 
 export interface RunOptions {
@@ -49,12 +53,25 @@ export interface RunOptions {
 export type RunResult = RunEvent & {
   /** Set when the run was stopped by `signal`. */
   readonly aborted: boolean;
+  /** The sandbox came from the warm pool. */
+  readonly warm: boolean;
 };
 
 const EXIT_TIMEOUT = 124;
 const EXIT_ABORTED = 130;
 
 let hostSupport: Promise<HostSupport> | null = null;
+const background = new Set<Promise<unknown>>();
+
+/** Waits for work a run left going (refilling the warm pool). The CLI calls it before exiting. */
+export async function settleBackground(): Promise<void> {
+  while (background.size > 0) await Promise.allSettled([...background]);
+}
+
+function track(work: Promise<unknown>): void {
+  const settled = work.catch(() => undefined).finally(() => background.delete(settled));
+  background.add(settled);
+}
 
 /** Checks everything that can be checked before a container exists; throws ClawboxError naming the key. */
 export async function prepareRun(options: RunOptions, docker: Dockerode) {
@@ -65,6 +82,7 @@ export async function prepareRun(options: RunOptions, docker: Dockerode) {
     throw new ClawboxError('CLI_USAGE', `unknown tool '${options.tool}': sandbox.tools has ${known.length ? known.join(', ') : 'no entries'}`);
   }
   if (options.command.length === 0) throw new ClawboxError('CLI_USAGE', 'no command to run');
+  const message = launchMessage(options.command, options.env ?? {});
 
   const mounts = resolveMounts(config.mounts, config.blocked_paths);
   if ('problems' in mounts) {
@@ -79,108 +97,165 @@ export async function prepareRun(options: RunOptions, docker: Dockerode) {
   const image = options.image ?? tool?.image ?? config.default_image;
   const warnings = [
     ...seccomp.warnings,
-    ...mountAccessWarnings(
-      mounts.mounts.map((m, index) => ({ ...m, index })),
-      config.user,
-      (path) => statSync(path),
-    ),
+    ...mountAccessWarnings(mounts.mounts.map((m, index) => ({ ...m, index })), config.user, (path) => statSync(path)),
   ];
-  return { tool, mounts: mounts.mounts, seccompJson: seccomp.json, host, image, warnings };
+  return { tool, mounts: mounts.mounts, seccompJson: seccomp.json, host, image, warnings, message };
 }
+
+type Prepared = Awaited<ReturnType<typeof prepareRun>>;
 
 export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const docker = options.docker ?? (await connectDocker());
   const { config } = options;
   const progress = options.onProgress ?? (() => undefined);
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const prepared = await prepareRun(options, docker);
-  const timeoutMs = prepared.tool?.timeout ?? config.timeout;
   const configDigest = createHash('sha256').update(options.configText ?? JSON.stringify(config)).digest('hex').slice(0, 16);
 
   // A dry spec first: an unenforceable limit stops the run before any container or network exists.
-  const dry = containerSpec(config, specOptions(options, prepared, 'none', {}, {}), prepared.host);
+  const dry = containerSpec(config, specOptions(prepared, 'none', {}), prepared.host);
   if ('problems' in dry) {
     throw new ClawboxError('LIMIT_UNENFORCEABLE', 'the config asks for what this host cannot enforce; nothing was started', { details: dry.problems });
   }
   const warnings = [...prepared.warnings, ...dry.warnings];
   for (const warning of warnings) options.onWarning?.(warning);
-  await requireImage(docker, prepared.image);
+  const [launcher] = await Promise.all([ensureLauncher(), requireImage(docker, prepared.image), sweepOnce(docker, stateDir)]);
 
-  await sweepLeftovers(docker);
-  progress('environment: networks, firewall, gateway');
-  const env = await ensureEnvironment(docker, config, { ...(options.stateDir ? { stateDir: options.stateDir } : {}), onProgress: progress });
+  const env = await ensureEnvironment(docker, config, { stateDir, onProgress: progress });
+  const built = containerSpec(config, specOptions(prepared, env.network.name, env.proxyEnv), prepared.host);
+  if ('problems' in built) throw new ClawboxError('LIMIT_UNENFORCEABLE', 'the config cannot be enforced', { details: built.problems });
+  const shape = sandboxShape(built.spec, env, launcher);
+  const poolKey = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
+
+  const pool = config.pool.size > 0 ? new WarmPool(docker, stateDir) : null;
+  const taken = pool ? await pool.take(poolKey) : null;
+  const sandbox =
+    taken ??
+    (await createSandbox(docker, env, shape, labelsFor('sandbox', {
+      [LABEL_OWNER_PID]: String(process.pid),
+      [LABEL_OWNER_HOST]: hostname(),
+      [LABEL_CONFIG_DIGEST]: configDigest,
+      ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
+    })));
+  if (pool) track(refillPool(pool, docker, env, shape, poolKey, config));
+
   try {
-    return await runInEnvironment(options, docker, env, prepared, { timeoutMs, configDigest, warnings });
+    return await drive(docker, options, env, sandbox, { started: taken !== null, prepared, configDigest, warnings });
   } finally {
-    env.close();
+    if (pool && taken) await pool.discard(sandbox.container.id);
+    else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
   }
 }
 
-type Prepared = Awaited<ReturnType<typeof prepareRun>>;
-
-function specOptions(options: RunOptions, prepared: Prepared, networkMode: string, env: Readonly<Record<string, string>>, labels: Record<string, string>) {
+function specOptions(prepared: Prepared, networkMode: string, env: Readonly<Record<string, string>>) {
   return {
     image: prepared.image,
-    cmd: options.command,
-    env: { ...env, ...options.env },
-    labels,
+    // The command goes to the launcher at run time; the spec only shapes the container.
+    cmd: [LAUNCHER_PATH],
+    env,
+    labels: {},
     networkMode,
     seccompJson: prepared.seccompJson,
     mounts: prepared.mounts,
   };
 }
 
-async function runInEnvironment(
-  options: RunOptions,
+/** Everything that shapes a sandbox container except its labels and address: what the pool key hashes. */
+function sandboxShape(spec: Dockerode.ContainerCreateOptions, env: Environment, launcher: string): Dockerode.ContainerCreateOptions {
+  const host = spec.HostConfig ?? {};
+  return {
+    ...spec,
+    Entrypoint: [LAUNCHER_PATH],
+    Cmd: [],
+    // The launcher reads its one message on stdin, then replaces stdin with /dev/null before the tool starts.
+    OpenStdin: true,
+    StdinOnce: true,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: {
+      ...host,
+      Binds: [...(host.Binds ?? []), `${env.resolvConf}:/etc/resolv.conf:ro`],
+      Mounts: [...(host.Mounts ?? []), { Type: 'bind', Source: launcher, Target: LAUNCHER_PATH, ReadOnly: true }],
+    },
+  };
+}
+
+async function createSandbox(
   docker: Dockerode,
   env: Environment,
-  prepared: Prepared,
-  run: { timeoutMs: number; configDigest: string; warnings: string[] },
-): Promise<RunResult> {
-  const { config } = options;
-  const labels = labelsFor('sandbox', {
-    [LABEL_OWNER_PID]: String(process.pid),
-    [LABEL_OWNER_HOST]: hostname(),
-    [LABEL_CONFIG_DIGEST]: run.configDigest,
-    ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
-  });
-  const built = containerSpec(config, specOptions(options, prepared, env.network.name, env.proxyEnv, labels), prepared.host);
-  if ('problems' in built) throw new ClawboxError('LIMIT_UNENFORCEABLE', 'the config cannot be enforced', { details: built.problems });
+  shape: Dockerode.ContainerCreateOptions,
+  labels: Record<string, string>,
+): Promise<{ container: Dockerode.Container; ip: string }> {
   const prefix = env.network.gatewayIp.split('.').slice(0, 3).join('.');
-
-  let container: Dockerode.Container | null = null;
-  let ip = '';
-  for (let attempt = 0; attempt < 5 && !container; attempt++) {
-    ip = await freeSandboxIp(docker, env.network.name, prefix);
-    const spec: Dockerode.ContainerCreateOptions = {
-      ...built.spec,
-      HostConfig: {
-        ...built.spec.HostConfig,
-        Binds: [...(built.spec.HostConfig?.Binds ?? []), `${env.resolvConf}:/etc/resolv.conf:ro`],
-      },
-      NetworkingConfig: { EndpointsConfig: { [env.network.name]: { IPAMConfig: { IPv4Address: ip } } } },
-    };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const ip = await freeSandboxIp(docker, env.network.name, prefix);
     try {
-      container = await docker.createContainer(spec);
+      const container = await docker.createContainer({
+        ...shape,
+        Labels: { ...shape.Labels, ...labels },
+        NetworkingConfig: { EndpointsConfig: { [env.network.name]: { IPAMConfig: { IPv4Address: ip } } } },
+      });
+      return { container, ip };
     } catch (err) {
       if (!isAddressConflict(err)) throw err;
     }
   }
-  if (!container) throw new ClawboxError('SANDBOX_FAILED', 'could not find a free sandbox address after 5 tries');
-  const id = container.id.slice(0, 12);
-  const sandbox = container;
+  throw new ClawboxError('SANDBOX_FAILED', 'could not find a free sandbox address after 5 tries');
+}
 
-  const toolCfg = prepared.tool;
+/** Tops the pool up to `pool.size` ready sandboxes for this shape (started, waiting in the launcher). */
+async function refillPool(pool: WarmPool, docker: Dockerode, env: Environment, shape: Dockerode.ContainerCreateOptions, key: string, config: SandboxConfig): Promise<void> {
+  const missing = config.pool.size - (await pool.available(key));
+  for (let i = 0; i < missing; i++) {
+    const { container } = await createSandbox(docker, env, shape, labelsFor('pool', {
+      [LABEL_POOL_KEY]: key,
+      [LABEL_POOL_EXPIRES]: String(Date.now() + config.pool.idle_timeout),
+    }));
+    await container.start();
+  }
+}
+
+let lastSweep = 0;
+
+/** Crash leftovers are swept before runs, at most every 30 s per process (listing containers is not free). */
+async function sweepOnce(docker: Dockerode, stateDir: string): Promise<void> {
+  if (Date.now() - lastSweep < 30_000) return;
+  lastSweep = Date.now();
+  await sweepLeftovers(docker);
+  await new WarmPool(docker, stateDir).sweep();
+}
+
+interface DriveContext {
+  /** A pooled sandbox is already running in its launcher. */
+  readonly started: boolean;
+  readonly prepared: Prepared;
+  readonly configDigest: string;
+  readonly warnings: readonly string[];
+}
+
+async function drive(
+  docker: Dockerode,
+  options: RunOptions,
+  env: Environment,
+  { container, ip }: { container: Dockerode.Container; ip: string },
+  ctx: DriveContext,
+): Promise<RunResult> {
+  const { config } = options;
+  const id = container.id.slice(0, 12);
+  const timeoutMs = ctx.prepared.tool?.timeout ?? config.timeout;
+  const toolCfg = ctx.prepared.tool;
+  const stdout = new CappedOutput(config.logging.capture_stdout ? (options.stdout === undefined ? process.stdout : options.stdout) : null, config.logging.max_output_size, 'stdout');
+  const stderr = new CappedOutput(config.logging.capture_stderr ? (options.stderr === undefined ? process.stderr : options.stderr) : null, config.logging.max_output_size, 'stderr');
   let registered = false;
-  const started = performance.now();
   let timedOut = false;
   let aborted = false;
   let sampler: UsageSampler | null = null;
-  const stdout = new CappedOutput(config.logging.capture_stdout ? (options.stdout === undefined ? process.stdout : options.stdout) : null, config.logging.max_output_size, 'stdout');
-  const stderr = new CappedOutput(config.logging.capture_stderr ? (options.stderr === undefined ? process.stderr : options.stderr) : null, config.logging.max_output_size, 'stderr');
   const onAbort = (): void => {
     aborted = true;
-    void ignoringGone(() => sandbox.kill());
+    void ignoringGone(() => container.kill());
   };
+  const started = performance.now();
 
   try {
     await env.control.register({
@@ -194,18 +269,21 @@ async function runInEnvironment(
     });
     registered = true;
 
-    const stream = await sandbox.attach({ stream: true, stdout: true, stderr: true, hijack: true });
+    const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
     const streamEnded = new Promise<void>((resolve) => stream.once('end', resolve).once('close', resolve));
     docker.modem.demuxStream(stream, stdout, stderr);
-    const exited = sandbox.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
+    // A pooled sandbox is already running: 'not-running' also catches a tool that ends before Docker has
+    // registered this wait. A created one must use 'next-exit' ('not-running' would return at once).
+    const exited = container.wait({ condition: ctx.started ? 'not-running' : 'next-exit' }) as Promise<{ StatusCode: number }>;
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    await sandbox.start();
-    sampler = new UsageSampler(sandbox.id);
+    if (!ctx.started) await container.start();
+    stream.write(ctx.prepared.message);
+    sampler = new UsageSampler(container.id);
     const timer = setTimeout(() => {
       timedOut = true;
-      void ignoringGone(() => sandbox.kill());
-    }, run.timeoutMs);
+      void ignoringGone(() => container.kill());
+    }, timeoutMs);
     let status: number;
     try {
       status = (await exited).StatusCode;
@@ -216,16 +294,15 @@ async function runInEnvironment(
     const usage = sampler.stop();
     await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
 
-    const state = (await sandbox.inspect()).State;
+    const state = (await container.inspect()).State;
     if (state.Running || state.Pid !== 0) {
       throw new ClawboxError('SANDBOX_FAILED', `sandbox ${id} still has processes after its end; it will be force-removed`);
     }
     const traffic = await env.control.unregister(ip);
     registered = false;
-    const oomKilled = state.OOMKilled;
     const explanation = timedOut
-      ? explainTimeout(run.timeoutMs)
-      : oomKilled
+      ? explainTimeout(timeoutMs)
+      : state.OOMKilled
         ? explainOom(config.resource_limits.memory)
         : traffic.not_allowed.length > 0
           ? explainDenied(traffic.not_allowed)
@@ -235,8 +312,8 @@ async function runInEnvironment(
       sandbox: id,
       ...(options.tool === undefined ? {} : { tool: options.tool }),
       command: options.command,
-      image: prepared.image,
-      config_digest: run.configDigest,
+      image: ctx.prepared.image,
+      config_digest: ctx.configDigest,
       exit_code: aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status,
       duration_ms: Math.round(performance.now() - started),
       peak_memory_bytes: usage.peakMemoryBytes,
@@ -245,17 +322,16 @@ async function runInEnvironment(
       bytes_down: traffic.bytes_down,
       connections_allowed: traffic.allowed,
       connections_denied: traffic.denied,
-      oom_killed: oomKilled,
+      oom_killed: state.OOMKilled,
       timed_out: timedOut,
       output_truncated: stdout.truncated || stderr.truncated,
-      warnings: run.warnings,
+      warnings: ctx.warnings,
       ...(explanation === undefined ? {} : { explanation }),
     };
     writeRunRecord(env.auditTrail, config.logging.enabled ? config.logging.level : 'silent', record);
-    return { ...record, aborted };
+    return { ...record, aborted, warm: ctx.started };
   } finally {
     sampler?.stop();
     if (registered) await env.control.unregister(ip).catch(() => undefined);
-    await ignoringGone(() => sandbox.remove({ force: true, v: true }));
   }
 }

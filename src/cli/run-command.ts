@@ -1,6 +1,6 @@
 import { loadConfig } from '../config/load.js';
 import { ClawboxError } from '../errors.js';
-import { runSandbox } from '../../runner/sandbox.js';
+import { runSandbox, settleBackground } from '../../runner/sandbox.js';
 import { parseCommandArgs } from './args.js';
 
 export const RUN_HELP = `Usage: clawbox run [--config FILE] [--tool NAME] [--allow-host HOST]... [--image IMAGE]
@@ -75,5 +75,7 @@ export async function runCommand(args: readonly string[]): Promise<number> {
   } finally {
     process.removeListener('SIGINT', stop);
     process.removeListener('SIGTERM', stop);
+    // The warm pool is refilled while the tool runs; leave only once the replacement is ready.
+    await settleBackground();
   }
 }

@@ -112,6 +112,15 @@ const gateway = z.strictObject({
   idle_timeout: unit(parseDuration).prefault('5m'),
 });
 
+/**
+ * Warm pool: sandboxes created and started ahead of time (the tool's command not yet given), one per tool call,
+ * destroyed after it. A pooled sandbox is removed unused after `idle_timeout`.
+ */
+const pool = z.strictObject({
+  size: z.number().int().min(0).max(32).default(0),
+  idle_timeout: unit(parseDuration).prefault('5m'),
+});
+
 /** Per-tool additions: hosts allowed or denied for that tool's sandbox only. */
 const tool = z.strictObject({
   allowed_hosts: z.array(hostEntry).default([]),
@@ -144,6 +153,7 @@ export const sandboxSchema = z.strictObject({
   blocked_syscalls: z.array(syscall).default([]),
   logging: logging.prefault({}),
   gateway: gateway.prefault({}),
+  pool: pool.prefault({}),
   tools: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/), tool).prefault({}),
 });
 

@@ -1,0 +1,25 @@
+import type { Child } from '../lib/child.js';
+
+/** A proxy or resolver under test, started with our own config on our own ports. */
+export interface RunningPeer {
+  readonly name: string;
+  readonly child: Child;
+  /** HTTP proxy (CONNECT and absolute-URI), "127.0.0.1:port". */
+  readonly http?: string;
+  readonly socks?: string;
+  /** DNS (UDP) port on 127.0.0.1. */
+  readonly dnsPort?: number;
+  /** Its log / audit file: every connection leaves a line there, as configured in production. */
+  readonly logFile: string;
+}
+
+export interface PeerContext {
+  /** Private temp dir for configs and logs (removed at exit). */
+  readonly dir: string;
+  readonly proxyChainEntry: string | null;
+  /** When set, clawbox runs under `node --cpu-prof` writing into this dir. */
+  readonly cpuProfileDir?: string;
+}
+
+/** The most file descriptors a child may hold: 9,000 idle tunnels need two each plus the listeners. */
+export const NOFILE = 20000;

@@ -1,0 +1,250 @@
+/**
+ * `npm run bench`: clawbox's gateway against direct (the physical limit), squid, tinyproxy, dante, proxy-chain,
+ * dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback aliases).
+ *
+ *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run)
+ *   npm run bench -- policy       only the pure policy decision cost
+ *   npm run bench -- profile      only clawbox's tunnel rate under node --cpu-prof, with a summary
+ *
+ * Progress goes to stderr, the table to stdout, everything measured to bench/results/<timestamp>.json.
+ * Everything started is stopped, and aliases and temp dirs removed, on exit, error and Ctrl-C.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildNative } from './build.js';
+import { cleanupNow, installCleanupHandlers, onCleanup } from './lib/cleanup.js';
+import { progress } from './lib/exec.js';
+import { DNS_STUB } from './lib/addresses.js';
+import { paramsFor, type BenchParams, type Failed, type Row, type Target } from './model.js';
+import { installPeers } from './peers/install.js';
+import { startClawbox } from './peers/clawbox.js';
+import { startSquid } from './peers/squid.js';
+import { startTinyproxy } from './peers/tinyproxy.js';
+import { startDante } from './peers/dante.js';
+import { startProxyChain } from './peers/proxy-chain.js';
+import { startDnsmasq, startUnbound } from './peers/resolvers.js';
+import type { PeerContext, RunningPeer } from './peers/types.js';
+import { policyBench } from './policy.js';
+import { renderProfile, summariseProfile, type ProfileSummary } from './profile.js';
+import { bulk } from './scenarios/bulk.js';
+import { dnsScenario, type DnsTarget } from './scenarios/dns.js';
+import { plainHttp } from './scenarios/http.js';
+import { idleCapacity } from './scenarios/idle.js';
+import { lowLoadLatency } from './scenarios/latency.js';
+import { sandboxStart } from './scenarios/sandbox-start.js';
+import { rateRounds, tunnelRate } from './scenarios/tunnel-rate.js';
+import { renderTable } from './table.js';
+import { startUpstreams, type Upstreams } from './upstreams.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const RESULTS = join(HERE, 'results');
+const CLAWBOX_MAIN = join(HERE, '..', 'dist', 'src', 'cli', 'main.js');
+
+type NotStarted = Failed & { readonly name: string };
+type Started = RunningPeer | NotStarted;
+function failedPeer(p: Started): p is NotStarted {
+  return 'failed' in p;
+}
+
+async function start(name: string, unavailable: string | undefined, fn: () => Promise<RunningPeer>): Promise<Started> {
+  if (unavailable !== undefined) return { name, failed: unavailable };
+  try {
+    const peer = await fn();
+    progress(`${name} up (pid ${peer.child.pid})`);
+    return peer;
+  } catch (err) {
+    const failed = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
+    progress(`${name} did not start: ${failed}`);
+    return { name, failed };
+  }
+}
+
+function tcpTarget(label: string, peer: Started, kind: 'http' | 'socks'): Target {
+  if (failedPeer(peer)) return { label, proto: kind === 'http' ? 'connect' : 'socks', na: peer.failed };
+  const proxy = kind === 'http' ? peer.http : peer.socks;
+  return { label, proto: kind === 'http' ? 'connect' : 'socks', proxy: proxy!, pid: peer.child.pid, exitReason: peer.child.exitReason };
+}
+
+function countLines(file: string): number {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.length === 0 ? 0 : text.split('\n').filter((l) => l !== '').length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Runs clawbox once more under --cpu-prof for one tunnel-rate round and summarises the profile. */
+async function profileClawbox(ctx: PeerContext, p: BenchParams): Promise<ProfileSummary | Failed> {
+  const dir = join(ctx.dir, 'cpu-prof');
+  mkdirSync(dir, { recursive: true });
+  const peer = await start('clawbox (profiled)', undefined, () => startClawbox({ ...ctx, cpuProfileDir: dir }));
+  if (failedPeer(peer)) return { failed: peer.failed };
+  try {
+    await rateRounds([tcpTarget('clawbox', peer, 'http')], { ...p, rateRoundS: p.rateRoundS * 2 }, 1);
+  } finally {
+    await peer.child.stop(15_000); // SIGTERM: clawbox exits cleanly and node writes the profile
+  }
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (file === undefined) return { failed: 'node wrote no .cpuprofile' };
+  return summariseProfile(join(dir, file));
+}
+
+function writeResults(doc: Record<string, unknown>): string {
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+  return file;
+}
+
+const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
+  'tunnel rate': `${p.rateConc} clients loop {CONNECT (SOCKS5 for dante, clawbox-socks) + 64 B echo + close}, 2 rounds × ${p.rateRoundS} s, 2nd reversed`,
+  'latency, 1 client': `${p.latencyCount} sequential tunnels`,
+  'plain HTTP': `absolute-URI GET, keep-alive, ${p.httpConc} clients, 2 rounds × ${p.httpRoundS} s`,
+  [`idle, ${p.idleTunnels} tunnels`]: 'opened 256 at a time, held, then each must still echo 64 B; PSS/RSS delta of the process tree ÷ tunnels',
+  'DNS (UDP, allowed names)': `dnsperf ${p.dnsSeconds} s, 100 outstanding, 1000 names cached after the first pass; "direct" = the C stub all resolvers forward to`,
+  'policy (pure, no I/O)': 'in-process, median of 5 timed runs',
+});
+
+async function main(): Promise<void> {
+  const mode = process.argv[2] ?? 'all';
+  if (!['all', 'policy', 'profile'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile)`);
+  const quick = process.env.BENCH_QUICK === '1';
+  const p = paramsFor(quick);
+  const t0 = Date.now();
+
+  if (mode === 'policy') {
+    const r = policyBench();
+    process.stdout.write(`${renderTable(r.rows, { title: 'clawbox policy decision cost', notes: [], scenarios: SCENARIO_NOTES(p) })}\n`);
+    progress(`results: ${writeResults({ mode, policy: r.raw })}`);
+    return;
+  }
+  if (process.getuid?.() !== 0) throw new Error('the bench needs root: it adds loopback aliases and installs peers');
+  installCleanupHandlers();
+  const dir = mkdtempSync(join(tmpdir(), 'clawbox-bench-'));
+  chmodSync(dir, 0o777); // squid, tinyproxy, dante and dnsmasq drop to unprivileged users and still write logs here
+  onCleanup('temp dir', () => rmSync(dir, { recursive: true, force: true }));
+  progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
+
+  const installed = mode === 'all' ? installPeers() : { unavailable: {}, proxyChainMain: null };
+  buildNative();
+  const proxyChainEntry = installed.proxyChainMain === null ? null : join(installed.proxyChainMain, (JSON.parse(readFileSync(join(installed.proxyChainMain, 'package.json'), 'utf8')) as { main: string }).main);
+  const ctx: PeerContext = { dir, proxyChainEntry };
+  const upstreams: Upstreams = await startUpstreams();
+  progress('upstreams up (echo, source, http, dns stub)');
+  const noDist = existsSync(CLAWBOX_MAIN) ? undefined : 'dist/ missing: run npm run build first';
+
+  if (mode === 'profile') {
+    const prof = await profileClawbox({ ...ctx }, p);
+    process.stdout.write(`${'failed' in prof ? `profile failed: ${prof.failed}` : renderProfile(prof)}\n`);
+    progress(`results: ${writeResults({ mode, profile: prof })}`);
+    return;
+  }
+
+  const u = installed.unavailable;
+  const peers: Started[] = [];
+  peers.push(await start('clawbox', noDist, () => startClawbox(ctx)));
+  peers.push(await start('squid', u.squid, () => startSquid(ctx)));
+  peers.push(await start('tinyproxy', u.tinyproxy, () => startTinyproxy(ctx)));
+  peers.push(await start('dante', u['dante-server'], () => startDante(ctx)));
+  peers.push(await start('proxy-chain', u['proxy-chain'], () => startProxyChain(ctx)));
+  peers.push(await start('dnsmasq', u.dnsmasq, () => startDnsmasq(ctx)));
+  peers.push(await start('unbound', u.unbound, () => startUnbound(ctx)));
+  const peer = (name: string): Started => peers.find((x) => x.name === name)!;
+
+  const direct: Target = { label: 'direct', proto: 'direct' };
+  const clawbox = peer('clawbox');
+  const tunnelTargets: Target[] = [
+    direct,
+    tcpTarget('clawbox', clawbox, 'http'),
+    tcpTarget('clawbox-socks', clawbox, 'socks'),
+    tcpTarget('squid', peer('squid'), 'http'),
+    tcpTarget('tinyproxy', peer('tinyproxy'), 'http'),
+    tcpTarget('dante', peer('dante'), 'socks'),
+    tcpTarget('proxy-chain', peer('proxy-chain'), 'http'),
+  ];
+  const httpTargets = tunnelTargets.filter((t) => t.proto !== 'socks');
+  const dnsTarget = (label: string, s: Started): DnsTarget =>
+    failedPeer(s) ? { label, host: '127.0.0.1', port: 0, na: s.failed } : { label, host: '127.0.0.1', port: s.dnsPort!, pid: s.child.pid };
+  const dnsTargets: DnsTarget[] = [
+    u.dnsperf ? { label: 'direct', host: DNS_STUB.host, port: DNS_STUB.port, na: u.dnsperf } : { label: 'direct', host: DNS_STUB.host, port: DNS_STUB.port, pid: upstreams.dns.pid },
+    ...[dnsTarget('clawbox', clawbox), dnsTarget('dnsmasq', peer('dnsmasq')), dnsTarget('unbound', peer('unbound'))].map((t) =>
+      u.dnsperf && t.na === undefined ? { ...t, na: `dnsperf: ${u.dnsperf}` } : t,
+    ),
+  ];
+
+  const rows: Row[] = [];
+  const raw: Record<string, unknown> = {};
+  const step = async (name: string, fn: () => Promise<{ rows: Row[]; raw: unknown }>): Promise<void> => {
+    progress(`== ${name}`);
+    try {
+      const r = await fn();
+      rows.push(...r.rows);
+      raw[name] = r.raw;
+    } catch (err) {
+      progress(`${name} failed as a whole: ${err instanceof Error ? err.message : String(err)}`);
+      raw[name] = { failed: String(err) };
+    }
+  };
+  // Idle first, on fresh processes (see scenarios/idle.ts); then the others, alternating target order.
+  await step('idle', () => idleCapacity(tunnelTargets, p));
+  await step('tunnel rate', () => tunnelRate(tunnelTargets, p));
+  await step('latency', () => lowLoadLatency([...tunnelTargets].reverse(), p).then((r) => ({ ...r, rows: r.rows.map(reorder(tunnelTargets)) })));
+  await step('bulk', () => bulk(tunnelTargets, p).then((r) => ({ ...r, rows: r.rows.map(reorder(tunnelTargets)) })));
+  await step('plain HTTP', () => plainHttp(httpTargets, p));
+  await step('dns', () => dnsScenario(dnsTargets, p, dir));
+  await step('sandbox start', () => sandboxStart({ params: p, dir }));
+  await step('policy', () => Promise.resolve(policyBench()));
+
+  const logLines = Object.fromEntries(peers.filter((x) => !failedPeer(x)).map((x) => [x.name, countLines((x as RunningPeer).logFile)]));
+  const alive = peers.filter((x): x is RunningPeer => !failedPeer(x));
+  for (const x of alive) {
+    const dead = x.child.exitReason();
+    if (dead !== null) progress(`${x.name} had exited during the run: ${dead}`);
+  }
+  await Promise.all(alive.map((x) => x.child.stop()));
+
+  let profile: ProfileSummary | Failed | null = null;
+  if (process.env.BENCH_PROFILE !== '0' && !failedPeer(clawbox)) {
+    progress('== clawbox CPU profile (tunnel rate, one round)');
+    profile = await profileClawbox(ctx, p);
+  }
+  await Promise.all(Object.values(upstreams).map((c: Upstreams['echo']) => c.stop()));
+
+  const took = (Date.now() - t0) / 1000;
+  const header = {
+    title: `clawbox bench — ${new Date().toISOString()}, ${quick ? 'QUICK' : 'full'} run, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, took ${Math.floor(took / 60)}m${Math.round(took % 60)}s`,
+    notes: [
+      '(x×) = ÷ direct (the load generator straight to the C upstream: the physical limit); "clawbox ÷ peer" follows each row.',
+      '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
+      'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc) over the run; memory is PSS/RSS of the tree.',
+      `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+      ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
+    ],
+    scenarios: SCENARIO_NOTES(p),
+  };
+  let table = renderTable(rows, header);
+  if (profile !== null) table += `\n\n${'failed' in profile ? `clawbox CPU profile: n/a (${profile.failed})` : renderProfile(profile)}`;
+  process.stdout.write(`${table}\n`);
+  const file = writeResults({ mode, quick, params: p, took_s: took, started: new Date(t0).toISOString(), log_lines: logLines, peers: peers.map((x) => (failedPeer(x) ? x : { name: x.name, pid: x.child.pid, http: x.http, socks: x.socks, dns: x.dnsPort })), rows, raw, profile, table });
+  progress(`results: ${file}; took ${took.toFixed(0)} s`);
+}
+
+/** Scenarios that ran targets in reverse print them in the usual column order. */
+function reorder(targets: readonly Target[]): (row: Row) => Row {
+  return (row) => ({ ...row, cells: Object.fromEntries(targets.filter((t) => t.label in row.cells).map((t) => [t.label, row.cells[t.label]])) });
+}
+
+main().then(
+  () => {
+    cleanupNow();
+    process.exit(0);
+  },
+  (err: unknown) => {
+    process.stderr.write(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    cleanupNow();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,48 @@
+/** Plain HTTP: absolute-URI GETs with keep-alive, 64 clients; two rounds per target, the second reversed. */
+import { progress } from '../lib/exec.js';
+import { HTTP, hostPort } from '../lib/addresses.js';
+import type { BenchParams, Failed, ScenarioResult, Target } from '../model.js';
+import { cellsOf, describe, forEachTarget, measure, type Measured } from './common.js';
+
+export async function plainHttp(targets: readonly Target[], p: BenchParams): Promise<ScenarioResult> {
+  const rounds = new Map<string, Measured[]>();
+  const failed = new Map<string, Failed>();
+  for (const order of [targets, [...targets].reverse()]) {
+    const got = await forEachTarget('http', order.filter((t) => !failed.has(t.label)), async (t) => {
+      const m = await measure(t, { mode: 'http', target: hostPort(HTTP), options: { conc: p.httpConc, duration: p.httpRoundS } }, (p.httpRoundS + 40) * 1000);
+      progress(`http ${describe(t.label, m.result)}`);
+      if (m.result.ok === 0) throw new Error(`no request succeeded ${JSON.stringify(m.result.errors)}`);
+      return m;
+    });
+    for (const [label, m] of got) {
+      if ('failed' in m) failed.set(label, m);
+      else rounds.set(label, [...(rounds.get(label) ?? []), m]);
+    }
+  }
+  type Totals = { ok: number; elapsed: number; cpu: number | null; p99: number; share: number; errors: number };
+  const totals = new Map<string, Totals | Failed>(failed);
+  for (const [label, ms] of rounds) {
+    if (failed.has(label)) continue;
+    const sum = (f: (m: Measured) => number): number => ms.reduce((s, m) => s + f(m), 0);
+    const elapsed = sum((m) => m.result.elapsed_s);
+    totals.set(label, {
+      ok: sum((m) => m.result.ok),
+      elapsed,
+      cpu: ms[0].proxyCpu === null ? null : sum((m) => m.proxyCpu ?? 0),
+      p99: sum((m) => m.result.p99_us) / ms.length,
+      share: sum((m) => m.result.cpu_s) / elapsed,
+      errors: sum((m) => m.result.errors.connect + m.result.errors.reply + m.result.errors.data + m.result.errors.timeout),
+    });
+  }
+  const scenario = 'plain HTTP';
+  return {
+    rows: [
+      { scenario, metric: 'requests/s', unit: 'count/s', better: 'higher', cells: cellsOf(targets, totals, (r) => r.ok / r.elapsed) },
+      { scenario, metric: 'p99 latency', unit: 'ms', better: 'lower', cells: cellsOf(targets, totals, (r) => r.p99 / 1000) },
+      { scenario, metric: 'proxy CPU per request', unit: 'us', better: 'lower', cells: cellsOf(targets, totals, (r) => (r.cpu === null ? null : (r.cpu / r.ok) * 1e6)) },
+      { scenario, metric: 'failed requests', unit: 'fraction', better: 'lower', cells: cellsOf(targets, totals, (r) => r.errors / Math.max(1, r.ok + r.errors)) },
+      { scenario, metric: 'loadgen CPU share', unit: 'share', better: 'none', cells: cellsOf(targets, totals, (r) => r.share) },
+    ],
+    raw: Object.fromEntries(totals),
+  };
+}

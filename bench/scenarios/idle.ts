@@ -1,0 +1,54 @@
+/**
+ * Idle capacity: open N tunnels, hold them, measure the proxy's memory, then check every one still echoes.
+ * Memory is PSS summed over the process tree (a forked proxy is not counted once per child); the delta from
+ * just before the tunnels opened, divided by the tunnels open. Runs first, on fresh processes, so heap grown
+ * by earlier scenarios cannot hide the growth.
+ */
+import { progress } from '../lib/exec.js';
+import { ECHO, PAYLOAD, hostPort } from '../lib/addresses.js';
+import { runLoadgen, type LoadgenResult } from '../lib/loadgen.js';
+import { memory, type Memory } from '../lib/procfs.js';
+import { sleep } from '../lib/net.js';
+import type { BenchParams, ScenarioResult, Target } from '../model.js';
+import { cellsOf, forEachTarget } from './common.js';
+
+interface IdleResult {
+  readonly before: Memory;
+  readonly held: Memory;
+  readonly open: LoadgenResult;
+  readonly check: LoadgenResult;
+}
+
+export async function idleCapacity(targets: readonly Target[], p: BenchParams): Promise<ScenarioResult> {
+  const proxied = targets.filter((t) => t.pid !== undefined || t.na !== undefined);
+  const got = await forEachTarget('idle', proxied, async (t): Promise<IdleResult> => {
+    const pid = t.pid!;
+    const before = memory(pid);
+    let held: Memory = before;
+    const results = await runLoadgen(
+      { mode: 'idle', proto: t.proto, ...(t.proxy ? { proxy: t.proxy } : {}), target: hostPort(ECHO), options: { count: p.idleTunnels, payload: PAYLOAD, hold: 60 } },
+      300_000,
+      async () => {
+        await sleep(1500); // let the proxy settle (lazy allocations, log flushes)
+        held = memory(pid);
+      },
+    );
+    const open = results.find((r) => r.phase === 'open');
+    const check = results.find((r) => r.phase === 'check');
+    if (!open || !check) throw new Error('loadgen did not report both phases');
+    progress(`idle ${t.label}: ${open.open}/${p.idleTunnels} open in ${open.elapsed_s.toFixed(1)} s, PSS +${((held.pss - before.pss) / 1024 / 1024).toFixed(1)} MiB, RSS +${((held.rss - before.rss) / 1024 / 1024).toFixed(1)} MiB, ${check.ok} still echo`);
+    await sleep(1000);
+    return { before, held, open, check };
+  });
+  const scenario = `idle, ${p.idleTunnels} tunnels`;
+  const perTunnel = (r: IdleResult, d: number): number | null => (r.open.open > 0 ? d / r.open.open / 1024 : null);
+  return {
+    rows: [
+      { scenario, metric: 'memory per tunnel (PSS)', unit: 'KB', better: 'lower', cells: cellsOf(proxied, got, (r) => perTunnel(r, r.held.pss - r.before.pss)) },
+      { scenario, metric: 'memory per tunnel (RSS)', unit: 'KB', better: 'lower', cells: cellsOf(proxied, got, (r) => perTunnel(r, r.held.rss - r.before.rss)) },
+      { scenario, metric: 'tunnels opened', unit: 'fraction', better: 'higher', cells: cellsOf(proxied, got, (r) => r.open.open / p.idleTunnels) },
+      { scenario, metric: 'still echoing after hold', unit: 'fraction', better: 'higher', cells: cellsOf(proxied, got, (r) => r.check.ok / p.idleTunnels) },
+    ],
+    raw: Object.fromEntries(got),
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The warm pool: sandboxes created and started ahead of time, waiting in the launcher for their one command.
+ * Docker is the pool's only state (labelled containers), so pooled sandboxes outlive the process that made them
+ * and any runner on this host can take one; a lock file per container (O_EXCL) makes taking atomic.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type Dockerode from 'dockerode';
+import { ignoringGone } from './docker-client.js';
+import { LABEL_POOL_EXPIRES, LABEL_POOL_KEY, labelFilter } from './labels.js';
+
+export interface PooledSandbox {
+  readonly container: Dockerode.Container;
+  readonly ip: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class WarmPool {
+  private readonly lockDir: string;
+
+  constructor(private readonly docker: Dockerode, stateDir: string) {
+    this.lockDir = join(stateDir, 'pool');
+    mkdirSync(this.lockDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Claims a ready sandbox for `key`, or null when none is ready (the caller starts one cold). */
+  async take(key: string): Promise<PooledSandbox | null> {
+    const now = Date.now();
+    for (const info of await this.ready(key)) {
+      if (Number(info.Labels[LABEL_POOL_EXPIRES]) <= now) continue;
+      if (!this.lock(info.Id)) continue;
+      const ip = Object.values(info.NetworkSettings.Networks)[0]?.IPAddress ?? '';
+      return { container: this.docker.getContainer(info.Id), ip };
+    }
+    return null;
+  }
+
+  /** How many unclaimed, unexpired sandboxes wait for `key`. */
+  async available(key: string): Promise<number> {
+    const now = Date.now();
+    return (await this.ready(key)).filter((i) => Number(i.Labels[LABEL_POOL_EXPIRES]) > now && !this.isLocked(i.Id)).length;
+  }
+
+  /** Removes a sandbox that was taken (or never used) and its lock. */
+  async discard(id: string): Promise<void> {
+    await ignoringGone(() => this.docker.getContainer(id).remove({ force: true, v: true }));
+    rmSync(this.lockPath(id), { force: true });
+  }
+
+  /**
+   * Removes pooled sandboxes that expired, that stopped, or whose taker died mid-run (its pid is in the lock).
+   * Returns their short ids.
+   */
+  async sweep(): Promise<string[]> {
+    const now = Date.now();
+    const removed: string[] = [];
+    for (const info of await this.docker.listContainers({ all: true, filters: labelFilter('pool') })) {
+      const holder = this.holder(info.Id);
+      const stale =
+        holder === null
+          ? info.State !== 'running' || Number(info.Labels[LABEL_POOL_EXPIRES]) <= now // exited on its own, or unused too long
+          : !alive(holder); // its taker died mid-run
+      if (!stale) continue;
+      if (holder === null && !this.lock(info.Id)) continue; // someone took it this instant
+      await this.discard(info.Id);
+      removed.push(info.Id.slice(0, 12));
+    }
+    return removed;
+  }
+
+  private async ready(key: string): Promise<Dockerode.ContainerInfo[]> {
+    const filters = labelFilter('pool');
+    filters.label.push(`${LABEL_POOL_KEY}=${key}`);
+    const list = await this.docker.listContainers({ filters: { ...filters, status: ['running'] } });
+    return list.sort((a, b) => a.Created - b.Created);
+  }
+
+  private lockPath(id: string): string {
+    return join(this.lockDir, `${id}.lock`);
+  }
+
+  private lock(id: string): boolean {
+    try {
+      writeFileSync(this.lockPath(id), String(process.pid), { flag: 'wx' });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private isLocked(id: string): boolean {
+    return this.holder(id) !== null;
+  }
+
+  private holder(id: string): number | null {
+    try {
+      const pid = Number(readFileSync(this.lockPath(id), 'utf8'));
+      return Number.isInteger(pid) ? pid : null;
+    } catch {
+      return null;
+    }
+  }
+}
