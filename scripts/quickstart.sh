@@ -6,8 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-echo "[quickstart] building images (skipped when up to date)"
-node dist/src/cli/main.js images build
 
 demo_ip=198.18.0.80
 work="$(mktemp -d)"

@@ -11,6 +11,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/aarch64-linux-gnu/libc.a ] || need+=(libc6-dev)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   apt-get update -qq
@@ -33,3 +37,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 log "building"
 npm run build --silent
+log "building images (skipped when up to date)"
+node dist/src/cli/main.js images build

@@ -16,7 +16,7 @@ import { connectTunnel, httpViaProxy, readAll, socks5Connect } from '../fixtures
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const SEED = readFileSync(join(import.meta.dirname, '../fixtures/seed-config.yml'), 'utf8');
-const UPSTREAM_IP = '198.18.0.4';
+const UPSTREAM_IP = '198.19.1.4';
 
 /** The seed config with our upstream's address allowed exactly (it is an address of this host) and a trail file. */
 function seedConfig(auditPath: string, extraAllowed: string[] = []): string {

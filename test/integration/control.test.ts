@@ -12,7 +12,7 @@ import { addLoopbackAlias, startEchoServer, type Upstream } from '../fixtures/up
 import { connectTunnel, nextChunk, readAll } from '../fixtures/clients.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
 
-const UPSTREAM_IP = '198.18.0.5';
+const UPSTREAM_IP = '198.19.1.5';
 
 let dir: string;
 let dns: TestDnsServer;

@@ -15,8 +15,8 @@ import { addLoopbackAlias, startEchoServer, startHttpUpstream, type Upstream } f
 import { connectTunnel, httpViaProxy, nextChunk, rawHttp, readAll, socks5Connect } from '../fixtures/clients.js';
 import type { AuditEvent, CloseEvent, DecisionEvent } from '../../src/audit/types.js';
 
-const UPSTREAM_IP = '198.18.0.2';
-const HOST_ALIAS_IP = '198.18.0.3';
+const UPSTREAM_IP = '198.19.1.2';
+const HOST_ALIAS_IP = '198.19.1.3';
 
 const CONFIG = `
 network_policy: deny-by-default

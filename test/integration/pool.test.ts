@@ -1,0 +1,116 @@
+/**
+ * The warm pool: sandboxes started ahead of time, one per tool call. A pooled sandbox must be indistinguishable
+ * from a cold one to the tool, and carry nothing from any earlier tool.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import Dockerode from 'dockerode';
+import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
+import { closeEnvironments } from '../../runner/environment.js';
+import { labelFilter } from '../../runner/labels.js';
+import { TextCollector } from '../../runner/output.js';
+import { startSandboxWorld, type SandboxWorld } from '../fixtures/sandbox-env.js';
+
+const docker = new Dockerode();
+let world: SandboxWorld;
+
+before(async () => {
+  world = await startSandboxWorld();
+});
+after(async () => {
+  await settleBackground();
+  execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']);
+  for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
+    await docker.getContainer(info.Id).remove({ force: true });
+  }
+  await closeEnvironments();
+  await world?.close();
+});
+
+async function run(command: string, yaml: string, extra: Partial<RunOptions> = {}): Promise<{ result: RunResult; stdout: string }> {
+  const { config, text } = world.config(yaml);
+  const stdout = new TextCollector();
+  const result = await runSandbox({ config, configText: text, command: ['sh', '-c', command], stdout, stderr: null, ...extra });
+  await settleBackground();
+  return { result, stdout: stdout.text };
+}
+
+async function pooled(): Promise<number> {
+  return (await docker.listContainers({ filters: labelFilter('pool') })).length;
+}
+
+// What a tool can observe about its sandbox: processes, identity, limits, mounts, environment, filesystem.
+const PROBE = [
+  'echo "== ps"; ps -eo pid,ppid,user,args --no-headers',
+  'echo "== id"; id',
+  'echo "== status"; grep -E "^(Cap|NoNewPrivs|Seccomp)" /proc/self/status',
+  'echo "== limits"; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us',
+  // The root's overlay layer paths differ between any two containers, cold or not; everything else must match.
+  'echo "== mounts"; cut -d" " -f2-4 /proc/self/mounts | sed "s/lowerdir=[^ ]*//" | sort',
+  'echo "== env"; env | grep -v "^HOSTNAME=" | sort',
+  'echo "== tmp"; ls -A /tmp',
+  'echo "== stdin"; readlink /proc/self/fd/0',
+  'echo "== init"; tr "\\0" " " < /proc/1/cmdline',
+].join('; ');
+
+describe('the warm pool', () => {
+  const POOL = 'pool:\n  size: 2\n  idle_timeout: 5m';
+
+  it('serves later calls from sandboxes started ahead of time', async () => {
+    const first = await run('true', POOL);
+    assert.equal(first.result.warm, false, 'an empty pool means a cold start');
+    assert.equal(await pooled(), 2, 'the pool is filled to its size');
+    const second = await run('echo warm', POOL);
+    assert.equal(second.result.warm, true);
+    assert.equal(second.stdout, 'warm\n');
+    assert.equal(second.result.exit_code, 0);
+    assert.equal(await pooled(), 2, 'and topped up again');
+  });
+
+  it('gives the tool exactly what a cold sandbox gives it', async () => {
+    const cold = await run(PROBE, '');
+    const warm = await run(PROBE, POOL);
+    assert.equal(cold.result.warm, false);
+    assert.equal(warm.result.warm, true);
+    // The tool's PID number varies between any two starts, cold or warm (6, 7 or 8 here: Docker's own set-up
+    // processes take the first numbers), so PIDs are compared by position, parents included.
+    const positional = (text: string): string => {
+      const numbers = new Map<string, string>();
+      return text.replace(/^(\s*)(\d+)(\s+)(\d+)/gm, (_m, a: string, pid: string, b: string, ppid: string) => {
+        for (const n of [pid, ppid]) if (!numbers.has(n)) numbers.set(n, n === '0' || n === '1' ? n : `P${numbers.size}`);
+        return `${a}${numbers.get(pid)}${b}${numbers.get(ppid)}`;
+      });
+    };
+    assert.equal(positional(warm.stdout), positional(cold.stdout));
+    assert.match(cold.stdout, /^\s+1\s+0 nobody\s+\/sbin\/docker-init -- \/.clawbox\/launch$/m);
+  });
+
+  it('leaves nothing of one tool for the next: no file, no process', async () => {
+    const first = await run('echo secret > /tmp/left-behind; (sleep 300 &) ; echo done', POOL);
+    assert.equal(first.stdout, 'done\n');
+    const second = await run('ls -A /tmp; ps -eo args --no-headers | grep -c "[s]leep 300" || true', POOL);
+    assert.equal(second.result.warm, true);
+    assert.equal(second.stdout, '0\n', 'no file in /tmp and no sleep from the earlier tool');
+    assert.notEqual(second.result.sandbox, first.result.sandbox);
+  });
+
+  it('keeps pools apart per config: another shape starts cold', async () => {
+    const other = await run('true', `${POOL}\nresource_limits:\n  memory: 256m`);
+    assert.equal(other.result.warm, false);
+  });
+
+  it('removes pooled sandboxes unused past idle_timeout', async () => {
+    for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
+      await docker.getContainer(info.Id).remove({ force: true });
+    }
+    const SHORT = 'pool:\n  size: 1\n  idle_timeout: 1s';
+    await run('true', SHORT);
+    assert.equal(await pooled(), 1);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const late = await run('true', SHORT);
+    assert.equal(late.result.warm, false, 'an expired sandbox is not handed out');
+    const out = execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']).toString();
+    assert.match(out, /sandboxes removed: [0-9a-f]{12}/);
+  });
+});
