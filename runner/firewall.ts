@@ -60,6 +60,13 @@ export async function missingBridgeRules(rules: BridgeRules): Promise<string[]> 
   return missing;
 }
 
+/** Removes the rules of one bridge (idempotent). */
+export async function removeBridgeRules(rules: BridgeRules): Promise<void> {
+  for (const { table, chain, spec } of ruleSpecs(rules)) {
+    while (await has(table, chain, spec)) await run(table, ['-w', '-D', chain, ...spec]);
+  }
+}
+
 /** Removes every rule carrying clawbox's comment from the chains it uses. */
 export async function removeAllRules(): Promise<number> {
   let removed = 0;
