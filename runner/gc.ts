@@ -5,15 +5,7 @@ import { DEFAULT_STATE_DIR, EGRESS_NETWORK, GATEWAY_CONTAINER, SANDBOX_NETWORK }
 import { WarmPool } from './pool.js';
 import { removeAllRules } from './firewall.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { processAlive } from './process-alive.js';
 
 /**
  * Removes sandboxes whose runner is gone (crashed, killed with SIGKILL): their owner pid on this host no longer
@@ -26,7 +18,7 @@ export async function sweepLeftovers(docker: Dockerode): Promise<string[]> {
     const pid = Number(info.Labels[LABEL_OWNER_PID]);
     // Only this host's runners can be checked for life; another host's sandboxes are its own business.
     if (info.Labels[LABEL_OWNER_HOST] !== hostname()) continue;
-    if (Number.isInteger(pid) && alive(pid)) continue;
+    if (Number.isInteger(pid) && processAlive(pid)) continue;
     await ignoringGone(() => docker.getContainer(info.Id).remove({ force: true, v: true }));
     removed.push(info.Id.slice(0, 12));
   }

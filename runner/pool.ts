@@ -8,19 +8,11 @@ import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KEY, labelFilter } from './labels.js';
+import { processAlive } from './process-alive.js';
 
 export interface PooledSandbox {
   readonly container: Dockerode.Container;
   readonly ip: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export class WarmPool {
@@ -67,7 +59,7 @@ export class WarmPool {
       const stale =
         holder === null
           ? info.State !== 'running' || Number(info.Labels[LABEL_POOL_EXPIRES]) <= now // exited on its own, or unused too long
-          : !alive(holder); // its taker died mid-run
+          : !processAlive(holder); // its taker died mid-run
       if (!stale) continue;
       if (holder === null && !this.lock(info.Id)) continue; // someone took it this instant
       await this.discard(info.Id);

@@ -7,6 +7,7 @@ import { ipv4FromU32, parseIp } from '../../src/net/ip.js';
 import type { Host } from '../../src/net/types.js';
 import { compilePolicy } from '../../src/policy/policy.js';
 import type { PolicyConfig } from '../../src/policy/config.js';
+import { policyConfig } from '../fixtures/policy-config.js';
 
 const BUDGET = { interruptAfterTimeLimit: 5000, numRuns: 2000 } as const;
 
@@ -155,15 +156,7 @@ function randomCase(text: string, flips: readonly boolean[]): string {
 
 void describe('matcher properties', () => {
   function policyFor(cfg: Partial<PolicyConfig>) {
-    return compilePolicy({
-      networkPolicy: 'deny-by-default',
-      allowedHosts: [],
-      deniedHosts: [],
-      defaultPorts: [80, 443],
-      selfAddresses: [],
-      listenerPorts: [],
-      ...cfg,
-    });
+    return compilePolicy(policyConfig(cfg));
   }
 
   void it('a wildcard never matches its apex, always matches a subdomain', () => {

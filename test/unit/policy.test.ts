@@ -7,6 +7,7 @@ import type { PolicyConfig } from '../../src/policy/config.js';
 import { parseHostPattern, patternToString } from '../../src/policy/pattern.js';
 import { compilePolicy, StaticPolicyTable } from '../../src/policy/policy.js';
 import type { Decision, Policy, RuleId } from '../../src/policy/types.js';
+import { policyConfig } from '../fixtures/policy-config.js';
 
 function host(text: string): Host {
   const parsed = parseHost(text);
@@ -20,17 +21,7 @@ function ip(text: string): IpAddress {
   return parsed;
 }
 
-function config(overrides: Partial<PolicyConfig> = {}): PolicyConfig {
-  return {
-    networkPolicy: 'deny-by-default',
-    allowedHosts: [],
-    deniedHosts: [],
-    defaultPorts: [80, 443],
-    selfAddresses: [],
-    listenerPorts: [],
-    ...overrides,
-  };
-}
+const config = policyConfig;
 
 const BASE = config({
   allowedHosts: [
