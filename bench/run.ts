@@ -110,7 +110,7 @@ const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
-  if (!['all', 'policy', 'profile'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile)`);
+  if (!['all', 'policy', 'profile', 'sandbox'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox)`);
   const quick = process.env.BENCH_QUICK === '1';
   const p = paramsFor(quick);
   const t0 = Date.now();
@@ -122,6 +122,17 @@ async function main(): Promise<void> {
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('the bench needs root: it adds loopback aliases and installs peers');
+  if (mode === 'sandbox') {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-bench-'));
+    try {
+      const r = await sandboxStart({ params: p, dir });
+      process.stdout.write(`${renderTable(r.rows, { title: 'clawbox sandbox start', notes: [], scenarios: SCENARIO_NOTES(p) })}\n`);
+      progress(`results: ${writeResults({ mode, quick, sandbox: r.raw, rows: r.rows })}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   installCleanupHandlers();
   const dir = mkdtempSync(join(tmpdir(), 'clawbox-bench-'));
   chmodSync(dir, 0o777); // squid, tinyproxy, dante and dnsmasq drop to unprivileged users and still write logs here

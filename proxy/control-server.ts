@@ -13,9 +13,9 @@ import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js'
  *   → {"id":4,"op":"ping"}                                          ← {"id":4,"ok":true}
  */
 export interface ControlHandlers {
-  register(registration: SandboxRegistration): void;
-  unregister(client: string): SandboxTraffic;
-  setHostAddresses(addresses: readonly string[]): void;
+  register(registration: SandboxRegistration): void | Promise<void>;
+  unregister(client: string): SandboxTraffic | Promise<SandboxTraffic>;
+  setHostAddresses(addresses: readonly string[]): void | Promise<void>;
 }
 
 export type ControlRequest =
@@ -46,6 +46,8 @@ export function createControlServer(path: string, handlers: ControlHandlers, log
 function serve(socket: Socket, handlers: ControlHandlers, log: Logger): void {
   socket.on('error', () => socket.destroy());
   let buffered = '';
+  // Replies leave in request order even when a handler is asynchronous (the cluster primary asks its workers).
+  let queue: Promise<void> = Promise.resolve();
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => {
     buffered += chunk;
@@ -57,12 +59,15 @@ function serve(socket: Socket, handlers: ControlHandlers, log: Logger): void {
     while ((newline = buffered.indexOf('\n')) >= 0) {
       const line = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);
-      socket.write(`${JSON.stringify(answer(line, handlers, log))}\n`);
+      queue = queue.then(async () => {
+        const reply = await answer(line, handlers, log);
+        if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
+      });
     }
   });
 }
 
-function answer(line: string, handlers: ControlHandlers, log: Logger): ControlReply {
+async function answer(line: string, handlers: ControlHandlers, log: Logger): Promise<ControlReply> {
   let request: ControlRequest;
   try {
     request = JSON.parse(line) as ControlRequest;
@@ -75,14 +80,14 @@ function answer(line: string, handlers: ControlHandlers, log: Logger): ControlRe
       case 'ping':
         return { id, ok: true };
       case 'register':
-        handlers.register(request.sandbox);
+        await handlers.register(request.sandbox);
         log.debug({ client: request.sandbox.client, sandbox: request.sandbox.sandbox }, 'sandbox registered');
         return { id, ok: true };
       case 'unregister':
-        return { id, ok: true, traffic: handlers.unregister(request.client) };
+        return { id, ok: true, traffic: await handlers.unregister(request.client) };
       case 'host-addresses':
         if (!Array.isArray(request.addresses)) return { id, ok: false, error: 'addresses must be a list' };
-        handlers.setHostAddresses(request.addresses);
+        await handlers.setHostAddresses(request.addresses);
         return { id, ok: true };
       default:
         return { id, ok: false, error: `unknown op ${JSON.stringify((request as { op?: unknown }).op)}` };

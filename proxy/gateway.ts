@@ -22,6 +22,9 @@ export interface GatewayOptions {
   readonly resolver?: Resolver;
   /** Unix socket on which the runner registers sandboxes (`proxy/control-server.ts`). */
   readonly controlSocket?: string;
+  /** Sandboxes and host addresses in force before the first connection (a cluster worker started late). */
+  readonly sandboxes?: readonly SandboxRegistration[];
+  readonly hostAddresses?: readonly string[];
 }
 
 export interface GatewayAddresses {
@@ -60,6 +63,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     });
   const registry = new SandboxRegistry();
   const audit = registry.auditThrough(trail);
+  if (options.hostAddresses && options.hostAddresses.length > 0) policies.setHostAddresses(options.hostAddresses);
+  for (const sandbox of options.sandboxes ?? []) registry.add(policies.register(sandbox));
   const resolver =
     options.resolver ??
     (gw.upstream_dns ? new UpstreamResolver(gw.upstream_dns) : UpstreamResolver.fromResolvConf());

@@ -36,10 +36,12 @@ async function has(table: string, chain: string, spec: string[]): Promise<boolea
   }
 }
 
-/** Installs the rules that are missing (idempotent). */
+/** Installs the rules that are missing (idempotent). The checks run in parallel: they are on every run's path. */
 export async function ensureBridgeRules(rules: BridgeRules): Promise<void> {
-  for (const { table, chain, spec } of ruleSpecs(rules)) {
-    if (await has(table, chain, spec)) continue;
+  const specs = ruleSpecs(rules);
+  const present = await Promise.all(specs.map(({ table, chain, spec }) => has(table, chain, spec)));
+  for (const [i, { table, chain, spec }] of specs.entries()) {
+    if (present[i]) continue;
     try {
       await run(table, ['-w', '-I', chain, '1', ...spec]);
     } catch (err) {

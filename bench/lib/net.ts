@@ -3,10 +3,17 @@ import { createServer, connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { addLoopbackAlias } from '../../test/fixtures/upstreams.js';
 import { onCleanup } from './cleanup.js';
+import { progress, run } from './exec.js';
 
 /** Adds ip/32 to lo and registers its removal (also on Ctrl-C and errors). Only 198.18.0.0/15 is accepted. */
 export function loopbackAlias(ip: string): void {
   if (!/^198\.1[89]\.\d{1,3}\.\d{1,3}$/.test(ip)) throw new Error(`refusing to alias ${ip}: the bench only uses 198.18.0.0/15`);
+  // Someone else's alias (a test running alongside) stays theirs: we use it, and leave it in place at the end.
+  const present = run('ip', ['-o', 'addr', 'show', 'dev', 'lo'], { timeoutMs: 5000 }).stdout.includes(` ${ip}/32 `);
+  if (present) {
+    progress(`alias ${ip} already on lo (not ours): using it, will not remove it`);
+    return;
+  }
   const remove = addLoopbackAlias(ip);
   onCleanup(`alias ${ip}`, remove);
 }

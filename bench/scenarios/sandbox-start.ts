@@ -1,15 +1,26 @@
 /**
- * HOOK, not implemented yet: sandbox start latency. Another engineer fills this in. It is to measure, p50/p99
- * over 50 runs each, with the same image, network and limits:
- *   - `clawbox run -- true` (the CLI, end to end),
- *   - the library's `runSandbox` cold, and from a warm pool,
- *   - plain `docker run --rm` (the baseline the others are divided by).
- * Return rows with `baseline: 'docker run'` cells keyed by the labels below; the table prints them like every
- * other scenario (ratios to the baseline, clawbox ÷ peer), and n/a cells with their reason.
+ * Sandbox start, interleaved per iteration so drift hits every mode alike, with the same image, network and
+ * limits everywhere:
+ *   - `docker run --rm` (the baseline),
+ *   - `clawbox run -- CMD` (the CLI end to end), cold and with a warm pool,
+ *   - the library's `runSandbox`, cold and from a warm pool.
+ * Two figures each: "start" is the time to the tool's first output byte (the tool is `echo x`), "total" the time
+ * until the call returned. The warm pool is refilled between measured runs, outside the timing.
  */
-import { na, type BenchParams, type Row, type ScenarioResult } from '../model.js';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import Dockerode from 'dockerode';
+import { parseConfig } from '../../src/config/load.js';
+import { runSandbox, settleBackground } from '../../runner/sandbox.js';
+import { closeEnvironments, SANDBOX_NETWORK } from '../../runner/environment.js';
+import { SANDBOX_IMAGE } from '../../runner/images.js';
+import { progress } from '../lib/exec.js';
+import { na, val, type BenchParams, type Cell, type Row, type ScenarioResult } from '../model.js';
 
-export const SANDBOX_START_LABELS = ['docker run', 'clawbox run', 'runSandbox cold', 'runSandbox warm'] as const;
+export const SANDBOX_START_LABELS = ['docker run', 'clawbox run cold', 'clawbox run warm', 'runSandbox cold', 'runSandbox warm'] as const;
+type Mode = (typeof SANDBOX_START_LABELS)[number];
 
 export interface SandboxStartContext {
   readonly params: BenchParams;
@@ -17,9 +28,127 @@ export interface SandboxStartContext {
   readonly dir: string;
 }
 
-export function sandboxStart(_ctx: SandboxStartContext): Promise<ScenarioResult> {
-  const reason = 'skipped: bench/scenarios/sandbox-start.ts not implemented yet';
-  const cells = Object.fromEntries(SANDBOX_START_LABELS.map((l) => [l, na(reason)]));
-  const row = (metric: string): Row => ({ scenario: 'sandbox start, 50 runs', metric, unit: 'ms', better: 'lower', baseline: 'docker run', cells });
-  return Promise.resolve({ rows: [row('p50'), row('p99')], raw: { skipped: reason } });
+interface Sample {
+  readonly start: number;
+  readonly total: number;
+}
+
+const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+
+/** The limits clawbox applies by default, spelled as docker run flags, for a like-for-like baseline. */
+const DOCKER_RUN = [
+  'run', '--rm', '--network', SANDBOX_NETWORK, '--memory', '2g', '--memory-swap', '2g', '--cpus', '1', '--pids-limit', '256',
+  '--read-only', '--tmpfs', '/tmp:size=100m,noexec,nosuid,nodev', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
+  '--user', '65534:65534', '--init', SANDBOX_IMAGE, 'echo', 'x',
+];
+
+/** Runs a command, timing its first stdout byte and its exit. */
+function timeProcess(cmd: string, args: readonly string[]): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let start = 0;
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout.on('data', () => {
+      start ||= performance.now() - t0;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`${cmd} ${args.slice(0, 2).join(' ')} exited with ${code}`));
+      else resolve({ start, total: performance.now() - t0 });
+    });
+  });
+}
+
+async function timeLibrary(configText: string): Promise<Sample> {
+  const config = parseConfig(configText).sandbox;
+  const t0 = performance.now();
+  let start = 0;
+  const stdout = new Writable({
+    write(_chunk, _encoding, callback) {
+      start ||= performance.now() - t0;
+      callback();
+    },
+  });
+  const result = await runSandbox({ config, configText, command: ['echo', 'x'], stdout, stderr: null });
+  const total = performance.now() - t0;
+  if (result.exit_code !== 0) throw new Error(`runSandbox exited with ${result.exit_code}`);
+  return { start, total };
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioResult> {
+  const runs = ctx.params.quick ? 10 : 50;
+  const unavailable = async (): Promise<string | null> => {
+    try {
+      const docker = new Dockerode();
+      await docker.ping();
+      await docker.getImage(SANDBOX_IMAGE).inspect();
+      return null;
+    } catch (err) {
+      return `Docker engine or ${SANDBOX_IMAGE} not available (${(err as Error).message}); run scripts/setup.sh`;
+    }
+  };
+  const reason = await unavailable();
+  if (reason) return rowsOf(Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, reason])), {});
+
+  const coldText = 'sandbox:\n  pool:\n    size: 0\n';
+  const warmText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 10m\n';
+  writeFileSync(join(ctx.dir, 'cold.yml'), coldText);
+  writeFileSync(join(ctx.dir, 'warm.yml'), warmText);
+  const modes: Record<Mode, () => Promise<Sample>> = {
+    'docker run': () => timeProcess('docker', DOCKER_RUN),
+    'clawbox run cold': () => timeProcess(process.execPath, [CLI, 'run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x']),
+    'clawbox run warm': () => timeProcess(process.execPath, [CLI, 'run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x']),
+    'runSandbox cold': () => timeLibrary(coldText),
+    'runSandbox warm': () => timeLibrary(warmText),
+  };
+  const samples = Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, [] as Sample[]])) as Record<Mode, Sample[]>;
+  const failures: Partial<Record<Mode, string>> = {};
+  // One untimed round first: networks, the gateway container, the launcher and a first pooled sandbox.
+  for (const mode of SANDBOX_START_LABELS) await modes[mode]().catch(() => undefined);
+  await settleBackground();
+  for (let i = 0; i < runs; i++) {
+    if (i % 10 === 0) progress(`sandbox start: run ${i + 1}/${runs}`);
+    for (const mode of SANDBOX_START_LABELS) {
+      if (failures[mode]) continue;
+      try {
+        samples[mode].push(await modes[mode]());
+      } catch (err) {
+        failures[mode] = (err as Error).message;
+      }
+      await settleBackground(); // refill the pool outside the timing
+    }
+  }
+  await closeEnvironments();
+  return rowsOf(failures, samples);
+}
+
+function rowsOf(failures: Partial<Record<Mode, string>>, samples: Partial<Record<Mode, Sample[]>>): ScenarioResult {
+  const cell = (mode: Mode, pick: (s: Sample) => number, p: number): Cell => {
+    const failed = failures[mode];
+    if (failed) return na(failed);
+    const values = (samples[mode] ?? []).map(pick);
+    return values.length === 0 ? na('no samples') : val(Math.round(percentile(values, p) * 10) / 10);
+  };
+  const row = (metric: string, pick: (s: Sample) => number, p: number): Row => ({
+    scenario: 'sandbox start',
+    metric,
+    unit: 'ms',
+    better: 'lower',
+    baseline: 'docker run',
+    cells: Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, cell(m, pick, p)])),
+  });
+  return {
+    rows: [
+      row('start p50 (first output byte)', (s) => s.start, 50),
+      row('start p99', (s) => s.start, 99),
+      row('total p50', (s) => s.total, 50),
+      row('total p99', (s) => s.total, 99),
+    ],
+    raw: { failures, samples },
+  };
 }

@@ -1,11 +1,5 @@
 #!/usr/bin/env node
 import { reportError } from './errors.js';
-import { firewallCommand } from './firewall-command.js';
-import { gcCommand } from './gc-command.js';
-import { imagesCommand } from './images-command.js';
-import { PROXY_HELP, proxyCommand } from './proxy-command.js';
-import { RUN_HELP, runCommand } from './run-command.js';
-import { verifyCommand } from './verify-command.js';
 
 const USAGE = `Usage: clawbox <command> [options]
 
@@ -17,21 +11,19 @@ Commands:
   gc        remove what crashed runs left behind:  clawbox gc [--all]
   firewall  host rules for a sandbox network made by docker-compose.yml
 
-Run 'clawbox <command> --help' for a command's options.
-
-${RUN_HELP}
-
-${PROXY_HELP}`;
+Run 'clawbox <command> --help' for a command's options.`;
 
 type Command = (args: readonly string[]) => Promise<number>;
 
-const COMMANDS: Readonly<Record<string, Command>> = {
-  run: runCommand,
-  proxy: proxyCommand,
-  images: imagesCommand,
-  verify: verifyCommand,
-  gc: gcCommand,
-  firewall: firewallCommand,
+// Loaded on use: the Docker client alone takes a few hundred milliseconds to import, and a command should pay
+// only for what it needs.
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  run: async () => (await import('./run-command.js')).runCommand,
+  proxy: async () => (await import('./proxy-command.js')).proxyCommand,
+  images: async () => (await import('./images-command.js')).imagesCommand,
+  verify: async () => (await import('./verify-command.js')).verifyCommand,
+  gc: async () => (await import('./gc-command.js')).gcCommand,
+  firewall: async () => (await import('./firewall-command.js')).firewallCommand,
 };
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -40,12 +32,12 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     process.stderr.write(`clawbox: unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
     return 2;
   }
-  return command(rest);
+  return (await load())(rest);
 }
 
 main(process.argv.slice(2)).then(

@@ -4,11 +4,14 @@ import { parseListenAddress, type ListenAddress } from '../config/units.js';
 import { ClawboxError } from '../errors.js';
 import { parseHost } from '../net/host.js';
 import { createAppLogger } from '../log.js';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { runGatewayWorker, startGatewayCluster } from '../../proxy/cluster.js';
 import { startGateway } from '../../proxy/gateway.js';
 import { parseCommandArgs } from './args.js';
 
 export const PROXY_HELP = `Usage: clawbox proxy [--config FILE] [--http HOST:PORT] [--socks HOST:PORT] [--dns HOST:PORT]
-                     [--upstream-dns HOST[:PORT]]... [--host-address IP]... [--control PATH]
+                     [--upstream-dns HOST[:PORT]]... [--host-address IP]... [--control PATH] [--workers N]
 
 Runs the egress gateway: an HTTP proxy (CONNECT and absolute-URI), a SOCKS5 proxy and a DNS resolver that
 enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decision and per close.
@@ -20,6 +23,7 @@ enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decisi
   --upstream-dns ADDR    resolver the gateway asks; repeatable (sandbox.gateway.upstream_dns)
   --host-address IP      another address of the host to deny; repeatable (sandbox.gateway.host_addresses)
   --control PATH         Unix socket on which 'clawbox run' registers per-sandbox policies
+  --workers N            gateway processes sharing the listeners (default: the number of CPUs; 1 = one process)
 
 Signals: SIGHUP reloads the policy from the config file (a bad file is reported, the old policy kept);
 SIGINT / SIGTERM stop cleanly.`;
@@ -32,6 +36,7 @@ const OPTIONS = {
   'upstream-dns': { type: 'string', multiple: true },
   'host-address': { type: 'string', multiple: true },
   control: { type: 'string' },
+  workers: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -62,12 +67,24 @@ function flagIp(raw: string): string {
   return parsed.host.ip.text;
 }
 
+function flagWorkers(raw: string | undefined): number {
+  if (raw === undefined) return availableParallelism();
+  if (!/^[1-9][0-9]{0,2}$/.test(raw)) throw new ClawboxError('CLI_USAGE', `clawbox proxy --workers: expected a number from 1 to 999, got '${raw}'`);
+  return Number(raw);
+}
+
 export async function proxyCommand(args: readonly string[]): Promise<number> {
   const { values } = parseCommandArgs('proxy', args, OPTIONS);
   if (values.help) {
     process.stdout.write(`${PROXY_HELP}\n`);
     return 0;
   }
+  if (cluster.isWorker) {
+    // A worker of `--workers N`: config, registrations and reloads all come from the primary.
+    const config = loadConfig(values.config).config.sandbox;
+    return runGatewayWorker(createAppLogger(config.logging.level === 'silent' ? 'silent' : 'info'));
+  }
+  const workers = flagWorkers(values.workers);
   const overrides: GatewayOverrides = {
     ...(values.http === undefined ? {} : { http: flagAddress('http', values.http) }),
     ...(values.socks === undefined ? {} : { socks: flagAddress('socks', values.socks) }),
@@ -81,7 +98,8 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
   const config = applyOverrides(source, overrides);
   const log = createAppLogger(config.logging.level === 'silent' ? 'silent' : 'info');
   if (!config.logging.enabled) log.warn('audit trail disabled by sandbox.logging.enabled: false');
-  const gateway = await startGateway({ config, log, ...(values.control ? { controlSocket: values.control } : {}) });
+  const controlOption = values.control ? { controlSocket: values.control } : {};
+  const gateway = workers === 1 ? await startGateway({ config, log, ...controlOption }) : await startGatewayCluster({ config, log, workers, ...controlOption });
   const { http, socks, dns } = gateway.addresses;
   log.info(
     {
@@ -90,19 +108,22 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
       socks5: `${socks.address}:${socks.port}`,
       dns: `${dns.address}:${dns.port}`,
       audit: config.logging.audit_trail ?? 'stdout',
+      workers,
     },
     'clawbox gateway listening',
   );
 
   process.on('SIGHUP', () => {
-    try {
-      const next = loadConfig(values.config);
-      gateway.reload(applyOverrides(next, overrides));
-      log.info({ config: next.path }, 'policy reloaded');
-    } catch (err) {
-      const details = err instanceof ClawboxError ? err.details : [];
-      log.error({ err: err instanceof Error ? err.message : String(err), details }, 'reload failed; keeping the old policy');
-    }
+    void (async () => {
+      try {
+        const next = loadConfig(values.config);
+        await gateway.reload(applyOverrides(next, overrides));
+        log.info({ config: next.path }, 'policy reloaded');
+      } catch (err) {
+        const details = err instanceof ClawboxError ? err.details : [];
+        log.error({ err: err instanceof Error ? err.message : String(err), details }, 'reload failed; keeping the old policy');
+      }
+    })();
   });
 
   return new Promise<number>((resolve) => {

@@ -1,0 +1,333 @@
+/**
+ * `clawbox proxy --workers N`: the gateway on N processes (node:cluster) so it uses every core.
+ *
+ * - The kernel spreads accepts (SCHED_NONE: every worker accepts on the shared listening socket), so a connection
+ *   costs no IPC hop through the primary. UDP (DNS) sockets are shared the same way.
+ * - The primary accepts no traffic. It owns the control socket and forwards each request to every worker, waiting
+ *   for all of them before it answers (a register is in force in every worker when the runner hears "ok");
+ *   unregister sums the workers' totals. It keeps the registrations, host addresses and config, validated on a
+ *   GatewayPolicies of its own, so that a worker that dies is replaced with the same state before it listens.
+ * - The audit trail: every worker opens the same file with O_APPEND and writes each line with one write(2)
+ *   (`src/audit/sink.ts`), so lines never interleave and none is lost when a worker or the primary is SIGKILLed.
+ *   The conn id prefix is per process, so ids stay unique across workers.
+ * - Signals: SIGHUP (primary) reloads every worker; SIGINT / SIGTERM stop them all. A worker whose primary is gone
+ *   (SIGKILL) closes and exits by itself.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Server } from 'node:net';
+import type { Logger } from 'pino';
+import type { SandboxConfig } from '../src/config/schema.js';
+import { ClawboxError, type ErrorCode } from '../src/errors.js';
+import { createControlServer } from './control-server.js';
+import { GatewayPolicies } from './gateway-policies.js';
+import { startGateway, type GatewayAddresses, type RunningGateway } from './gateway.js';
+import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
+
+type Request =
+  | { readonly op: 'register'; readonly sandbox: SandboxRegistration }
+  | { readonly op: 'unregister'; readonly client: string }
+  | { readonly op: 'host-addresses'; readonly addresses: readonly string[] }
+  | { readonly op: 'reload'; readonly config: SandboxConfig };
+
+type ToWorker =
+  | { readonly t: 'init'; readonly config: SandboxConfig; readonly sandboxes: SandboxRegistration[]; readonly hostAddresses: readonly string[] }
+  | ({ readonly t: 'req'; readonly id: number } & Request)
+  | { readonly t: 'stop' };
+
+type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readonly ok: false; readonly error: string };
+
+type FromWorker =
+  | { readonly t: 'listening'; readonly addresses: GatewayAddresses }
+  | { readonly t: 'failed'; readonly code: string; readonly message: string; readonly details: readonly string[] }
+  | ({ readonly t: 'res'; readonly id: number } & Reply);
+
+export interface ClusterOptions {
+  readonly workers: number;
+  readonly config: SandboxConfig;
+  readonly log: Logger;
+  readonly controlSocket?: string;
+}
+
+export interface ClusteredGateway {
+  readonly addresses: GatewayAddresses;
+  readonly workers: number;
+  /** Validates the config, then swaps it in on every worker; throws (changing nothing) when it is invalid. */
+  reload(config: SandboxConfig): Promise<void>;
+  close(graceMs?: number): Promise<void>;
+}
+
+const MAX_NOT_ALLOWED = 20;
+
+/** In the primary: forks the workers, waits until every one listens, serves the control socket. */
+export async function startGatewayCluster(options: ClusterOptions): Promise<ClusteredGateway> {
+  const { log } = options;
+  let config = options.config;
+  const gw = config.gateway;
+  // The primary's own table only validates and canonicalises what the workers will be told (it decides nothing).
+  const validator = new GatewayPolicies(config, [gw.http.port, gw.socks.port, gw.dns.port].filter((p) => p !== 0));
+  const sandboxes = new Map<string, SandboxRegistration>();
+  let hostAddresses: readonly string[] = [];
+
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ silent: false });
+
+  const live = new Set<Worker>();
+  const pending = new Map<Worker, Map<number, (reply: Reply) => void>>();
+  let nextId = 0;
+  let stopping = false;
+  let started = false;
+  let lastRespawn = 0;
+
+  let settleStartup: { resolve: (a: GatewayAddresses) => void; reject: (e: Error) => void } | null = null;
+  const startup = new Promise<GatewayAddresses>((resolve, reject) => (settleStartup = { resolve, reject }));
+  let listening = 0;
+  let firstAddresses: GatewayAddresses | null = null;
+
+  const fork = (): Worker => {
+    const worker = cluster.fork();
+    live.add(worker);
+    pending.set(worker, new Map());
+    const init: ToWorker = { t: 'init', config, sandboxes: [...sandboxes.values()], hostAddresses };
+    worker.send(init);
+    worker.on('message', (message: FromWorker) => {
+      switch (message.t) {
+        case 'listening':
+          if (started) {
+            log.info({ worker: worker.process.pid }, 'replacement gateway worker listening');
+            return;
+          }
+          firstAddresses ??= message.addresses;
+          listening += 1;
+          if (listening === options.workers) settleStartup?.resolve(firstAddresses);
+          return;
+        case 'failed': {
+          const known = message.code as ErrorCode;
+          const err = new ClawboxError(known, message.message, { details: message.details });
+          if (!started) settleStartup?.reject(err);
+          else log.error({ worker: worker.process.pid, err: message.message }, 'replacement gateway worker failed to start');
+          return;
+        }
+        case 'res': {
+          const waiting = pending.get(worker);
+          const resolve = waiting?.get(message.id);
+          waiting?.delete(message.id);
+          resolve?.(message.ok ? { ok: true, ...(message.traffic ? { traffic: message.traffic } : {}) } : { ok: false, error: message.error });
+          return;
+        }
+      }
+    });
+    worker.on('exit', (code: number | null, signal: string | null) => {
+      live.delete(worker);
+      // Its counters are gone with it; what it wrote to the audit trail is not.
+      for (const resolve of pending.get(worker)?.values() ?? []) resolve({ ok: true });
+      pending.delete(worker);
+      if (stopping) return;
+      if (!started) {
+        settleStartup?.reject(new ClawboxError('LISTEN_FAILED', `gateway worker exited during start-up (code ${code}, signal ${signal})`));
+        return;
+      }
+      log.error({ worker: worker.process.pid, code, signal }, 'gateway worker died; starting a replacement');
+      // A worker that dies at once must not turn into a fork loop.
+      const wait = Math.max(0, lastRespawn + 1000 - Date.now());
+      lastRespawn = Date.now() + wait;
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, wait);
+    });
+    return worker;
+  };
+
+  const ask = (worker: Worker, request: Request): Promise<Reply> =>
+    new Promise((resolve) => {
+      if (!worker.isConnected()) {
+        resolve({ ok: true });
+        return;
+      }
+      nextId += 1;
+      pending.get(worker)?.set(nextId, resolve);
+      const message: ToWorker = { t: 'req', id: nextId, ...request };
+      worker.send(message);
+    });
+  const broadcast = async (request: Request): Promise<Reply[]> => {
+    const replies = await Promise.all([...live].map((w) => ask(w, request)));
+    const failed = replies.find((r): r is Extract<Reply, { ok: false }> => !r.ok);
+    if (failed) throw new Error(failed.error);
+    return replies;
+  };
+
+  for (let i = 0; i < options.workers; i++) fork();
+  let addresses: GatewayAddresses;
+  try {
+    addresses = await startup;
+  } catch (err) {
+    stopping = true;
+    await stopWorkers(live, 2000);
+    throw err;
+  }
+  started = true;
+
+  const control: Server | null = options.controlSocket
+    ? await createControlServer(
+        options.controlSocket,
+        {
+          // Each change is validated and recorded here first (synchronously, so a worker forked meanwhile gets it
+          // in its init), then every live worker applies it before the runner hears the answer.
+          register: async (registration) => {
+            const canonical = validator.register(registration);
+            sandboxes.set(canonical.client, canonical);
+            await broadcast({ op: 'register', sandbox: canonical });
+          },
+          unregister: async (client) => {
+            validator.unregister(client);
+            sandboxes.delete(client);
+            return sumTraffic(await broadcast({ op: 'unregister', client }));
+          },
+          setHostAddresses: async (addresses) => {
+            validator.setHostAddresses(addresses);
+            hostAddresses = [...addresses];
+            await broadcast({ op: 'host-addresses', addresses: hostAddresses });
+          },
+        },
+        log,
+      ).catch(async (err: unknown) => {
+        stopping = true;
+        await stopWorkers(live, 2000);
+        throw err;
+      })
+    : null;
+
+  let closing: Promise<void> | null = null;
+  return {
+    addresses,
+    workers: options.workers,
+    async reload(next: SandboxConfig): Promise<void> {
+      validator.reload(next);
+      config = next;
+      await broadcast({ op: 'reload', config: next });
+    },
+    close(graceMs = 2000): Promise<void> {
+      closing ??= (async () => {
+        stopping = true;
+        await Promise.all([stopWorkers(live, graceMs), control ? new Promise<void>((r) => control.close(() => r())) : undefined]);
+      })();
+      return closing;
+    },
+  };
+}
+
+function stopWorkers(workers: ReadonlySet<Worker>, graceMs: number): Promise<void> {
+  return Promise.all(
+    [...workers].map(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          if (worker.process.exitCode !== null || worker.process.signalCode !== null) {
+            resolve();
+            return;
+          }
+          const kill = setTimeout(() => worker.process.kill('SIGKILL'), graceMs + 5000);
+          worker.process.once('exit', () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          if (worker.isConnected()) worker.send({ t: 'stop' } satisfies ToWorker);
+          else worker.process.kill('SIGTERM');
+        }),
+    ),
+  ).then(() => undefined);
+}
+
+function sumTraffic(replies: readonly Reply[]): SandboxTraffic {
+  const total: SandboxTraffic = { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] };
+  for (const reply of replies) {
+    if (!reply.ok || !reply.traffic) continue;
+    total.allowed += reply.traffic.allowed;
+    total.denied += reply.traffic.denied;
+    total.bytes_up += reply.traffic.bytes_up;
+    total.bytes_down += reply.traffic.bytes_down;
+    for (const host of reply.traffic.not_allowed) {
+      if (total.not_allowed.length < MAX_NOT_ALLOWED && !total.not_allowed.includes(host)) total.not_allowed.push(host);
+    }
+  }
+  return total;
+}
+
+/** In a worker: waits for the primary's init, runs an ordinary single-process gateway, answers the primary. */
+export function runGatewayWorker(log: Logger): Promise<number> {
+  const send = (message: FromWorker, then?: () => void): void => {
+    if (process.connected && process.send) process.send(message, undefined, {}, () => then?.());
+    else then?.();
+  };
+  let gateway: Promise<RunningGateway> | null = null;
+  let stopped: Promise<number> | null = null;
+
+  return new Promise<number>((resolve) => {
+    const stop = (): void => {
+      stopped ??= (async () => {
+        const running = await gateway?.catch(() => null);
+        await running?.close();
+        return 0;
+      })();
+      void stopped.then((code) => {
+        resolve(code);
+        // The IPC channel would keep the process alive.
+        if (process.connected) process.disconnect();
+      });
+    };
+    // SIGHUP is the primary's to handle (it tells us); the default action would kill us.
+    process.on('SIGHUP', () => undefined);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    process.on('disconnect', stop);
+
+    process.on('message', (message: ToWorker) => {
+      switch (message.t) {
+        case 'init':
+          if (gateway) return;
+          gateway = startGateway({ config: message.config, log, sandboxes: message.sandboxes, hostAddresses: message.hostAddresses });
+          gateway.then(
+            (running) => send({ t: 'listening', addresses: running.addresses }),
+            (err: unknown) => {
+              const code = err instanceof ClawboxError ? err.code : 'LISTEN_FAILED';
+              const details = err instanceof ClawboxError ? [...err.details] : [];
+              send({ t: 'failed', code, message: err instanceof Error ? err.message : String(err), details }, () => {
+                resolve(1);
+                if (process.connected) process.disconnect();
+              });
+            },
+          );
+          return;
+        case 'req': {
+          const { id } = message;
+          void (gateway ?? Promise.reject(new Error('worker not initialised'))).then(
+            (running) => send({ t: 'res', id, ...apply(running, message) }),
+            (err: unknown) => send({ t: 'res', id, ok: false, error: err instanceof Error ? err.message : String(err) }),
+          );
+          return;
+        }
+        case 'stop':
+          stop();
+          return;
+      }
+    });
+  });
+}
+
+function apply(gateway: RunningGateway, request: Request): Reply {
+  try {
+    switch (request.op) {
+      case 'register':
+        gateway.registerSandbox(request.sandbox);
+        return { ok: true };
+      case 'unregister':
+        return { ok: true, traffic: gateway.unregisterSandbox(request.client) };
+      case 'host-addresses':
+        gateway.setHostAddresses(request.addresses);
+        return { ok: true };
+      case 'reload':
+        gateway.reload(request.config);
+        return { ok: true };
+    }
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+}
