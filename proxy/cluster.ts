@@ -84,7 +84,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let firstAddresses: GatewayAddresses | null = null;
 
   const fork = (): Worker => {
-    const worker = cluster.fork();
+    const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
     live.add(worker);
     pending.set(worker, new Map());
     const init: ToWorker = { t: 'init', config, sandboxes: [...sandboxes.values()], hostAddresses };

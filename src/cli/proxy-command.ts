@@ -81,8 +81,7 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
   }
   if (cluster.isWorker) {
     // A worker of `--workers N`: config, registrations and reloads all come from the primary.
-    const config = loadConfig(values.config).config.sandbox;
-    return runGatewayWorker(createAppLogger(config.logging.level === 'silent' ? 'silent' : 'info'));
+    return runGatewayWorker(createAppLogger(process.env.CLAWBOX_WORKER_LOG === 'silent' ? 'silent' : 'info'));
   }
   const workers = flagWorkers(values.workers);
   const overrides: GatewayOverrides = {
