@@ -37,6 +37,7 @@ type ToWorker =
 type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readonly ok: false; readonly error: string };
 
 type FromWorker =
+  | { readonly t: 'hello' }
   | { readonly t: 'listening'; readonly addresses: GatewayAddresses }
   | { readonly t: 'failed'; readonly code: string; readonly message: string; readonly details: readonly string[] }
   | ({ readonly t: 'res'; readonly id: number } & Reply);
@@ -72,6 +73,8 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   cluster.setupPrimary({ silent: false });
 
   const live = new Set<Worker>();
+  /** Workers that got their init; only these are sent requests (the others will get the state in their init). */
+  const initialised = new Set<Worker>();
   const pending = new Map<Worker, Map<number, (reply: Reply) => void>>();
   let nextId = 0;
   let stopping = false;
@@ -87,10 +90,15 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
     live.add(worker);
     pending.set(worker, new Map());
-    const init: ToWorker = { t: 'init', config, sandboxes: [...sandboxes.values()], hostAddresses };
-    worker.send(init);
     worker.on('message', (message: FromWorker) => {
       switch (message.t) {
+        case 'hello': {
+          // The state as of now: every later change reaches this worker as a request, after this message.
+          const init: ToWorker = { t: 'init', config, sandboxes: [...sandboxes.values()], hostAddresses };
+          worker.send(init);
+          initialised.add(worker);
+          return;
+        }
         case 'listening':
           if (started) {
             log.info({ worker: worker.process.pid }, 'replacement gateway worker listening');
@@ -118,6 +126,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     });
     worker.on('exit', (code: number | null, signal: string | null) => {
       live.delete(worker);
+      initialised.delete(worker);
       // Its counters are gone with it; what it wrote to the audit trail is not.
       for (const resolve of pending.get(worker)?.values() ?? []) resolve({ ok: true });
       pending.delete(worker);
@@ -149,7 +158,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       worker.send(message);
     });
   const broadcast = async (request: Request): Promise<Reply[]> => {
-    const replies = await Promise.all([...live].map((w) => ask(w, request)));
+    const replies = await Promise.all([...initialised].map((w) => ask(w, request)));
     const failed = replies.find((r): r is Extract<Reply, { ok: false }> => !r.ok);
     if (failed) throw new Error(failed.error);
     return replies;
@@ -309,6 +318,8 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           return;
       }
     });
+    // Messages sent before a listener exists are lost, so the primary sends the init only when asked.
+    send({ t: 'hello' });
   });
 }
 

@@ -1,5 +1,5 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../src/audit/types.js';
 import { hostToString, parseAuthority } from '../src/net/host.js';
@@ -27,7 +27,78 @@ export interface HttpProxyOptions {
  * keep-alive connection, is decided anew through the connector. Replies to refusals come from
  * `http-replies.ts`: 403 denied (rule in `X-Clawbox-Rule` and the body), 400 bad request, 502/504 upstream.
  */
-export function createHttpProxyServer(options: HttpProxyOptions): Server {
+export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
+  const server = createNodeHttpServer(options);
+  // Fast path: a raw listener reads the first chunk itself. A complete, strictly well-formed CONNECT head (the bulk
+  // of the traffic) is handled here without IncomingMessage / ServerResponse / llhttp. Everything else (other
+  // methods, partial or odd heads, anything the strict grammar below does not match) goes to node:http with its
+  // bytes put back, so every refusal (400, 408, 431) comes from the same code as before.
+  // allowHalfOpen as node:http has it: a client that sends its request and FIN still gets the answer.
+  const front = createNetServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+    // Errors after a reply was sent (client reset) must never reach the process.
+    socket.on('error', () => socket.destroy());
+    // A client that sends nothing at all is refused as node:http would refuse a head that never completes.
+    const silent = (): void => {
+      const refusal = clientErrorRefusal(Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+      protocolError(options, socket, refusal.message);
+      refuseOnSocket(socket, refusal);
+    };
+    socket.setTimeout(options.handshakeTimeoutMs, silent);
+    socket.once('data', (chunk: Buffer) => {
+      socket.setTimeout(0);
+      socket.removeListener('timeout', silent);
+      const fast = parseConnectHead(chunk, options.maxHeaderSize);
+      if (fast === null) {
+        socket.pause();
+        socket.unshift(chunk);
+        server.emit('connection', socket);
+        socket.resume();
+        return;
+      }
+      socket.pause(); // the tunnel's SNI check resumes it
+      void handleConnect(options, fast.target, socket, chunk.subarray(fast.headLength));
+    });
+  });
+  // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.
+  front.once('listening', () => server.emit('listening'));
+  front.once('close', () => server.close());
+  return front;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const AUTHORITY = /^[A-Za-z0-9.\-_~%:[\]]{1,300}$/;
+const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
+
+/**
+ * The strict grammar of the fast path: `CONNECT authority HTTP/1.x`, CRLF line ends only, token header names,
+ * printable values, no obs-fold, no body headers, the whole head in the first chunk and within max_header_size.
+ * Returns null for anything else (node:http then decides, as it always did).
+ */
+export function parseConnectHead(chunk: Buffer, maxHeaderSize: number): { target: string; headLength: number } | null {
+  if (chunk.length < 8 || chunk.toString('latin1', 0, 8) !== 'CONNECT ') return null;
+  const end = chunk.indexOf('\r\n\r\n');
+  if (end < 0 || end + 4 > maxHeaderSize) return null;
+  const lines = chunk.toString('latin1', 0, end).split('\r\n');
+  const requestLine = lines[0];
+  const space = requestLine.indexOf(' ', 8);
+  if (space < 0) return null;
+  const version = requestLine.slice(space + 1);
+  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return null;
+  const target = requestLine.slice(8, space);
+  if (!AUTHORITY.test(target)) return null;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(':');
+    if (colon <= 0) return null;
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(line.slice(colon + 1))) return null;
+    const lower = name.toLowerCase();
+    if (lower === 'content-length' || lower === 'transfer-encoding') return null;
+  }
+  return { target, headLength: end + 4 };
+}
+
+function createNodeHttpServer(options: HttpProxyOptions): Server {
   const server = createServer({
     maxHeaderSize: options.maxHeaderSize,
     headersTimeout: options.handshakeTimeoutMs,
@@ -36,13 +107,8 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     insecureHTTPParser: false,
   });
 
-  server.on('connection', (socket: Socket) => {
-    // Errors after a reply was sent (client reset) must never reach the process.
-    socket.on('error', () => socket.destroy());
-  });
-
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    void handleConnect(options, req, socket, head);
+    void handleConnect(options, req.url ?? '', socket, head);
   });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -90,10 +156,10 @@ function protocolError(options: HttpProxyOptions, socket: Socket, reason: string
   });
 }
 
-async function handleConnect(options: HttpProxyOptions, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-  const target = parseAuthority(req.url ?? '');
+async function handleConnect(options: HttpProxyOptions, url: string, socket: Socket, head: Buffer): Promise<void> {
+  const target = parseAuthority(url);
   if (!target.ok) {
-    const message = `CONNECT target '${(req.url ?? '').slice(0, 100)}' is invalid: ${target.error}`;
+    const message = `CONNECT target '${url.slice(0, 100)}' is invalid: ${target.error}`;
     protocolError(options, socket, message);
     refuseOnSocket(socket, { status: 400, rule: 'builtin.invalid-host', message });
     return;

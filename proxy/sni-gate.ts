@@ -56,6 +56,7 @@ export function checkFirstBytes(
   };
   socket.on('data', onData);
   socket.once('end', onEnd);
+  socket.resume(); // the fast CONNECT path hands the socket over paused
 }
 
 function sniVerdict(sni: string | null, allowedName: string | null, head: Buffer): FirstBytesVerdict {

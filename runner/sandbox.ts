@@ -275,10 +275,12 @@ async function drive(
     // A pooled sandbox is already running: 'not-running' also catches a tool that ends before Docker has
     // registered this wait. A created one must use 'next-exit' ('not-running' would return at once).
     const exited = container.wait({ condition: ctx.started ? 'not-running' : 'next-exit' }) as Promise<{ StatusCode: number }>;
-    if (options.signal?.aborted) onAbort();
+    if (options.signal?.aborted) throw new ClawboxError('SANDBOX_FAILED', 'aborted before the tool started');
     options.signal?.addEventListener('abort', onAbort, { once: true });
     if (!ctx.started) await container.start();
-    stream.write(ctx.prepared.message);
+    // An abort that came while the container was starting found nothing to kill yet.
+    if (aborted) await ignoringGone(() => container.kill());
+    else stream.write(ctx.prepared.message);
     sampler = new UsageSampler(container.id);
     const timer = setTimeout(() => {
       timedOut = true;

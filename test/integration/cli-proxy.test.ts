@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
 import { connectTunnel, httpViaProxy, readAll, socks5Connect } from '../fixtures/clients.js';
+import { GatewayControl } from '../../runner/gateway-control.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const SEED = readFileSync(join(import.meta.dirname, '../fixtures/seed-config.yml'), 'utf8');
@@ -33,16 +34,16 @@ interface RunningCli {
   readonly stderr: () => string;
 }
 
-async function startCli(configPath: string, dns: TestDnsServer): Promise<RunningCli> {
+async function startCli(configPath: string, dns: TestDnsServer, extraArgs: readonly string[] = []): Promise<RunningCli> {
   const child = spawn(
     process.execPath,
-    [CLI, 'proxy', '--config', configPath, '--http', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${dns.port}`],
+    [CLI, 'proxy', '--config', configPath, '--http', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${dns.port}`, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   child.stdout.resume();
-  for (let i = 0; i < 100 && !stderr.includes('clawbox gateway listening'); i++) {
+  for (let i = 0; i < 600 && !stderr.includes('clawbox gateway listening'); i++) {
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -172,6 +173,112 @@ describe('clawbox proxy with the seed config', () => {
     assert.equal(last.length, 2, 'both denials of evil.example are in the file');
   });
 });
+
+describe('clawbox proxy --workers 2', () => {
+  let cli: RunningCli;
+  let auditPath: string;
+  let configPath: string;
+  let controlPath: string;
+
+  before(async () => {
+    auditPath = join(dir, 'workers', 'audit.log');
+    configPath = join(dir, 'workers.yml');
+    controlPath = join(dir, 'workers-control.sock');
+    writeFileSync(configPath, seedConfig(auditPath));
+    cli = await startCli(configPath, dns, ['--workers', '2', '--control', controlPath]);
+  });
+
+  after(() => {
+    cli?.child.kill('SIGKILL');
+  });
+
+  /** Many requests at once, so that both workers take some (the kernel picks which one accepts). */
+  const burst = (url: string, n = 24): Promise<number[]> =>
+    Promise.all(Array.from({ length: n }, () => httpViaProxy(cli.http, url).then((r) => r.status)));
+
+  it('runs two worker processes behind one listening line', () => {
+    const lines = cli.stderr().split('\n').filter((l) => l.includes('clawbox gateway listening'));
+    assert.equal(lines.length, 1);
+    assert.equal((JSON.parse(lines[0]) as { workers: number }).workers, 2);
+    assert.equal(workerPids(cli.child.pid!).length, 2);
+  });
+
+  it('applies a registration in every worker and sums its traffic from all of them', async () => {
+    assert.deepEqual(new Set(await burst('http://later.test/')), new Set([403]));
+    const control = await GatewayControl.open(controlPath);
+    try {
+      await control.register({ client: '127.0.0.1', sandbox: 'w0rk3r', tool: 'multi', allowed_hosts: ['later.test'], denied_hosts: [] });
+      assert.deepEqual(new Set(await burst('http://later.test/', 32)), new Set([200]));
+      const traffic = await control.unregister('127.0.0.1');
+      assert.equal(traffic.allowed, 32, 'allowed connections of every worker are counted');
+      assert.ok(traffic.bytes_down > 0);
+      assert.deepEqual(new Set(await burst('http://later.test/')), new Set([403]), 'unregistered in every worker');
+    } finally {
+      control.close();
+    }
+    const tagged = auditLines(auditPath).filter((l) => l.sandbox === 'w0rk3r' && l.event === 'decision');
+    assert.equal(tagged.length, 32);
+    assert.ok(tagged.every((l) => l.tool === 'multi' && l.decision === 'allow'));
+    const conns = auditLines(auditPath).map((l) => String(l.conn));
+    const decisions = auditLines(auditPath).filter((l) => l.event === 'decision').map((l) => String(l.conn));
+    assert.equal(new Set(decisions).size, decisions.length, 'conn ids are unique across workers');
+    assert.ok(conns.length > 0);
+  });
+
+  it('reloads every worker on SIGHUP', async () => {
+    writeFileSync(configPath, seedConfig(auditPath, ['later.test']));
+    cli.child.kill('SIGHUP');
+    await waitUntil(() => cli.stderr().includes('policy reloaded'), 'reload message');
+    assert.deepEqual(new Set(await burst('http://later.test/', 32)), new Set([200]));
+    assert.equal(workerPids(cli.child.pid!).length, 2, 'SIGHUP kills no worker');
+  });
+
+  it('replaces a worker that dies, with the registrations in force', async () => {
+    const control = await GatewayControl.open(controlPath);
+    try {
+      await control.register({ client: '127.0.0.1', sandbox: 'r3born', allowed_hosts: [], denied_hosts: ['later.test'] });
+      const [victim] = workerPids(cli.child.pid!);
+      process.kill(victim, 'SIGKILL');
+      await waitUntil(() => cli.stderr().includes('replacement gateway worker listening'), 'replacement worker');
+      assert.equal(workerPids(cli.child.pid!).length, 2);
+      assert.deepEqual(new Set(await burst('http://later.test/', 32)), new Set([403]), 'the new worker knows the sandbox');
+      await control.unregister('127.0.0.1');
+    } finally {
+      control.close();
+    }
+  });
+
+  it('loses no audit line from any worker when the primary is SIGKILLed, and the workers exit', async () => {
+    const statuses = await burst('http://evil.example/last-words', 16);
+    assert.deepEqual(new Set(statuses), new Set([403]));
+    const pids = workerPids(cli.child.pid!);
+    cli.child.kill('SIGKILL');
+    await once(cli.child, 'exit');
+    const last = auditLines(auditPath).filter((l) => l.host === 'evil.example' && l.event === 'decision');
+    assert.equal(last.length, 16, 'every denial of every worker is in the file');
+    await waitUntil(() => pids.every((pid) => !alive(pid)), 'workers to exit after their primary');
+  });
+});
+
+function workerPids(parent: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(parent)], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('clawbox proxy with a bad config', () => {
   it('refuses a typo and a wrong type with key path and line, and listens on nothing', async () => {
