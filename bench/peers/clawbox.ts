@@ -29,11 +29,13 @@ export async function startClawbox(ctx: PeerContext): Promise<RunningPeer> {
     ].join('\n'),
   );
   const nodeArgs = ctx.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.cpuProfileDir] : [];
+  // A profile must see the work: with workers the primary only idles, so the profiled run uses one process.
+  const workers = ctx.cpuProfileDir ? ['--workers', '1'] : [];
   const child = spawnChild(
     'clawbox',
     process.execPath,
     [...nodeArgs, MAIN, 'proxy', '--config', config, '--http', `127.0.0.1:${http}`, '--socks', `127.0.0.1:${socks}`,
-      '--dns', `127.0.0.1:${dns}`, '--upstream-dns', hostPort(DNS_STUB)],
+      '--dns', `127.0.0.1:${dns}`, '--upstream-dns', hostPort(DNS_STUB), ...workers],
     { nofile: NOFILE },
   );
   await child.waitForOutput(/clawbox gateway listening/, 20_000);
