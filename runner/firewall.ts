@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { DIRECT_LOG_PREFIX } from './direct-attempts.js';
 
 const run = promisify(execFile);
 const COMMENT = 'clawbox';
@@ -17,13 +18,20 @@ export interface BridgeRules {
   readonly gatewayIp: string;
 }
 
+/**
+ * In chain order. What is neither to nor from the gateway is logged (rate-limited, with DIRECT_LOG_PREFIX) just
+ * before it is dropped, so the runner can put direct attempts into the audit trail.
+ */
 function ruleSpecs({ bridge, gatewayIp }: BridgeRules): Array<{ table: 'iptables' | 'ip6tables'; chain: string; spec: string[] }> {
   const tag = ['-m', 'comment', '--comment', COMMENT];
+  const log = ['-m', 'limit', '--limit', '50/second', '--limit-burst', '200', ...tag, '-j', 'LOG', '--log-prefix', DIRECT_LOG_PREFIX];
   return [
+    { table: 'iptables', chain: 'INPUT', spec: ['-i', bridge, ...log] },
     { table: 'iptables', chain: 'INPUT', spec: ['-i', bridge, ...tag, '-j', 'DROP'] },
     { table: 'ip6tables', chain: 'INPUT', spec: ['-i', bridge, ...tag, '-j', 'DROP'] },
     { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-d', gatewayIp, ...tag, '-j', 'ACCEPT'] },
     { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-s', gatewayIp, ...tag, '-j', 'ACCEPT'] },
+    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, ...log] },
   ];
 }
 
@@ -36,12 +44,16 @@ async function has(table: string, chain: string, spec: string[]): Promise<boolea
   }
 }
 
-/** Installs the rules that are missing (idempotent). The checks run in parallel: they are on every run's path. */
+/**
+ * Installs the rules (idempotent). The checks run in parallel: they are on every run's path. When any rule is
+ * missing, the bridge's rules are all put back in their order (each inserted at the top, last first).
+ */
 export async function ensureBridgeRules(rules: BridgeRules): Promise<void> {
   const specs = ruleSpecs(rules);
   const present = await Promise.all(specs.map(({ table, chain, spec }) => has(table, chain, spec)));
-  for (const [i, { table, chain, spec }] of specs.entries()) {
-    if (present[i]) continue;
+  if (present.every(Boolean)) return;
+  await removeBridgeRules(rules);
+  for (const { table, chain, spec } of [...specs].reverse()) {
     try {
       await run(table, ['-w', '-I', chain, '1', ...spec]);
     } catch (err) {
@@ -69,7 +81,7 @@ export async function removeBridgeRules(rules: BridgeRules): Promise<void> {
   }
 }
 
-/** Removes every rule carrying clawbox's comment from the chains it uses. */
+/** Removes every rule carrying clawbox's comment from the chains it uses (by position: specs may hold quotes). */
 export async function removeAllRules(): Promise<number> {
   let removed = 0;
   for (const table of ['iptables', 'ip6tables'] as const) {
@@ -80,10 +92,10 @@ export async function removeAllRules(): Promise<number> {
       } catch {
         continue;
       }
-      for (const line of listing.split('\n')) {
-        if (!line.startsWith(`-A ${chain} `) || !line.includes(`--comment ${COMMENT}`)) continue;
-        const spec = line.slice(`-A ${chain} `.length).split(' ');
-        await run(table, ['-w', '-D', chain, ...spec]).catch(() => undefined);
+      const rules = listing.split('\n').filter((line) => line.startsWith(`-A ${chain} `));
+      const ours = rules.flatMap((line, index) => (line.includes(`--comment ${COMMENT}`) ? [index + 1] : []));
+      for (const position of ours.reverse()) {
+        await run(table, ['-w', '-D', chain, String(position)]).catch(() => undefined);
         removed += 1;
       }
     }

@@ -8,10 +8,11 @@ import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type Dockerode from 'dockerode';
-import { writeRunRecord } from '../src/audit/sink.js';
-import type { RunEvent } from '../src/audit/types.js';
+import { appendToTrail } from '../src/audit/sink.js';
+import type { DecisionEvent, RunEvent } from '../src/audit/types.js';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
+import { attemptsOf, KernelLogCursor } from './direct-attempts.js';
 import { connectDocker, ignoringGone } from './docker-client.js';
 import { DEFAULT_STATE_DIR, ensureEnvironment, type Environment } from './environment.js';
 import { explainDenied, explainOom, explainTimeout, mountAccessWarnings } from './explain.js';
@@ -226,6 +227,24 @@ async function sweepOnce(docker: Dockerode, stateDir: string): Promise<void> {
   await new WarmPool(docker, stateDir).sweep();
 }
 
+/** What the sandbox sent past the gateway, as audit lines (see `direct-attempts.ts`). */
+function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: string, tool: string | undefined): DecisionEvent[] {
+  if (!kernelLog) return [];
+  return attemptsOf(kernelLog.readNew(), ip).map((attempt, index) => ({
+    event: 'decision',
+    conn: `${sandbox}-direct-${index + 1}`,
+    channel: 'direct',
+    client: ip,
+    sandbox,
+    ...(tool === undefined ? {} : { tool }),
+    host: attempt.destination,
+    port: attempt.port,
+    decision: 'deny',
+    rule: 'builtin.direct-connection',
+    reason: `a direct ${attempt.protocol} connection that skipped the gateway; the sandbox network dropped it`,
+  }));
+}
+
 interface DriveContext {
   /** A pooled sandbox is already running in its launcher. */
   readonly started: boolean;
@@ -256,6 +275,7 @@ async function drive(
     void ignoringGone(() => container.kill());
   };
   const started = performance.now();
+  const kernelLog = KernelLogCursor.open();
 
   try {
     await env.control.register({
@@ -302,6 +322,7 @@ async function drive(
     }
     const traffic = await env.control.unregister(ip);
     registered = false;
+    const direct = directDenials(kernelLog, ip, id, options.tool);
     const explanation = timedOut
       ? explainTimeout(timeoutMs)
       : state.OOMKilled
@@ -323,14 +344,14 @@ async function drive(
       bytes_up: traffic.bytes_up,
       bytes_down: traffic.bytes_down,
       connections_allowed: traffic.allowed,
-      connections_denied: traffic.denied,
+      connections_denied: traffic.denied + direct.length,
       oom_killed: state.OOMKilled,
       timed_out: timedOut,
       output_truncated: stdout.truncated || stderr.truncated,
       warnings: ctx.warnings,
       ...(explanation === undefined ? {} : { explanation }),
     };
-    writeRunRecord(env.auditTrail, config.logging.enabled ? config.logging.level : 'silent', record);
+    appendToTrail(env.auditTrail, config.logging.enabled ? config.logging.level : 'silent', [...direct, record]);
     return { ...record, aborted, warm: ctx.started };
   } finally {
     sampler?.stop();

@@ -96,7 +96,8 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   if (reason) return rowsOf(Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, reason])), {});
 
   const coldText = 'sandbox:\n  pool:\n    size: 0\n';
-  const warmText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 10m\n';
+  // A short idle time: the sandbox refilled after the last run expires soon and is swept by the next run or gc.
+  const warmText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n';
   writeFileSync(join(ctx.dir, 'cold.yml'), coldText);
   writeFileSync(join(ctx.dir, 'warm.yml'), warmText);
   const modes: Record<Mode, () => Promise<Sample>> = {

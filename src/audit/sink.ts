@@ -32,11 +32,7 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       if (closed) return;
       const level = pino.levels.values[levelOf(event)];
       if (level < threshold) return;
-      // pino's line, written by hand (same fields, same order: level, time, v, the event, msg); JSON.stringify of
-      // the event is V8's fast path, and there is no pino machinery per line.
-      const body = JSON.stringify(event);
-      const msg = event.event === 'decision' ? 'egress decision' : 'egress close';
-      writeLine(fd, `{"level":${level},"time":"${new Date().toISOString()}","v":${AUDIT_SCHEMA_VERSION},${body.slice(1, -1)},"msg":"${msg}"}\n`);
+      writeLine(fd, lineOf(level, event));
     },
     close() {
       if (closed) return Promise.resolve();
@@ -68,7 +64,18 @@ function writeLine(fd: number, line: string): void {
   }
 }
 
-function levelOf(event: AuditEvent): Level {
+/**
+ * pino's line, written by hand (same fields, same order: level, time, v, the event, msg); JSON.stringify of the
+ * event is V8's fast path, and there is no pino machinery per line.
+ */
+function lineOf(level: number, event: AuditEvent | RunEvent): string {
+  const body = JSON.stringify(event);
+  const msg = event.event === 'decision' ? 'egress decision' : event.event === 'close' ? 'egress close' : 'sandbox run';
+  return `{"level":${level},"time":"${new Date().toISOString()}","v":${AUDIT_SCHEMA_VERSION},${body.slice(1, -1)},"msg":"${msg}"}\n`;
+}
+
+function levelOf(event: AuditEvent | RunEvent): Level {
+  if (event.event === 'run') return event.exit_code !== 0 || event.timed_out || event.oom_killed ? 'warn' : 'info';
   if (event.event === 'close') return 'info';
   switch (event.decision) {
     case 'allow':
@@ -81,25 +88,23 @@ function levelOf(event: AuditEvent): Level {
 }
 
 /**
- * The runner's line per run, appended to the same trail the gateway writes: same pino line format, one
- * O_APPEND write(2), no descriptor kept open between runs (a library caller may run thousands).
+ * The runner's lines (what it saw of a sandbox, and one per run), appended to the trail the gateway writes: the
+ * same line format, one O_APPEND write(2) per line, no descriptor kept open between runs (a library caller may
+ * run thousands).
  */
-export function writeRunRecord(destination: string | number, level: LevelWithSilent, event: RunEvent): void {
-  const failed = event.exit_code !== 0 || event.timed_out || event.oom_killed;
-  const lineLevel = failed ? 'warn' : 'info';
-  if (pino.levels.values[lineLevel] < (pino.levels.values[level] ?? Infinity)) return;
-  const line = JSON.stringify({
-    level: pino.levels.values[lineLevel],
-    time: new Date().toISOString(),
-    v: AUDIT_SCHEMA_VERSION,
-    ...event,
-    msg: 'sandbox run',
-  });
-  if (typeof destination === 'number') writeSync(destination, `${line}\n`);
-  else {
-    mkdirSync(dirname(destination), { recursive: true });
-    appendFileSync(destination, `${line}\n`);
+export function appendToTrail(destination: string | number, level: LevelWithSilent, events: readonly (AuditEvent | RunEvent)[]): void {
+  const threshold = pino.levels.values[level] ?? Infinity;
+  const lines = events
+    .map((event) => ({ event, value: pino.levels.values[levelOf(event)] }))
+    .filter(({ value }) => value >= threshold)
+    .map(({ event, value }) => lineOf(value, event));
+  if (lines.length === 0) return;
+  if (typeof destination === 'number') {
+    for (const line of lines) writeLine(destination, line);
+    return;
   }
+  mkdirSync(dirname(destination), { recursive: true });
+  for (const line of lines) appendFileSync(destination, line);
 }
 
 /** An in-memory sink for tests and for programs that consume events directly. */

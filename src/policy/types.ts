@@ -1,7 +1,10 @@
 import type { Host, IpAddress } from '../net/types.js';
 
-/** Which proxy protocol an attempt came through; also the `channel` field of audit lines. */
-export type Channel = 'http' | 'connect' | 'socks5' | 'dns';
+/**
+ * Which proxy protocol an attempt came through; also the `channel` field of audit lines. `direct` is traffic that
+ * skipped the gateway: the sandbox network dropped it and the runner records it from the firewall's log.
+ */
+export type Channel = 'http' | 'connect' | 'socks5' | 'dns' | 'direct';
 
 /**
  * Stable rule identifiers. They appear in 403 bodies, the `X-Clawbox-Rule` header and audit lines, so they are
@@ -25,6 +28,7 @@ export type RuleId =
   | 'builtin.host-address'
   | 'builtin.gateway-listener'
   | 'builtin.sni-mismatch'
+  | 'builtin.direct-connection'
   | `denied_hosts[${number}]`
   | `allowed_hosts[${number}]`
   | 'network_policy'

@@ -56,19 +56,26 @@ const decisionsOf = (sandbox: string): DecisionEvent[] =>
   world.auditLines().filter((e): e is DecisionEvent => e.event === 'decision' && e.sandbox === sandbox);
 
 describe('egress through the gateway', () => {
-  it('lets an allowed .test name through HTTP, CONNECT and SOCKS5, and records the run', async () => {
+  it('lets an allowed .test name through HTTP, CONNECT (https) and SOCKS5, and records the run', async () => {
     const { result, stdout } = await run(
-      'curl -sS -m 10 http://allowed.test/http && echo && curl -sS -m 10 --proxytunnel http://allowed.test/connect && echo && curl -sS -m 10 -x "$ALL_PROXY" http://allowed.test/socks',
+      [
+        'curl -sS -m 10 http://allowed.test/http && echo',
+        'curl -sS -m 10 --cacert /certs/cert.pem https://allowed.test/https && echo',
+        'curl -sS -m 10 --proxytunnel http://allowed.test/connect && echo',
+        'curl -sS -m 10 -x "$ALL_PROXY" http://allowed.test/socks',
+      ].join(' && '),
+      { yaml: `mounts:\n  - source: ${world.certDir}\n    target: /certs\n    mode: ro` },
     );
     assert.equal(result.exit_code, 0, stdout);
-    assert.equal(stdout.match(/allowed-upstream/g)?.length, 3);
+    assert.equal(stdout.match(/allowed-upstream/g)?.length, 4);
+    assert.match(stdout, /allowed-upstream over tls/, 'curl https://allowed.test/ went through the gateway, TLS end to end');
     const channels = new Set(decisionsOf(result.sandbox).filter((e) => e.decision === 'allow').map((e) => e.channel));
     assert.deepEqual(channels, new Set(['http', 'connect', 'socks5']));
     assert.ok(decisionsOf(result.sandbox).every((e) => e.dialed === UPSTREAM_IP || e.decision !== 'allow'));
     const record = world.auditLines().find((e): e is RunEvent & { v: number } => e.event === 'run' && e.sandbox === result.sandbox);
     assert.ok(record);
     assert.equal(record.exit_code, 0);
-    assert.equal(record.connections_allowed, 3);
+    assert.equal(record.connections_allowed, 4);
     assert.ok(record.bytes_down > 0 && record.bytes_up > 0);
     assert.equal(record.image, SANDBOX_IMAGE);
     assert.match(record.config_digest, /^[0-9a-f]{16}$/);
@@ -104,7 +111,7 @@ describe('egress through the gateway', () => {
     const hostService = createServer((socket) => socket.end('HTTP/1.0 200 OK\r\n\r\nhost\n'));
     await new Promise<void>((resolve) => hostService.listen(0, '0.0.0.0', resolve));
     const hostPort = (hostService.address() as AddressInfo).port;
-    const { stdout } = await run(
+    const { stdout, result } = await run(
       [
         `curl -sS -m 3 --noproxy '*' http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`,
         `curl -sS -m 3 --noproxy '*' http://10.213.0.1:${hostPort}/ >/dev/null 2>&1; echo host=$?`,
@@ -120,6 +127,14 @@ describe('egress through the gateway', () => {
       const code = new RegExp(`${probe}=(\\d+)`).exec(stdout)?.[1];
       assert.ok(code !== undefined && code !== '0', `${probe} should fail: ${stdout}`);
     }
+    // The attempts that skipped the gateway are in the audit trail too, from the firewall's log.
+    const direct = decisionsOf(result.sandbox).filter((e) => e.channel === 'direct');
+    const targets = new Set(direct.map((e) => `${e.host}:${e.port}`));
+    for (const target of [`${UPSTREAM_IP}:80`, `10.213.0.1:${hostPort}`, `${UPSTREAM_IP}:${hostPort}`, `${UPSTREAM_IP}:53`]) {
+      assert.ok(targets.has(target), `${target} in ${JSON.stringify([...targets])}`);
+    }
+    assert.ok(direct.every((e) => e.decision === 'deny' && e.rule === 'builtin.direct-connection'));
+    assert.ok(result.connections_denied >= direct.length);
   });
 
   it('gives each sandbox its own hosts: --allow-host and the tool\'s entry apply to that sandbox only', async () => {

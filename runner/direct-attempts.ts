@@ -1,0 +1,98 @@
+/**
+ * Traffic a sandbox sends past the gateway never reaches it, so the gateway cannot audit it. The host firewall
+ * (`runner/firewall.ts`) logs such packets to the kernel log with a prefix before dropping them; the runner reads
+ * the log around each run and turns its sandbox's attempts into audit lines (channel `direct`).
+ */
+import { closeSync, constants, openSync, readSync } from 'node:fs';
+
+export const DIRECT_LOG_PREFIX = 'clawbox-direct: ';
+
+export interface DirectAttempt {
+  readonly source: string;
+  readonly destination: string;
+  readonly protocol: string;
+  /** 0 for protocols without ports (ICMP). */
+  readonly port: number;
+  /** Source port: retransmissions of one attempt share it. */
+  readonly sourcePort: number;
+}
+
+/** `... clawbox-direct: IN=clawbox-sbx0 OUT= ... SRC=10.213.0.9 DST=192.0.2.1 ... PROTO=TCP SPT=4711 DPT=80 ...` */
+export function parseDirectAttempt(message: string): DirectAttempt | null {
+  const at = message.indexOf(DIRECT_LOG_PREFIX);
+  if (at < 0) return null;
+  const fields = new Map<string, string>();
+  for (const part of message.slice(at + DIRECT_LOG_PREFIX.length).split(' ')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) fields.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  const source = fields.get('SRC');
+  const destination = fields.get('DST');
+  if (!source || !destination) return null;
+  return {
+    source,
+    destination,
+    protocol: fields.get('PROTO') ?? '?',
+    port: Number(fields.get('DPT') ?? 0),
+    sourcePort: Number(fields.get('SPT') ?? 0),
+  };
+}
+
+/**
+ * A position in the kernel log (/dev/kmsg, root only). Opening it reads up to the present, so `readNew` returns
+ * only what was logged since; null when this host does not let us read the log.
+ */
+export class KernelLogCursor {
+  private constructor(private lastSequence: number) {}
+
+  static open(): KernelLogCursor | null {
+    try {
+      const cursor = new KernelLogCursor(-1);
+      cursor.readNew();
+      return cursor;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Messages logged since the last call. */
+  readNew(): string[] {
+    const fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
+    const messages: string[] = [];
+    const record = Buffer.alloc(8192);
+    try {
+      for (;;) {
+        let length: number;
+        try {
+          length = readSync(fd, record, 0, record.length, null);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EAGAIN') break;
+          if (code === 'EPIPE') continue; // records were overwritten while we read; the next read resumes
+          throw err;
+        }
+        // "priority,sequence,timestamp,flags;message"
+        const text = record.toString('utf8', 0, length);
+        const sequence = Number(text.split(',', 2)[1]);
+        if (!(sequence > this.lastSequence)) continue;
+        this.lastSequence = sequence;
+        messages.push(text.slice(text.indexOf(';') + 1).trimEnd());
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return messages;
+  }
+}
+
+/** The sandbox's attempts among `messages`, one per connection attempt (retransmissions folded), at most `max`. */
+export function attemptsOf(messages: readonly string[], source: string, max = 100): DirectAttempt[] {
+  const seen = new Map<string, DirectAttempt>();
+  for (const message of messages) {
+    const attempt = parseDirectAttempt(message);
+    if (!attempt || attempt.source !== source) continue;
+    const key = `${attempt.protocol} ${attempt.destination} ${attempt.port} ${attempt.sourcePort}`;
+    if (!seen.has(key) && seen.size < max) seen.set(key, attempt);
+  }
+  return [...seen.values()];
+}

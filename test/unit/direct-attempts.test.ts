@@ -1,0 +1,29 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { attemptsOf, parseDirectAttempt } from '../../runner/direct-attempts.js';
+
+// Kernel log messages as the LOG target writes them (IN/OUT/MAC elided where irrelevant).
+const SYN = 'clawbox-direct: IN=clawbox-sbx0 OUT=eth0 MAC=02:42 SRC=10.213.0.9 DST=198.19.2.20 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=80 WINDOW=64240 RES=0x00 SYN URGP=0';
+const RETRANSMIT = SYN.replace('ID=1', 'ID=2');
+const UDP = 'clawbox-direct: IN=clawbox-sbx0 OUT= SRC=10.213.0.9 DST=10.213.0.1 LEN=29 PROTO=UDP SPT=5353 DPT=53 LEN=9';
+const PING = 'clawbox-direct: IN=clawbox-sbx0 OUT=eth0 SRC=10.213.0.9 DST=192.0.2.1 LEN=84 PROTO=ICMP TYPE=8 CODE=0 ID=7 SEQ=1';
+const OTHER_SANDBOX = SYN.replace('SRC=10.213.0.9', 'SRC=10.213.0.10');
+
+describe('direct attempts from the firewall log', () => {
+  it('parses what the LOG target writes', () => {
+    assert.deepEqual(parseDirectAttempt(SYN), { source: '10.213.0.9', destination: '198.19.2.20', protocol: 'TCP', port: 80, sourcePort: 40000 });
+    assert.deepEqual(parseDirectAttempt(PING), { source: '10.213.0.9', destination: '192.0.2.1', protocol: 'ICMP', port: 0, sourcePort: 0 });
+    assert.equal(parseDirectAttempt('clawbox-sbx0: port 2(veth1) entered forwarding state'), null);
+    assert.equal(parseDirectAttempt('clawbox-direct: garbage without addresses'), null);
+  });
+
+  it('keeps one line per attempt of the given sandbox, retransmissions folded', () => {
+    const attempts = attemptsOf([SYN, RETRANSMIT, UDP, PING, OTHER_SANDBOX, 'unrelated'], '10.213.0.9');
+    assert.deepEqual(attempts.map((a) => `${a.protocol} ${a.destination}:${a.port}`), ['TCP 198.19.2.20:80', 'UDP 10.213.0.1:53', 'ICMP 192.0.2.1:0']);
+  });
+
+  it('caps the number of lines', () => {
+    const many = Array.from({ length: 500 }, (_, i) => SYN.replace('SPT=40000', `SPT=${1000 + i}`));
+    assert.equal(attemptsOf(many, '10.213.0.9', 100).length, 100);
+  });
+});
