@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net-common.h"
+
 enum mode { RATE, BULK, HTTP, IDLE };
 enum proto { P_CONNECT, P_SOCKS, P_DIRECT };
 enum state { S_CONNECTING, S_PROXY_REPLY, S_SOCKS_METHOD, S_SOCKS_REPLY, S_PAYLOAD, S_BULK, S_DRAIN, S_HTTP, S_IDLE, S_DONE };
@@ -121,24 +123,6 @@ static char out_payload[65536];
 static char http_req[512];
 static char connect_req[256];
 static char *bulk_buf;
-
-static void parse_addr(const char *text, struct sockaddr_in *sa) {
-  char host[64];
-  const char *colon = strrchr(text, ':');
-  if (!colon || (size_t)(colon - text) >= sizeof host) {
-    fprintf(stderr, "bad address %s\n", text);
-    exit(2);
-  }
-  memcpy(host, text, (size_t)(colon - text));
-  host[colon - text] = 0;
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons((uint16_t)atoi(colon + 1));
-  if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
-    fprintf(stderr, "bad address %s\n", text);
-    exit(2);
-  }
-}
 
 /* Abortive close: no TIME_WAIT on the client side (see the header comment). */
 static void drop(struct conn *c) {
@@ -466,14 +450,6 @@ static void print_result(const char *phase, double elapsed, double cpu, long ext
   for (int e = 0; e < E_COUNT; e++) printf("%s\"%s\":%llu", e ? "," : "", ERR_NAMES[e], (unsigned long long)err_count[e]);
   printf("}}\n");
   fflush(stdout);
-}
-
-static void raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
 }
 
 /* Idle: open `conc` tunnels at most 256 handshakes at a time, hold, then check each one echoes. */

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net-common.h"
+
 #define MAX_LIFETIME 3600
 #define MAX_EVENTS 512
 #define BUF 65536
@@ -56,32 +58,6 @@ static char zeros[1 << 20];
 static void die(const char *what) {
   perror(what);
   exit(2);
-}
-
-static void parse_addr(const char *text, struct sockaddr_in *sa) {
-  char host[64];
-  const char *colon = strrchr(text, ':');
-  if (!colon || (size_t)(colon - text) >= sizeof host) {
-    fprintf(stderr, "bad address %s\n", text);
-    exit(2);
-  }
-  memcpy(host, text, (size_t)(colon - text));
-  host[colon - text] = 0;
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons((uint16_t)atoi(colon + 1));
-  if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
-    fprintf(stderr, "bad address %s\n", text);
-    exit(2);
-  }
-}
-
-static void raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
 }
 
 static void close_conn(int ep, struct conn *c) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import net from 'node:net';
+import type net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import dnsPacket, { type DecodedPacket, type Packet, type RecordType, type StringAnswer } from 'dns-packet';
 import { pino } from 'pino';
@@ -9,6 +9,7 @@ import { UpstreamResolver } from '../../proxy/resolver.js';
 import type { AuditEvent, AuditSink, DecisionEvent } from '../../src/audit/types.js';
 import { compilePolicy, StaticPolicyTable } from '../../src/policy/policy.js';
 import { startTestDnsServer, type TestDnsServer, type TestRecords } from '../fixtures/dns-upstream.js';
+import { RawClient } from '../fixtures/raw-client.js';
 
 class MemoryAudit implements AuditSink {
   readonly events: AuditEvent[] = [];
@@ -137,53 +138,33 @@ function addresses(p: DecodedPacket): string[] {
 
 /** A TCP DNS connection: length-prefixed frames in, whole frames out. */
 class TcpClient {
-  readonly socket: net.Socket;
-  private buffer = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  readonly closed: Promise<void>;
+  private readonly raw: RawClient;
 
   constructor(t: TestContext, server: net.AddressInfo) {
-    this.socket = net.connect(server.port, server.address);
-    this.socket.on('error', () => undefined);
-    this.socket.on('data', (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.wake();
-    });
-    this.closed = new Promise((resolve) =>
-      this.socket.on('close', () => {
-        this.wake();
-        resolve();
-      }),
-    );
-    t.after(() => {
-      this.socket.destroy();
-    });
+    this.raw = new RawClient(t, server);
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
+  get socket(): net.Socket {
+    return this.raw.socket;
+  }
+
+  get closed(): Promise<Buffer> {
+    return this.raw.closed;
   }
 
   sendFrame(msg: Buffer): void {
     const len = Buffer.alloc(2);
     len.writeUInt16BE(msg.length);
-    this.socket.write(Buffer.concat([len, msg]));
+    this.raw.send(Buffer.concat([len, msg]));
   }
 
   async nextFrame(): Promise<DecodedPacket> {
-    for (;;) {
-      if (this.buffer.length >= 2 && this.buffer.length >= 2 + this.buffer.readUInt16BE(0)) {
-        const msg = this.buffer.subarray(2, 2 + this.buffer.readUInt16BE(0));
-        this.buffer = this.buffer.subarray(2 + msg.length);
-        return dnsPacket.decode(msg);
-      }
-      if (this.socket.destroyed) throw new Error('connection closed before a full frame');
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
+    const length = (await this.raw.read(2)).readUInt16BE(0);
+    return dnsPacket.decode(await this.raw.read(length));
   }
 
   get unread(): number {
-    return this.buffer.length;
+    return this.raw.unread;
   }
 }
 

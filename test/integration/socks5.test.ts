@@ -6,6 +6,7 @@ import { createSocks5Server } from '../../proxy/socks5.js';
 import type { Connector, OpenRequest, OpenResult, Tunnel, UpstreamFailure } from '../../proxy/types.js';
 import type { AuditEvent, AuditSink, DecisionEvent } from '../../src/audit/types.js';
 import { hostToString } from '../../src/net/host.js';
+import { RawClient } from '../fixtures/raw-client.js';
 
 class MemoryAudit implements AuditSink {
   readonly events: AuditEvent[] = [];
@@ -133,58 +134,6 @@ async function start(t: TestContext, opts: { handshakeTimeoutMs?: number; listen
   });
   const proxy = await listen(server, opts.listenHost);
   return { proxy, echoPort, audit, requests, tunnels, release: () => release(), openSockets: () => sockets.size };
-}
-
-/** A raw client that records everything it receives. */
-class RawClient {
-  readonly socket: net.Socket;
-  private received = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  readonly closed: Promise<Buffer>;
-
-  constructor(t: TestContext, proxy: net.AddressInfo) {
-    this.socket = net.connect(proxy.port, proxy.address);
-    this.socket.on('error', () => undefined);
-    this.socket.on('data', (chunk: Buffer) => {
-      this.received = Buffer.concat([this.received, chunk]);
-      this.wake();
-    });
-    this.closed = new Promise((resolve) =>
-      this.socket.on('close', () => {
-        this.wake();
-        resolve(this.received);
-      }),
-    );
-    t.after(() => {
-      this.socket.destroy();
-    });
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  send(bytes: number[] | Buffer | string): this {
-    this.socket.write(typeof bytes === 'string' ? Buffer.from(bytes) : Buffer.from(bytes));
-    return this;
-  }
-
-  /** Resolves with the first `n` unread bytes; rejects if the connection closes first. */
-  async read(n: number): Promise<Buffer> {
-    while (this.received.length < n) {
-      if (this.socket.destroyed) throw new Error(`closed after ${this.received.length} bytes, wanted ${n}: ${this.received.toString('hex')}`);
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
-    const out = this.received.subarray(0, n);
-    this.received = this.received.subarray(n);
-    return out;
-  }
-
-  /** Waits for the server to close and returns whatever it sent that was not read yet. */
-  async rest(): Promise<Buffer> {
-    await this.closed;
-    return this.received;
-  }
 }
 
 const GREETING = [5, 1, 0];
