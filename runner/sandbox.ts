@@ -77,6 +77,12 @@ function track(work: Promise<unknown>): void {
 /** Checks everything that can be checked before a container exists; throws ClawboxError naming the key. */
 export async function prepareRun(options: RunOptions, docker: Dockerode) {
   const { config } = options;
+  if (!config.enabled) {
+    // Running the tool unsandboxed is never what clawbox does: the key can only stop the run.
+    throw new ClawboxError('CONFIG_INVALID', 'sandbox.enabled is false: clawbox runs tools only inside a sandbox; nothing was started', {
+      details: ['set sandbox.enabled: true (the default), or run the tool outside clawbox'],
+    });
+  }
   const tool = options.tool === undefined ? undefined : config.tools[options.tool];
   if (options.tool !== undefined && !tool) {
     const known = Object.keys(config.tools);

@@ -213,6 +213,16 @@ describe('limits and lifecycle', () => {
     assert.match(stderr, /still-running/);
   });
 
+  it('drops an output stream when its capture is off, and the tool still runs', async () => {
+    const { result, stdout, stderr } = await run('echo to-stdout; echo to-stderr >&2', { logging: 'capture_stdout: false' });
+    assert.equal(result.exit_code, 0);
+    assert.equal(stdout, '');
+    assert.equal(stderr, 'to-stderr\n');
+    const other = await run('echo to-stdout; echo to-stderr >&2', { logging: 'capture_stderr: false' });
+    assert.equal(other.stdout, 'to-stdout\n');
+    assert.equal(other.stderr, '');
+  });
+
   it('reports an OOM kill with the key to raise', async () => {
     const { result } = await run('python3 -c "x = bytearray(200 * 1024 * 1024); print(len(x))"', { yaml: 'resource_limits:\n  memory: 64m' });
     assert.equal(result.oom_killed, true);
@@ -293,6 +303,10 @@ describe('refusals before anything starts', () => {
     });
     assert.equal((await docker.listContainers({ all: true })).length, before);
   }
+
+  it('refuses to run when sandbox.enabled is false', async () => {
+    await refusedWithoutContainer('enabled: false', 'CONFIG_INVALID', /sandbox\.enabled is false/);
+  });
 
   it('refuses a mount of a blocked path', async () => {
     const dir = join(world.dir, 'ssh-holder');
