@@ -1,7 +1,7 @@
 import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Level, type LevelWithSilent } from 'pino';
-import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink, type RunEvent } from './types.js';
+import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink, type DecisionEvent, type RunEvent } from './types.js';
 
 export interface AuditOptions {
   /** File to append to (created with its directory), or a file descriptor (1 = stdout). */
@@ -112,6 +112,9 @@ export class MemoryAuditSink implements AuditSink {
   readonly events: AuditEvent[] = [];
   write(event: AuditEvent): void {
     this.events.push(event);
+  }
+  decisions(): DecisionEvent[] {
+    return this.events.filter((e): e is DecisionEvent => e.event === 'decision');
   }
   close(): Promise<void> {
     return Promise.resolve();

@@ -6,26 +6,19 @@ import dnsPacket, { type DecodedPacket, type Packet, type RecordType, type Strin
 import { pino } from 'pino';
 import { createDnsServer } from '../../proxy/dns-server.js';
 import { UpstreamResolver } from '../../proxy/resolver.js';
-import type { AuditEvent, AuditSink, DecisionEvent } from '../../src/audit/types.js';
+import type { DecisionEvent } from '../../src/audit/types.js';
 import { compilePolicy, StaticPolicyTable } from '../../src/policy/policy.js';
 import { startTestDnsServer, type TestDnsServer, type TestRecords } from '../fixtures/dns-upstream.js';
 import { RawClient } from '../fixtures/raw-client.js';
+import { MemoryAuditSink } from '../../src/audit/sink.js';
+import { policyConfig } from '../fixtures/policy-config.js';
 
-class MemoryAudit implements AuditSink {
-  readonly events: AuditEvent[] = [];
-  write(event: AuditEvent): void {
-    this.events.push(event);
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-  decisions(): DecisionEvent[] {
-    return this.events.filter((e): e is DecisionEvent => e.event === 'decision');
-  }
+class DnsAudit extends MemoryAuditSink {
   last(): DecisionEvent | undefined {
     return this.decisions().at(-1);
   }
 }
+
 
 const RECORDS: TestRecords = {
   'www.allowed.example': { A: ['192.0.2.10'], AAAA: ['2001:db8::10'], ttl: 3600 },
@@ -46,7 +39,7 @@ interface Harness {
   readonly udp: net.AddressInfo;
   readonly tcp: net.AddressInfo;
   readonly upstream: TestDnsServer;
-  readonly audit: MemoryAudit;
+  readonly audit: DnsAudit;
 }
 
 async function start(t: TestContext): Promise<Harness> {
@@ -63,7 +56,7 @@ async function start(t: TestContext): Promise<Harness> {
     selfAddresses: [],
     listenerPorts: [],
   });
-  const audit = new MemoryAudit();
+  const audit = new DnsAudit();
   const server = createDnsServer({
     policies: new StaticPolicyTable(policy),
     resolver,
@@ -470,11 +463,9 @@ void test('close() releases both sockets', async (t) => {
   const resolver = new UpstreamResolver([upstream.address]);
   t.after(() => resolver.close());
   const server = createDnsServer({
-    policies: new StaticPolicyTable(
-      compilePolicy({ networkPolicy: 'deny-by-default', allowedHosts: [], deniedHosts: [], defaultPorts: [443], selfAddresses: [], listenerPorts: [] }),
-    ),
+    policies: new StaticPolicyTable(compilePolicy(policyConfig({ defaultPorts: [443] }))),
     resolver,
-    audit: new MemoryAudit(),
+    audit: new DnsAudit(),
     log: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: 0,
@@ -486,11 +477,9 @@ void test('close() releases both sockets', async (t) => {
   await idle.closed;
   // The port is free again for both protocols.
   const again = createDnsServer({
-    policies: new StaticPolicyTable(
-      compilePolicy({ networkPolicy: 'deny-by-default', allowedHosts: [], deniedHosts: [], defaultPorts: [443], selfAddresses: [], listenerPorts: [] }),
-    ),
+    policies: new StaticPolicyTable(compilePolicy(policyConfig({ defaultPorts: [443] }))),
     resolver,
-    audit: new MemoryAudit(),
+    audit: new DnsAudit(),
     log: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: udp.port,

@@ -4,22 +4,10 @@ import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { createSocks5Server } from '../../proxy/socks5.js';
 import type { Connector, OpenRequest, OpenResult, Tunnel, UpstreamFailure } from '../../proxy/types.js';
-import type { AuditEvent, AuditSink, DecisionEvent } from '../../src/audit/types.js';
 import { hostToString } from '../../src/net/host.js';
 import { RawClient } from '../fixtures/raw-client.js';
+import { MemoryAuditSink } from '../../src/audit/sink.js';
 
-class MemoryAudit implements AuditSink {
-  readonly events: AuditEvent[] = [];
-  write(event: AuditEvent): void {
-    this.events.push(event);
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-  decisions(): DecisionEvent[] {
-    return this.events.filter((e): e is DecisionEvent => e.event === 'decision');
-  }
-}
 
 /** A plain byte pipe standing in for the lead's tunnel (which adds the SNI gate and close audit lines). */
 class PipeTunnel implements Tunnel {
@@ -43,7 +31,7 @@ class PipeTunnel implements Tunnel {
 interface Harness {
   readonly proxy: net.AddressInfo;
   readonly echoPort: number;
-  readonly audit: MemoryAudit;
+  readonly audit: MemoryAuditSink;
   readonly requests: OpenRequest[];
   readonly tunnels: PipeTunnel[];
   /** `slow.test` waits for this before it answers. */
@@ -116,7 +104,7 @@ async function start(t: TestContext, opts: { handshakeTimeoutMs?: number; listen
     },
   };
 
-  const audit = new MemoryAudit();
+  const audit = new MemoryAuditSink();
   const server = createSocks5Server({
     connector,
     log: pino({ level: 'silent' }),
