@@ -4,15 +4,18 @@
  * nothing: not to an upstream resolver log, not through a tunnel in the query name to an attacker's zone.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net, { type AddressInfo } from 'node:net';
-import dnsPacket, { type DecodedPacket, type Packet, type Question } from 'dns-packet';
+import dnsPacket, { type DecodedPacket, type Question } from 'dns-packet';
 import type { Logger } from 'pino';
 import type { AuditSink, DecisionEvent } from '../src/audit/types.js';
 import { parseHost } from '../src/net/host.js';
 import type { IpAddress } from '../src/net/types.js';
-import type { Decision, PolicyTable } from '../src/policy/types.js';
+import type { Decision, Policy, PolicyTable } from '../src/policy/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
+import { DnsAnswerCache } from './dns-answer-cache.js';
+import { encodeResponse, parseSimpleQuery, UDP_DEFAULT_SIZE, UDP_MAX_SIZE, type Rcode, type SimpleQuery } from './dns-wire.js';
 import { ResolveError } from './resolver.js';
 import type { Resolver } from './types.js';
 
@@ -32,46 +35,97 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-type Rcode = 'NOERROR' | 'FORMERR' | 'SERVFAIL' | 'NXDOMAIN' | 'NOTIMP' | 'REFUSED';
-const RCODE: Record<Rcode, number> = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 };
-
 /** Answers are short-lived so a policy or upstream change reaches the sandbox quickly. */
 const MAX_ANSWER_TTL = 300;
-/** RFC 1035 §4.2.1 limit without EDNS; with EDNS we honour the client's size up to the 1232 of DNS Flag Day 2020. */
-const UDP_DEFAULT_SIZE = 512;
-const UDP_MAX_SIZE = 1232;
 /** Queries being answered at once, over all clients; more are dropped (UDP) or wait (TCP) instead of piling up. */
 const MAX_INFLIGHT = 1024;
 const MAX_TCP_INFLIGHT_PER_CONN = 16;
 const MAX_TCP_CONNECTIONS = 256;
 const BIND_ATTEMPTS = 10;
 
-/** The response to send; over UDP the truncated variant replaces it when it does not fit. */
-interface Handled {
+/** A query's audit line and the one response to send for it (over UDP, the truncated one if the full one is too big). */
+interface Answered {
+  readonly event: DecisionEvent;
   readonly response: Buffer;
-  readonly truncatedResponse?: Buffer;
 }
+
+interface QueuedSend {
+  readonly response: Buffer;
+  readonly port: number;
+  readonly address: string;
+}
+
+/**
+ * Every address the server sends to is the IP a datagram came from: answer it in place, without dns.lookup and
+ * its extra tick per send. (Node passes the family as a number here, whatever @types/node says.)
+ */
+const literalLookup = (
+  address: string,
+  options: dns.LookupOneOptions | number,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void => {
+  const family = net.isIP(address);
+  if (family !== 0) callback(null, address, family);
+  else dns.lookup(address, typeof options === 'number' ? { family: options } : options, callback);
+};
 
 export function createDnsServer(opts: DnsServerOptions): DnsServer {
   const tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 10_000;
+  const cache = new DnsAnswerCache<CachedOutcome>();
   let udp: dgram.Socket | null = null;
   let tcp: net.Server | null = null;
   const tcpConnections = new Set<net.Socket>();
   let inflight = 0;
   let closed = false;
 
-  const answerUdp = (msg: Buffer, rinfo: dgram.RemoteInfo, socket: dgram.Socket): void => {
+  // UDP answers of one event-loop turn leave together: their audit lines in one write(2), then the datagrams.
+  // The lines are still written before any answer is sent, and a turn lasts microseconds.
+  let queuedEvents: DecisionEvent[] = [];
+  let queuedSends: QueuedSend[] = [];
+  let flushScheduled = false;
+  const flush = (): void => {
+    flushScheduled = false;
+    const events = queuedEvents;
+    const sends = queuedSends;
+    queuedEvents = [];
+    queuedSends = [];
+    try {
+      opts.audit.writeAll(events);
+    } catch (err) {
+      // Fail closed: an answer whose audit line could not be written is not sent.
+      opts.log.error({ err: (err as Error).message, withheld: sends.length }, 'dns: audit trail write failed; answers withheld');
+      return;
+    }
+    const socket = udp;
+    if (closed || !socket) return;
+    // No callback: a send error is a lost datagram, which the client retries like any other loss.
+    for (const s of sends) socket.send(s.response, s.port, s.address);
+  };
+  const queueUdp = (answered: Answered, rinfo: dgram.RemoteInfo): void => {
+    queuedEvents.push(answered.event);
+    queuedSends.push({ response: answered.response, port: rinfo.port, address: rinfo.address });
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flush);
+    }
+  };
+
+  const answerUdp = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    const client = clientAddress(rinfo.address);
+    const simple = parseSimpleQuery(msg);
+    const hit = simple && answerFromCache(simple, client, 'udp', cache, opts);
+    if (hit) {
+      queueUdp(hit, rinfo);
+      return;
+    }
     if (inflight >= MAX_INFLIGHT) {
       opts.log.warn('dns: too many queries in flight, dropping one');
       return;
     }
     inflight += 1;
-    handleQuery(msg, clientAddress(rinfo.address), 'udp', opts)
-      .then((handled) => {
-        if (!handled || closed) return;
-        socket.send(handled.truncatedResponse ?? handled.response, rinfo.port, rinfo.address, (err) => {
-          if (err) opts.log.debug({ err: err.message }, 'dns: udp send failed');
-        });
+    handleQuery(msg, simple, client, 'udp', cache, opts)
+      .then((answered) => {
+        if (answered && !closed) queueUdp(answered, rinfo);
       })
       .catch((err: unknown) => opts.log.error({ err }, 'dns: query handling failed'))
       .finally(() => {
@@ -101,16 +155,19 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
         buffer = buffer.subarray(2 + length);
         running += 1;
         if (running >= MAX_TCP_INFLIGHT_PER_CONN) socket.pause();
-        handleQuery(msg, client, 'tcp', opts)
-          .then((handled) => {
+        const simple = parseSimpleQuery(msg);
+        const hit = simple && answerFromCache(simple, client, 'tcp', cache, opts);
+        (hit ? Promise.resolve(hit) : handleQuery(msg, simple, client, 'tcp', cache, opts))
+          .then((answered) => {
             if (socket.destroyed) return;
-            if (!handled) {
+            if (!answered) {
               socket.destroy(); // undecodable: the framing can no longer be trusted
               return;
             }
-            const frame = Buffer.alloc(2 + handled.response.length);
-            frame.writeUInt16BE(handled.response.length, 0);
-            handled.response.copy(frame, 2);
+            opts.audit.write(answered.event);
+            const frame = Buffer.alloc(2 + answered.response.length);
+            frame.writeUInt16BE(answered.response.length, 0);
+            answered.response.copy(frame, 2);
             socket.write(frame);
           })
           .catch((err: unknown) => {
@@ -143,7 +200,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   };
 
   const bindOnce = async (port: number): Promise<{ udp: dgram.Socket; tcp: net.Server }> => {
-    const u = dgram.createSocket(net.isIPv6(opts.host) ? 'udp6' : 'udp4');
+    const u = dgram.createSocket({ type: net.isIPv6(opts.host) ? 'udp6' : 'udp4', lookup: literalLookup });
     u.on('error', (err) => opts.log.error({ err: err.message }, 'dns: udp socket error'));
     await new Promise<void>((resolve, reject) => {
       u.once('error', reject);
@@ -187,7 +244,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
           udp = bound.udp;
           tcp = bound.tcp;
           const socket = bound.udp;
-          socket.on('message', (msg, rinfo) => answerUdp(msg, rinfo, socket));
+          socket.on('message', answerUdp);
           return { udp: socket.address(), tcp: bound.tcp.address() as AddressInfo };
         } catch (err) {
           lastError = err;
@@ -212,15 +269,40 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   };
 }
 
-interface QueryContext {
-  readonly query: DecodedPacket;
-  readonly question: Question;
-  readonly transport: 'udp' | 'tcp';
-  readonly udpLimit: number;
+/** A finished outcome kept per policy; `qtype` is the type's name for the audit line. */
+interface CachedOutcome {
+  readonly outcome: Outcome;
+  readonly qtype: string;
 }
 
-/** Returns null when the packet must be dropped (undecodable, or not a query at all). */
-async function handleQuery(msg: Buffer, client: string, transport: 'udp' | 'tcp', opts: DnsServerOptions): Promise<Handled | null> {
+/** The answer to a repeated question, from the cache, with the TTL counted down; null on a miss. */
+function answerFromCache(
+  query: SimpleQuery,
+  client: string,
+  transport: 'udp' | 'tcp',
+  cache: DnsAnswerCache<CachedOutcome>,
+  opts: DnsServerOptions,
+): Answered | null {
+  const hit = cache.get(opts.policies.forClient(client), cacheKey(query));
+  if (!hit) return null;
+  const { outcome, qtype } = hit.value;
+  return {
+    event: decisionEvent(client, outcome, qtype),
+    response: respond(query, outcome, hit.ttl, transport, query.udpLimit),
+  };
+}
+
+const cacheKey = (query: SimpleQuery): string => `${query.qtype} ${query.name}`;
+
+/** The general path: dns-packet decodes, the policy and the resolver decide. Null when the packet must be dropped. */
+async function handleQuery(
+  msg: Buffer,
+  simple: SimpleQuery | null,
+  client: string,
+  transport: 'udp' | 'tcp',
+  cache: DnsAnswerCache<CachedOutcome>,
+  opts: DnsServerOptions,
+): Promise<Answered | null> {
   let query: DecodedPacket;
   try {
     query = dnsPacket.decode(msg);
@@ -231,29 +313,56 @@ async function handleQuery(msg: Buffer, client: string, transport: 'udp' | 'tcp'
   // Never answer a response: two DNS servers pointed at each other would ping-pong forever.
   if (query.flag_qr) return null;
 
-  const conn = nextConnId();
   const questions = query.questions ?? [];
   const opcode = (query as DecodedPacket & { opcode?: string }).opcode;
   const first = questions[0];
+  const parts = partsOf(query, simple, first);
   if (opcode !== 'QUERY' || questions.length !== 1 || !first) {
     const why = opcode !== 'QUERY' ? `opcode ${opcode ?? '?'} is not QUERY` : `${questions.length} questions, expected 1`;
-    audit(opts, { conn, client, host: printable(first?.name ?? ''), qtype: first?.type ?? '', decision: 'deny', rule: 'protocol', reason: why });
-    return { response: encodeResponse(query, null, 'FORMERR', [], 0) };
+    const outcome: Outcome = { host: printable(first?.name ?? ''), rcode: 'FORMERR', ...NO_ANSWER, decision: 'deny', rule: 'protocol', reason: why, cacheFor: 0 };
+    return { event: decisionEvent(client, outcome, first?.type ?? '', false), response: respond({ ...parts, question: EMPTY }, outcome, 0, transport, parts.udpLimit) };
   }
 
-  const ctx: QueryContext = { query, question: first, transport, udpLimit: udpLimitOf(query) };
-  const outcome = await decide(ctx, client, opts);
-  audit(opts, {
-    conn,
-    client,
-    host: outcome.host,
-    qtype: first.type,
-    decision: outcome.decision,
-    rule: outcome.rule,
-    reason: outcome.reason,
-    dialed: outcome.answers.map((a) => a.text),
-  });
-  return respond(ctx, outcome.rcode, outcome.answers, outcome.ttl);
+  const policy = opts.policies.forClient(client);
+  const outcome = await decide(first, policy, opts);
+  // Only questions the strict reader accepts are cached: the fast path looks them up with the same key.
+  if (simple) cache.set(policy, cacheKey(simple), { outcome, qtype: first.type }, outcome.cacheFor);
+  return { event: decisionEvent(client, outcome, first.type), response: respond(parts, outcome, outcome.ttl, transport, parts.udpLimit) };
+}
+
+interface QueryParts {
+  readonly id: number;
+  readonly echoedFlags: number;
+  readonly question: Buffer;
+  readonly edns: boolean;
+  readonly udpLimit: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+const RD = 0x0100;
+const CD = 0x0010;
+
+/** What a response needs from its query; the question as sent when the strict reader took it, else re-encoded. */
+function partsOf(query: DecodedPacket, simple: SimpleQuery | null, question: Question | undefined): QueryParts {
+  if (simple) return simple;
+  const opt = (query.additionals ?? []).find((a) => a.type === 'OPT');
+  return {
+    id: query.id ?? 0,
+    echoedFlags: (query.flag_rd ? RD : 0) | (query.flag_cd ? CD : 0),
+    question: question ? encodeQuestion(question) : EMPTY,
+    edns: opt !== undefined,
+    // RFC 6891 §6.2.5: the requestor's advertised payload size, never below 512.
+    udpLimit: opt && opt.type === 'OPT' ? Math.min(Math.max(opt.udpPayloadSize, UDP_DEFAULT_SIZE), UDP_MAX_SIZE) : UDP_DEFAULT_SIZE,
+  };
+}
+
+function encodeQuestion(question: Question): Buffer {
+  try {
+    return dnsPacket.encode({ type: 'query', id: 0, flags: 0, questions: [{ name: question.name, type: question.type, class: question.class ?? 'IN' }] }).subarray(12);
+  } catch {
+    // A question dns-packet decoded but cannot re-encode (odd label bytes): answer without echoing it.
+    return EMPTY;
+  }
 }
 
 interface Outcome {
@@ -264,11 +373,15 @@ interface Outcome {
   readonly decision: DecisionEvent['decision'];
   readonly rule: DecisionEvent['rule'];
   readonly reason: string;
+  /** Seconds the outcome may be reused for the same question under the same policy; 0: not at all. */
+  readonly cacheFor: number;
 }
 
-async function decide(ctx: QueryContext, client: string, opts: DnsServerOptions): Promise<Outcome> {
-  const { question } = ctx;
-  const none = { answers: [], ttl: 0 };
+const NO_ANSWER = { answers: [], ttl: 0 } as const;
+
+async function decide(question: Question, policy: Policy, opts: DnsServerOptions): Promise<Outcome> {
+  // Outcomes that follow from the policy alone are as fresh as the policy they are cached under.
+  const none = { ...NO_ANSWER, cacheFor: MAX_ANSWER_TTL };
   const parsed = parseHost(question.name, { brackets: 'forbidden' });
   if (!parsed.ok) {
     return { host: printable(question.name), rcode: 'NXDOMAIN', ...none, decision: 'deny', rule: 'builtin.invalid-host', reason: `invalid name: ${parsed.error}` };
@@ -282,7 +395,6 @@ async function decide(ctx: QueryContext, client: string, opts: DnsServerOptions)
     return { host: name, rcode: 'REFUSED', ...none, decision: 'deny', rule: 'protocol', reason: `class ${question.class ?? '?'} is not served` };
   }
 
-  const policy = opts.policies.forClient(client);
   const verdict = policy.decideName(name);
   const type = question.type;
   if (!verdict.allow) {
@@ -297,11 +409,13 @@ async function decide(ctx: QueryContext, client: string, opts: DnsServerOptions)
   try {
     resolved = await opts.resolver.resolveType(name, type);
   } catch (err) {
+    // Not cached here: the resolver keeps NXDOMAIN for its negative TTL, and a failure should be retried.
     const code = err instanceof ResolveError ? err.code : (err as { code?: string }).code;
     const rcode: Rcode = code === 'ENOTFOUND' ? 'NXDOMAIN' : 'SERVFAIL';
-    return { host: name, rcode, ...none, decision: 'error', rule: 'upstream', reason: `upstream: ${code ?? (err as Error).message}` };
+    return { host: name, rcode, ...NO_ANSWER, cacheFor: 0, decision: 'error', rule: 'upstream', reason: `upstream: ${code ?? (err as Error).message}` };
   }
 
+  const ttl = Math.min(resolved.ttl, MAX_ANSWER_TTL);
   const kept: IpAddress[] = [];
   let firstDenial: Decision | null = null;
   for (const ip of resolved.addresses) {
@@ -310,14 +424,15 @@ async function decide(ctx: QueryContext, client: string, opts: DnsServerOptions)
     else firstDenial ??= d;
   }
   if (resolved.addresses.length > 0 && kept.length === 0 && firstDenial) {
-    return { host: name, rcode: 'REFUSED', ...none, ...fromDecision(firstDenial), reason: `every answer filtered: ${firstDenial.reason}` };
+    return { host: name, rcode: 'REFUSED', ...NO_ANSWER, cacheFor: ttl, ...fromDecision(firstDenial), reason: `every answer filtered: ${firstDenial.reason}` };
   }
   const filtered = resolved.addresses.length - kept.length;
   return {
     host: name,
     rcode: 'NOERROR',
     answers: kept,
-    ttl: Math.min(resolved.ttl, MAX_ANSWER_TTL),
+    ttl,
+    cacheFor: ttl,
     ...fromDecision(verdict),
     reason: filtered > 0 ? `${verdict.reason}; ${filtered} answer(s) filtered` : verdict.reason,
   };
@@ -327,97 +442,29 @@ function fromDecision(d: Decision): Pick<Outcome, 'decision' | 'rule' | 'reason'
   return { decision: d.allow ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 
-function audit(
-  opts: DnsServerOptions,
-  e: { conn: string; client: string; host: string; qtype: string; decision: DecisionEvent['decision']; rule: DecisionEvent['rule']; reason: string; dialed?: string[] },
-): void {
-  opts.audit.write({
+/** `withAnswers`: false for a malformed query, which had no question to answer (the line has no `dialed`). */
+function decisionEvent(client: string, outcome: Outcome, qtype: string, withAnswers = true): DecisionEvent {
+  return {
     event: 'decision',
-    conn: e.conn,
+    conn: nextConnId(),
     channel: 'dns',
-    client: e.client,
-    host: e.host,
+    client,
+    host: outcome.host,
     port: 53,
-    ...(e.dialed === undefined ? {} : { dialed: e.dialed }),
-    decision: e.decision,
-    rule: e.rule,
-    reason: e.reason,
-    qtype: e.qtype,
-  });
+    ...(withAnswers ? { dialed: outcome.answers.map((a) => a.text) } : {}),
+    decision: outcome.decision,
+    rule: outcome.rule,
+    reason: outcome.reason,
+    qtype,
+  };
 }
 
-/** RFC 6891 §6.2.5: the requestor's advertised payload size, never below 512. */
-function udpLimitOf(query: DecodedPacket): number {
-  const opt = (query.additionals ?? []).find((a) => a.type === 'OPT');
-  if (!opt || opt.type !== 'OPT') return UDP_DEFAULT_SIZE;
-  return Math.min(Math.max(opt.udpPayloadSize, UDP_DEFAULT_SIZE), UDP_MAX_SIZE);
-}
-
-function respond(ctx: QueryContext, rcode: Rcode, ips: readonly IpAddress[], ttl: number): Handled {
-  const response = encodeResponse(ctx.query, ctx.question, rcode, ips, ttl);
-  if (ctx.transport === 'tcp' || response.length <= ctx.udpLimit) return { response };
+/** The response for the transport: over UDP, one that does not fit becomes an empty truncated one. */
+function respond(parts: QueryParts, outcome: Outcome, ttl: number, transport: 'udp' | 'tcp', udpLimit: number): Buffer {
+  const full = encodeResponse({ ...parts, rcode: outcome.rcode, addresses: outcome.answers, ttl });
+  if (transport === 'tcp' || full.length <= udpLimit) return full;
   // RFC 2181 §9: a truncated answer carries no partial RRset; the client retries over TCP.
-  return { response, truncatedResponse: encodeResponse(ctx.query, ctx.question, rcode, [], 0, true) };
-}
-
-const QUESTION_NAME_POINTER = 0xc000 | 12; // the question name always starts right after the 12-byte header
-const TYPE_A = 1;
-const TYPE_AAAA = 28;
-const TYPE_OPT = 41;
-const CLASS_IN = 1;
-
-/**
- * Header and question through dns-packet; answer records by hand, because every answer is owned by the question
- * name and a compression pointer to it keeps 40 A records at 640 bytes instead of dns-packet's uncompressed
- * ~1.4 KB (which would force TC and a TCP retry for ordinary multi-address names).
- */
-function encodeResponse(
-  query: DecodedPacket,
-  question: Question | null,
-  rcode: Rcode,
-  ips: readonly IpAddress[],
-  ttl: number,
-  truncated = false,
-): Buffer {
-  let flags = dnsPacket.RECURSION_AVAILABLE | RCODE[rcode];
-  if (query.flag_rd) flags |= dnsPacket.RECURSION_DESIRED;
-  if (query.flag_cd) flags |= dnsPacket.CHECKING_DISABLED;
-  if (truncated) flags |= dnsPacket.TRUNCATED_RESPONSE;
-  const base: Packet = { type: 'response', id: query.id ?? 0, flags, questions: [] };
-  let head: Buffer;
-  let answers = ips;
-  try {
-    head = dnsPacket.encode(question ? { ...base, questions: [{ name: question.name, type: question.type, class: question.class ?? 'IN' }] } : base);
-  } catch {
-    // A question dns-packet decoded but cannot re-encode (odd label bytes): answer without echoing it.
-    head = dnsPacket.encode(base);
-    answers = [];
-  }
-  if (!question) answers = [];
-
-  const parts: Buffer[] = [head];
-  for (const ip of answers) {
-    const rr = Buffer.alloc(12 + ip.bytes.length);
-    rr.writeUInt16BE(QUESTION_NAME_POINTER, 0);
-    rr.writeUInt16BE(ip.family === 4 ? TYPE_A : TYPE_AAAA, 2);
-    rr.writeUInt16BE(CLASS_IN, 4);
-    rr.writeUInt32BE(Math.max(0, Math.floor(ttl)), 6);
-    rr.writeUInt16BE(ip.bytes.length, 10);
-    rr.set(ip.bytes, 12);
-    parts.push(rr);
-  }
-  // RFC 6891 §7: answer an EDNS query with an OPT record (root name, our payload size, version 0, no options).
-  const hasOpt = (query.additionals ?? []).some((a) => a.type === 'OPT');
-  if (hasOpt) {
-    const opt = Buffer.alloc(11);
-    opt.writeUInt16BE(TYPE_OPT, 1);
-    opt.writeUInt16BE(UDP_MAX_SIZE, 3);
-    parts.push(opt);
-  }
-  const out = Buffer.concat(parts);
-  out.writeUInt16BE(answers.length, 6); // ANCOUNT
-  out.writeUInt16BE(hasOpt ? 1 : 0, 10); // ARCOUNT
-  return out;
+  return encodeResponse({ ...parts, rcode: outcome.rcode, addresses: [], ttl: 0, truncated: true });
 }
 
 /** Names from the wire can hold any byte; keep audit lines and logs free of control characters. */

@@ -59,26 +59,27 @@ export class SandboxRegistry {
   /** Wraps `sink` so events get the sandbox and tool of their client, and are counted. */
   auditThrough(sink: AuditSink): AuditSink {
     return {
-      write: (event: AuditEvent) => {
-        const entry = this.entries.get(event.client);
-        if (!entry) {
-          sink.write(event);
-          return;
-        }
-        if (event.event === 'close') {
-          entry.traffic.bytes_up += event.bytes_up;
-          entry.traffic.bytes_down += event.bytes_down;
-        } else if (event.decision === 'allow') {
-          entry.traffic.allowed += 1;
-        } else {
-          entry.traffic.denied += 1;
-          const fixable = event.rule === 'network_policy' || event.rule === 'port';
-          const list = entry.traffic.not_allowed;
-          if (fixable && list.length < MAX_NOT_ALLOWED && !list.includes(event.host)) list.push(event.host);
-        }
-        sink.write({ ...event, sandbox: entry.sandbox, ...(entry.tool === undefined ? {} : { tool: entry.tool }) });
-      },
+      write: (event: AuditEvent) => sink.write(this.account(event)),
+      writeAll: (events: readonly AuditEvent[]) => sink.writeAll(events.map((event) => this.account(event))),
       close: () => sink.close(),
     };
+  }
+
+  /** Counts the event against its sandbox and names the sandbox and tool in it. */
+  private account(event: AuditEvent): AuditEvent {
+    const entry = this.entries.get(event.client);
+    if (!entry) return event;
+    if (event.event === 'close') {
+      entry.traffic.bytes_up += event.bytes_up;
+      entry.traffic.bytes_down += event.bytes_down;
+    } else if (event.decision === 'allow') {
+      entry.traffic.allowed += 1;
+    } else {
+      entry.traffic.denied += 1;
+      const fixable = event.rule === 'network_policy' || event.rule === 'port';
+      const list = entry.traffic.not_allowed;
+      if (fixable && list.length < MAX_NOT_ALLOWED && !list.includes(event.host)) list.push(event.host);
+    }
+    return { ...event, sandbox: entry.sandbox, ...(entry.tool === undefined ? {} : { tool: entry.tool }) };
   }
 }

@@ -18,7 +18,7 @@ export interface AuditOptions {
  * Levels: allow → info, deny → warn, upstream errors → error, close → info; `logging.level` filters them.
  */
 export function createAuditSink(options: AuditOptions): AuditSink {
-  if (!options.enabled) return { write: () => undefined, close: () => Promise.resolve() };
+  if (!options.enabled) return { write: () => undefined, writeAll: () => undefined, close: () => Promise.resolve() };
   const threshold = pino.levels.values[options.level] ?? Infinity;
   let fd: number;
   if (typeof options.destination === 'number') fd = options.destination;
@@ -34,6 +34,15 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       if (level < threshold) return;
       writeLine(fd, lineOf(level, event));
     },
+    writeAll(events) {
+      if (closed) return;
+      let lines = '';
+      for (const event of events) {
+        const level = pino.levels.values[levelOf(event)];
+        if (level >= threshold) lines += lineOf(level, event);
+      }
+      if (lines.length > 0) writeLine(fd, lines);
+    },
     close() {
       if (closed) return Promise.resolve();
       closed = true;
@@ -46,7 +55,10 @@ export function createAuditSink(options: AuditOptions): AuditSink {
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
-/** One write(2) per line, synchronously; a non-blocking pipe (stdout) that is full is waited for, not dropped. */
+/**
+ * One write(2) per call, synchronously; a non-blocking pipe (stdout) that is full is waited for, not dropped. A
+ * file opened O_APPEND takes the whole buffer in one write, so batched lines do not interleave with other writers.
+ */
 function writeLine(fd: number, line: string): void {
   let buffer: Buffer | null = null;
   let text: string | null = line;
@@ -71,7 +83,19 @@ function writeLine(fd: number, line: string): void {
 function lineOf(level: number, event: AuditEvent | RunEvent): string {
   const body = JSON.stringify(event);
   const msg = event.event === 'decision' ? 'egress decision' : event.event === 'close' ? 'egress close' : 'sandbox run';
-  return `{"level":${level},"time":"${new Date().toISOString()}","v":${AUDIT_SCHEMA_VERSION},${body.slice(1, -1)},"msg":"${msg}"}\n`;
+  return `{"level":${level},"time":"${isoNow()}","v":${AUDIT_SCHEMA_VERSION},${body.slice(1, -1)},"msg":"${msg}"}\n`;
+}
+
+let isoMs = -1;
+let isoText = '';
+/** The time in pino's isoTime format; lines of the same millisecond share one formatting. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
 }
 
 function levelOf(event: AuditEvent | RunEvent): Level {
@@ -112,6 +136,9 @@ export class MemoryAuditSink implements AuditSink {
   readonly events: AuditEvent[] = [];
   write(event: AuditEvent): void {
     this.events.push(event);
+  }
+  writeAll(events: readonly AuditEvent[]): void {
+    this.events.push(...events);
   }
   decisions(): DecisionEvent[] {
     return this.events.filter((e): e is DecisionEvent => e.event === 'decision');

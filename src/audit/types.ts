@@ -68,6 +68,8 @@ export type AuditEvent = DecisionEvent | CloseEvent;
 
 export interface AuditSink {
   write(event: AuditEvent): void;
+  /** Several events at once, in order; a file sink writes them with one write(2). */
+  writeAll(events: readonly AuditEvent[]): void;
   /** Flushes and closes the underlying file. Idempotent. */
   close(): Promise<void>;
 }

@@ -40,6 +40,7 @@ interface Harness {
   readonly tcp: net.AddressInfo;
   readonly upstream: TestDnsServer;
   readonly audit: DnsAudit;
+  readonly policies: StaticPolicyTable;
 }
 
 async function start(t: TestContext): Promise<Harness> {
@@ -57,8 +58,9 @@ async function start(t: TestContext): Promise<Harness> {
     listenerPorts: [],
   });
   const audit = new DnsAudit();
+  const policies = new StaticPolicyTable(policy);
   const server = createDnsServer({
-    policies: new StaticPolicyTable(policy),
+    policies,
     resolver,
     audit,
     log: pino({ level: 'silent' }),
@@ -69,7 +71,7 @@ async function start(t: TestContext): Promise<Harness> {
   const bound = await server.listen();
   t.after(() => server.close());
   assert.equal(bound.udp.port, bound.tcp.port);
-  return { udp: bound.udp, tcp: bound.tcp, upstream, audit };
+  return { udp: bound.udp, tcp: bound.tcp, upstream, audit, policies };
 }
 
 let nextId = 1;
@@ -486,4 +488,61 @@ void test('close() releases both sockets', async (t) => {
   });
   await again.listen();
   await again.close();
+});
+
+void test('answer cache: a burst of one repeated question gets an answer each, each audited before it is sent', async (t) => {
+  const h = await start(t);
+  const c = new UdpClient(t, h.udp);
+  assert.deepEqual(addresses(await c.ask('www.allowed.example', 'A')), ['192.0.2.10']);
+  // Lines written when each answer arrived: the server writes a turn's lines, then sends that turn's answers.
+  const linesAtArrival: number[] = [];
+  c.socket.on('message', () => linesAtArrival.push(h.audit.decisions().length));
+  const burst = Array.from({ length: 50 }, () => query('www.allowed.example', 'A'));
+  for (const q of burst) c.send(q.bytes);
+  const answers = await Promise.all(burst.map(() => c.next().then((b) => dnsPacket.decode(b))));
+
+  assert.deepEqual(answers.map((a) => a.id).sort(), burst.map((q) => q.id).sort());
+  for (const a of answers) assert.deepEqual(addresses(a), ['192.0.2.10']);
+  linesAtArrival.forEach((lines, i) => assert.ok(lines >= i + 2, `answer ${i + 1} arrived with only ${lines} audit lines written`));
+  const lines = h.audit.decisions().filter((e) => e.host === 'www.allowed.example');
+  assert.equal(lines.length, 51);
+  assert.equal(new Set(lines.map((e) => e.conn)).size, 51, 'every answer has its own conn id');
+  assert.ok(lines.every((e) => e.decision === 'allow' && e.dialed?.[0] === '192.0.2.10'));
+  assert.equal(h.upstream.queries('www.allowed.example'), 1);
+});
+
+void test('answer cache: an answer does not outlive its policy', async (t) => {
+  const h = await start(t);
+  const c = new UdpClient(t, h.udp);
+  assert.deepEqual(addresses(await c.ask('www.allowed.example', 'A')), ['192.0.2.10']);
+  assert.deepEqual(addresses(await c.ask('www.allowed.example', 'A')), ['192.0.2.10']);
+  // What a sandbox registration or a reload does: the client's policy is replaced.
+  h.policies.set('127.0.0.1', compilePolicy(policyConfig({ allowedHosts: ['other.example'] })));
+  const r = await c.ask('www.allowed.example', 'A');
+  assert.equal(rcodeOf(r), 'NXDOMAIN');
+  assert.deepEqual(addresses(r), []);
+  assert.equal(h.audit.last()?.decision, 'deny');
+  assert.equal(h.audit.last()?.rule, 'network_policy');
+});
+
+void test('answer cache: the question echoed as asked, the TTL counted down, over UDP and TCP', async (t) => {
+  const h = await start(t);
+  const c = new UdpClient(t, h.udp);
+  const first = await c.ask('short.allowed.example', 'A');
+  assert.equal((first.answers?.[0] as StringAnswer | undefined)?.ttl, 20);
+  const again = await c.ask('SHORT.Allowed.EXAMPLE', 'A');
+  assert.deepEqual(again.questions, [{ name: 'SHORT.Allowed.EXAMPLE', type: 'A', class: 'IN' }]);
+  assert.deepEqual(
+    (again.answers ?? []).map((x) => [x.name, x.type, x.type === 'A' ? x.data : '']),
+    [['SHORT.Allowed.EXAMPLE', 'A', '192.0.2.11']],
+  );
+  const ttl = (again.answers?.[0] as StringAnswer | undefined)?.ttl ?? -1;
+  assert.ok(ttl >= 1 && ttl <= 20, `ttl ${ttl}`);
+  assert.equal(h.audit.last()?.host, 'short.allowed.example');
+
+  const tcp = new TcpClient(t, h.tcp);
+  tcp.sendFrame(query('short.allowed.example', 'A').bytes);
+  assert.deepEqual(addresses(await tcp.nextFrame()), ['192.0.2.11']);
+  assert.equal(h.upstream.queries('short.allowed.example'), 1);
+  assert.equal(h.audit.decisions().filter((e) => e.host === 'short.allowed.example').length, 3);
 });

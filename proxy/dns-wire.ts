@@ -1,0 +1,153 @@
+/**
+ * DNS wire format, the small part the gateway writes itself: a strict reader for the one query shape sandboxes
+ * send (one question, an optional EDNS OPT record, nothing else) and the response writer. Anything the reader
+ * does not recognise returns null, and the caller takes the general path through dns-packet instead; so this
+ * reader only has to be right about what it accepts, never about what it refuses.
+ */
+
+/** RFC 1035 §4.2.1 limit without EDNS; with EDNS we honour the client's size up to the 1232 of DNS Flag Day 2020. */
+export const UDP_DEFAULT_SIZE = 512;
+export const UDP_MAX_SIZE = 1232;
+
+const HEADER = 12;
+const MAX_NAME_WIRE = 255; // RFC 1035 §2.3.4
+const MAX_LABEL = 63;
+const QR = 0x8000;
+const OPCODE_MASK = 0x7800;
+const TC = 0x0200;
+const RD = 0x0100;
+const RA = 0x0080;
+const CD = 0x0010;
+const TYPE_A = 1;
+const TYPE_AAAA = 28;
+const TYPE_OPT = 41;
+const CLASS_IN = 1;
+const QUESTION_NAME_POINTER = 0xc000 | HEADER; // the question name always starts right after the header
+
+export type Rcode = 'NOERROR' | 'FORMERR' | 'SERVFAIL' | 'NXDOMAIN' | 'NOTIMP' | 'REFUSED';
+const RCODE: Record<Rcode, number> = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 };
+
+export interface SimpleQuery {
+  readonly id: number;
+  /** The query's RD and CD bits, which the response echoes. */
+  readonly echoedFlags: number;
+  /** The question name, lower-cased, dot-separated, without the root's trailing dot. */
+  readonly name: string;
+  readonly qtype: number;
+  /** The question section exactly as sent (case included: RFC 5452 §9.1 clients check it), for the answer. */
+  readonly question: Buffer;
+  readonly edns: boolean;
+  /** RFC 6891 §6.2.5: the requestor's advertised payload size, within [512, 1232]. */
+  readonly udpLimit: number;
+}
+
+/**
+ * Reads a standard query with one IN question whose labels are letters, digits, '-' and '_' (no compression),
+ * and at most one additional record, an EDNS(0) OPT at the root. Null for anything else.
+ */
+export function parseSimpleQuery(msg: Buffer): SimpleQuery | null {
+  if (msg.length < HEADER + 5) return null;
+  const flags = msg.readUInt16BE(2);
+  if ((flags & (QR | OPCODE_MASK | TC)) !== 0) return null;
+  if (msg.readUInt16BE(4) !== 1 || msg.readUInt16BE(6) !== 0 || msg.readUInt16BE(8) !== 0) return null;
+  const additionals = msg.readUInt16BE(10);
+  if (additionals > 1) return null;
+
+  let offset = HEADER;
+  let name = '';
+  for (;;) {
+    if (offset >= msg.length) return null;
+    const length = msg[offset];
+    if (length === 0) break;
+    if (length > MAX_LABEL || offset + 1 + length > msg.length) return null; // also refuses pointers (0xc0)
+    const label = labelText(msg, offset + 1, length);
+    if (label === null) return null;
+    name = name.length === 0 ? label : `${name}.${label}`;
+    offset += 1 + length;
+    if (offset - HEADER >= MAX_NAME_WIRE) return null;
+  }
+  if (name.length === 0) return null; // the root: rare enough for the general path
+  offset += 1;
+  if (offset + 4 > msg.length) return null;
+  const qtype = msg.readUInt16BE(offset);
+  if (msg.readUInt16BE(offset + 2) !== CLASS_IN || qtype === TYPE_OPT) return null;
+  offset += 4;
+  const question = msg.subarray(HEADER, offset);
+
+  let udpLimit = UDP_DEFAULT_SIZE;
+  if (additionals === 1) {
+    // Root name (1 byte), type, class = payload size, TTL = extended rcode/version/flags, rdlength, options.
+    if (offset + 11 > msg.length || msg[offset] !== 0 || msg.readUInt16BE(offset + 1) !== TYPE_OPT) return null;
+    if (msg[offset + 6] !== 0) return null; // EDNS version other than 0: the general path answers it
+    const optionsEnd = offset + 11 + msg.readUInt16BE(offset + 9);
+    if (optionsEnd !== msg.length) return null;
+    udpLimit = Math.min(Math.max(msg.readUInt16BE(offset + 3), UDP_DEFAULT_SIZE), UDP_MAX_SIZE);
+  } else if (offset !== msg.length) {
+    return null;
+  }
+  return { id: msg.readUInt16BE(0), echoedFlags: flags & (RD | CD), name, qtype, question, edns: additionals === 1, udpLimit };
+}
+
+function labelText(msg: Buffer, start: number, length: number): string | null {
+  let text = '';
+  for (let i = start; i < start + length; i += 1) {
+    let c = msg[i];
+    if (c >= 0x41 && c <= 0x5a) c += 0x20; // A-Z
+    else if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f)) return null;
+    text += String.fromCharCode(c);
+  }
+  return text;
+}
+
+export interface ResponseParts {
+  readonly id: number;
+  readonly echoedFlags: number;
+  readonly rcode: Rcode;
+  /** The question section to echo; empty when the query's question cannot be echoed (then no answers either). */
+  readonly question: Buffer;
+  readonly addresses: readonly { readonly family: 4 | 6; readonly bytes: Uint8Array }[];
+  readonly ttl: number;
+  readonly edns: boolean;
+  readonly truncated?: boolean;
+}
+
+/**
+ * Answer records are written by hand: every one is owned by the question name, and a compression pointer to it
+ * keeps 40 A records at 640 bytes instead of dns-packet's uncompressed ~1.4 KB (which would force TC and a TCP
+ * retry for ordinary multi-address names).
+ */
+export function encodeResponse(parts: ResponseParts): Buffer {
+  const addresses = parts.question.length === 0 || parts.truncated === true ? [] : parts.addresses;
+  let size = HEADER + parts.question.length + (parts.edns ? 11 : 0);
+  for (const ip of addresses) size += 12 + ip.bytes.length;
+  const out = Buffer.allocUnsafe(size);
+  let flags = QR | RA | parts.echoedFlags | RCODE[parts.rcode];
+  if (parts.truncated === true) flags |= TC;
+  out.writeUInt16BE(parts.id, 0);
+  out.writeUInt16BE(flags, 2);
+  out.writeUInt16BE(parts.question.length === 0 ? 0 : 1, 4);
+  out.writeUInt16BE(addresses.length, 6);
+  out.writeUInt16BE(0, 8);
+  out.writeUInt16BE(parts.edns ? 1 : 0, 10);
+  parts.question.copy(out, HEADER);
+  let offset = HEADER + parts.question.length;
+  const ttl = Math.max(0, Math.floor(parts.ttl));
+  for (const ip of addresses) {
+    out.writeUInt16BE(QUESTION_NAME_POINTER, offset);
+    out.writeUInt16BE(ip.family === 4 ? TYPE_A : TYPE_AAAA, offset + 2);
+    out.writeUInt16BE(CLASS_IN, offset + 4);
+    out.writeUInt32BE(ttl, offset + 6);
+    out.writeUInt16BE(ip.bytes.length, offset + 10);
+    out.set(ip.bytes, offset + 12);
+    offset += 12 + ip.bytes.length;
+  }
+  if (parts.edns) {
+    // RFC 6891 §7: an EDNS query gets an OPT record back (root name, our payload size, version 0, no options).
+    out.writeUInt8(0, offset);
+    out.writeUInt16BE(TYPE_OPT, offset + 1);
+    out.writeUInt16BE(UDP_MAX_SIZE, offset + 3);
+    out.writeUInt32BE(0, offset + 5);
+    out.writeUInt16BE(0, offset + 9);
+  }
+  return out;
+}

@@ -1,0 +1,49 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAuditSink } from '../../src/audit/sink.js';
+import type { AuditEvent } from '../../src/audit/types.js';
+
+const decision = (conn: string, allow: boolean): AuditEvent => ({
+  event: 'decision',
+  conn,
+  channel: 'dns',
+  client: '10.213.0.9',
+  host: 'api.allowed.test',
+  port: 53,
+  decision: allow ? 'allow' : 'deny',
+  rule: allow ? 'allowed_hosts[0]' : 'network_policy',
+  reason: 'test',
+});
+
+describe('createAuditSink', () => {
+  it('writeAll appends the lines in order, each a pino line, filtered by level like write', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'trail', 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'warn', enabled: true });
+    sink.write(decision('a', false));
+    sink.writeAll([decision('b', true), decision('c', false), decision('d', false)]);
+    sink.writeAll([]);
+    void sink.close();
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines.map((l) => l.conn), ['a', 'c', 'd'], 'the allow line is below warn');
+    for (const l of lines) {
+      assert.equal(l.level, 40);
+      assert.equal(l.msg, 'egress decision');
+      assert.match(String(l.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    }
+  });
+
+  it('disabled: writes nothing and creates no file', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'info', enabled: false });
+    sink.write(decision('a', true));
+    sink.writeAll([decision('b', true)]);
+    assert.equal(existsSync(file), false);
+  });
+});
