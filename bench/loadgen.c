@@ -211,6 +211,9 @@ static int on_connected(struct conn *c) {
   socklen_t len = sizeof soerr;
   getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
   if (soerr != 0) return -1;
+  /* Plain HTTP through a proxy is absolute-URI requests on the proxy connection itself, each one parsed and
+     forwarded by the proxy: no CONNECT first (that would measure a tunnel carrying HTTP). */
+  if (mode == HTTP) return tunnel_open(c);
   switch (proto) {
     case P_DIRECT:
       return tunnel_open(c);

@@ -5,6 +5,8 @@
  *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run)
  *   npm run bench -- policy       only the pure policy decision cost
  *   npm run bench -- profile      only clawbox's tunnel rate under node --cpu-prof, with a summary
+ *   npm run bench -- bulk         only the bulk scenario, for direct and the TCP proxies (no DNS peers)
+ *   npm run bench -- http         only the plain HTTP scenario, likewise
  *
  * Progress goes to stderr, the table to stdout, everything measured to bench/results/<timestamp>.json.
  * Everything started is stopped, and aliases and temp dirs removed, on exit, error and Ctrl-C.
@@ -110,7 +112,7 @@ const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
-  if (!['all', 'policy', 'profile', 'sandbox'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox)`);
+  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http)`);
   const quick = process.env.BENCH_QUICK === '1';
   const p = paramsFor(quick);
   const t0 = Date.now();
@@ -139,7 +141,8 @@ async function main(): Promise<void> {
   onCleanup('temp dir', () => rmSync(dir, { recursive: true, force: true }));
   progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
 
-  const installed = mode === 'all' ? installPeers() : { unavailable: {}, proxyChainMain: null };
+  const onlyTcp = mode === 'bulk' || mode === 'http';
+  const installed = mode === 'all' || onlyTcp ? installPeers() : { unavailable: {}, proxyChainMain: null };
   buildNative();
   const proxyChainEntry = installed.proxyChainMain === null ? null : join(installed.proxyChainMain, (JSON.parse(readFileSync(join(installed.proxyChainMain, 'package.json'), 'utf8')) as { main: string }).main);
   const ctx: PeerContext = { dir, proxyChainEntry };
@@ -161,8 +164,11 @@ async function main(): Promise<void> {
   peers.push(await start('tinyproxy', u.tinyproxy, () => startTinyproxy(ctx)));
   peers.push(await start('dante', u['dante-server'], () => startDante(ctx)));
   peers.push(await start('proxy-chain', u['proxy-chain'], () => startProxyChain(ctx)));
-  peers.push(await start('dnsmasq', u.dnsmasq, () => startDnsmasq(ctx)));
-  peers.push(await start('unbound', u.unbound, () => startUnbound(ctx)));
+  // The single-scenario selectors are for iterating on the TCP paths: resolvers play no part in them.
+  if (!onlyTcp) {
+    peers.push(await start('dnsmasq', u.dnsmasq, () => startDnsmasq(ctx)));
+    peers.push(await start('unbound', u.unbound, () => startUnbound(ctx)));
+  }
   const peer = (name: string): Started => peers.find((x) => x.name === name)!;
 
   const direct: Target = { label: 'direct', proto: 'direct' };
@@ -177,6 +183,14 @@ async function main(): Promise<void> {
     tcpTarget('proxy-chain', peer('proxy-chain'), 'http'),
   ];
   const httpTargets = tunnelTargets.filter((t) => t.proto !== 'socks');
+  if (mode === 'bulk') {
+    await scenarioOnly('bulk', () => bulk(tunnelTargets, p), peers, tunnelTargets, p, t0);
+    return;
+  }
+  if (mode === 'http') {
+    await scenarioOnly('http', () => plainHttp(httpTargets, p), peers, httpTargets, p, t0);
+    return;
+  }
   const dnsTarget = (label: string, s: Started): DnsTarget =>
     failedPeer(s) ? { label, host: '127.0.0.1', port: 0, na: s.failed } : { label, host: '127.0.0.1', port: s.dnsPort!, pid: s.child.pid };
   const dnsTargets: DnsTarget[] = [
@@ -241,6 +255,38 @@ async function main(): Promise<void> {
   process.stdout.write(`${table}\n`);
   const file = writeResults({ mode, quick, params: p, took_s: took, started: new Date(t0).toISOString(), log_lines: logLines, peers: peers.map((x) => (failedPeer(x) ? x : { name: x.name, pid: x.child.pid, http: x.http, socks: x.socks, dns: x.dnsPort })), rows, raw, profile, table });
   progress(`results: ${file}; took ${took.toFixed(0)} s`);
+}
+
+/** `npm run bench -- bulk | http`: one scenario alone, same table and results file as the full run. */
+async function scenarioOnly(
+  mode: 'bulk' | 'http',
+  scenario: () => Promise<{ rows: Row[]; raw: unknown }>,
+  peers: readonly Started[],
+  targets: readonly Target[],
+  p: BenchParams,
+  t0: number,
+): Promise<void> {
+  progress(`== ${mode}`);
+  const r = await scenario();
+  const rows = r.rows.map(reorder(targets));
+  const alive = peers.filter((x): x is RunningPeer => !failedPeer(x));
+  for (const x of alive) {
+    const dead = x.child.exitReason();
+    if (dead !== null) progress(`${x.name} had exited during the run: ${dead}`);
+  }
+  const took = (Date.now() - t0) / 1000;
+  const table = renderTable(rows, {
+    title: `clawbox bench (${mode} only) — ${new Date().toISOString()}, ${p.quick ? 'QUICK' : 'full'} run, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, took ${Math.round(took)}s`,
+    notes: [
+      '(x×) = ÷ direct (the physical limit); "clawbox ÷ peer" follows each row. Figures drift ±15 % between runs: quote ratios.',
+      "Proxy CPU is utime+stime of the proxy's whole process tree (/proc) over the run.",
+      ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
+    ],
+    scenarios: {},
+  });
+  process.stdout.write(`${table}\n`);
+  await Promise.all(alive.map((x) => x.child.stop()));
+  progress(`results: ${writeResults({ mode, quick: p.quick, params: p, took_s: took, rows, raw: r.raw, table })}`);
 }
 
 /** Scenarios that ran targets in reverse print them in the usual column order. */

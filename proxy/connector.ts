@@ -1,11 +1,11 @@
-import { connect, type Socket } from 'node:net';
+import { connect, type OnReadOpts, type Socket } from 'node:net';
 import type { AuditSink, ConnectionFields, DecisionEvent } from '../src/audit/types.js';
 import { hostToString } from '../src/net/host.js';
 import type { IpAddress } from '../src/net/types.js';
 import type { Decision, PolicyTable } from '../src/policy/types.js';
 import { nextConnId } from './conn-id.js';
 import { upstreamFailureOf } from './errors.js';
-import { createTunnel, type TunnelContext } from './tunnel.js';
+import { createTunnel, UpstreamRelay, type TunnelContext } from './tunnel.js';
 import type { Connector, OpenRequest, OpenResult, Resolver } from './types.js';
 
 export interface ConnectorOptions {
@@ -34,7 +34,9 @@ export function createConnector(options: ConnectorOptions): Connector {
         host: hostToString(req.host),
         port: req.port,
       };
-      const record = (decision: Decision | { allow: 'error'; rule: 'upstream'; reason: string }, dialed?: string): void => {
+      // Batched with the turn's other lines; every caller awaits it, so the line is in the trail before the act
+      // (the dial, or the refusal sent to the client).
+      const record = (decision: Decision | { allow: 'error'; rule: 'upstream'; reason: string }, dialed?: string): Promise<void> => {
         const event: DecisionEvent = {
           event: 'decision',
           ...base,
@@ -43,13 +45,13 @@ export function createConnector(options: ConnectorOptions): Connector {
           rule: decision.rule,
           reason: decision.reason,
         };
-        audit.write(event);
+        return audit.record(event);
       };
 
       const policy = policies.forClient(req.client);
       const first = policy.decide(req.host, req.port);
       if (!first.allow) {
-        record(first);
+        await record(first);
         return { ok: false, kind: 'deny', decision: first };
       }
 
@@ -65,18 +67,18 @@ export function createConnector(options: ConnectorOptions): Connector {
           const code = (err as { code?: string }).code;
           const failure = upstreamFailureOf(code);
           const reason = `cannot resolve ${req.host.name}: ${code ?? 'error'}`;
-          record({ allow: 'error', rule: 'upstream', reason });
+          await record({ allow: 'error', rule: 'upstream', reason });
           return { ok: false, kind: 'upstream', failure, message: reason };
         }
         const resolved = policy.decideResolved(req.host.name, req.port, addresses);
         if (!resolved.allow) {
-          record(resolved);
+          await record(resolved);
           return { ok: false, kind: 'deny', decision: resolved };
         }
         dial = resolved.dial;
         decision = resolved;
       }
-      record(decision, dial.text);
+      await record(decision, dial.text);
 
       const context: TunnelContext = {
         fields: base,
@@ -86,9 +88,13 @@ export function createConnector(options: ConnectorOptions): Connector {
         idleTimeoutMs: options.idleTimeoutMs,
         startedAt: performance.now(),
       };
+      const kept = req.reuse?.(dial.text, req.port);
+      if (kept) return { ok: true, upstream: kept, tunnel: createTunnel(kept, context), dialed: dial.text };
+      // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: no relay there.
+      const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
       try {
-        const upstream = await dialChecked(dial, req.port, options.connectTimeoutMs);
-        return { ok: true, upstream, tunnel: createTunnel(upstream, context) };
+        const upstream = await dialChecked(dial, req.port, options.connectTimeoutMs, relay?.onread);
+        return { ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const failure = upstreamFailureOf(code);
@@ -100,9 +106,9 @@ export function createConnector(options: ConnectorOptions): Connector {
   };
 }
 
-function dialChecked(ip: IpAddress, port: number, timeoutMs: number): Promise<Socket> {
+function dialChecked(ip: IpAddress, port: number, timeoutMs: number, onread?: OnReadOpts): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: ip.text, port, family: ip.family, noDelay: true });
+    const socket = connect({ host: ip.text, port, family: ip.family, noDelay: true, ...(onread ? { onread } : {}) });
     const timer = setTimeout(() => {
       const err: NodeJS.ErrnoException = new Error('connect timed out');
       err.code = 'ETIMEDOUT';

@@ -9,6 +9,7 @@ import { nextConnId } from './conn-id.js';
 import { httpStatusOf } from './errors.js';
 import { countHeader, endToEndHeaders } from './http-headers.js';
 import { denial, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
+import { IdleUpstreams } from './idle-upstreams.js';
 import type { Connector, OpenResult } from './types.js';
 
 export interface HttpProxyOptions {
@@ -28,7 +29,8 @@ export interface HttpProxyOptions {
  * `http-replies.ts`: 403 denied (rule in `X-Clawbox-Rule` and the body), 400 bad request, 502/504 upstream.
  */
 export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
-  const server = createNodeHttpServer(options);
+  const idle = new IdleUpstreams();
+  const server = createNodeHttpServer(options, idle);
   // Fast path: a raw listener reads the first chunk itself. A complete, strictly well-formed CONNECT head (the bulk
   // of the traffic) is handled here without IncomingMessage / ServerResponse / llhttp. Everything else (other
   // methods, partial or odd heads, anything the strict grammar below does not match) goes to node:http with its
@@ -61,7 +63,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   });
   // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.
   front.once('listening', () => server.emit('listening'));
-  front.once('close', () => server.close());
+  front.once('close', () => {
+    server.close();
+    idle.close();
+  });
   return front;
 }
 
@@ -98,7 +103,7 @@ export function parseConnectHead(chunk: Buffer, maxHeaderSize: number): { target
   return { target, headLength: end + 4 };
 }
 
-function createNodeHttpServer(options: HttpProxyOptions): Server {
+function createNodeHttpServer(options: HttpProxyOptions, idle: IdleUpstreams): Server {
   const server = createServer({
     maxHeaderSize: options.maxHeaderSize,
     headersTimeout: options.handshakeTimeoutMs,
@@ -112,7 +117,7 @@ function createNodeHttpServer(options: HttpProxyOptions): Server {
   });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    void handleRequest(options, req, res);
+    void handleRequest(options, idle, req, res);
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
@@ -227,7 +232,7 @@ function parseAbsoluteUri(req: IncomingMessage): ForwardTarget | string {
   return { host: target.host, port: target.port, path: `${url.pathname}${url.search}` };
 }
 
-async function handleRequest(options: HttpProxyOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handleRequest(options: HttpProxyOptions, idle: IdleUpstreams, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const target = parseAbsoluteUri(req);
   if (typeof target === 'string') {
     protocolError(options, req.socket, target);
@@ -235,11 +240,13 @@ async function handleRequest(options: HttpProxyOptions, req: IncomingMessage, re
     req.resume();
     return;
   }
+  const client = clientAddress(req.socket.remoteAddress);
   const result = await options.connector.open({
     channel: 'http',
-    client: clientAddress(req.socket.remoteAddress),
+    client,
     host: target.host,
     port: target.port,
+    reuse: (dialed, port) => idle.take(client, dialed, port),
   });
   if (!result.ok) {
     refuseOnResponse(res, refusalOf(result));
@@ -254,11 +261,21 @@ async function handleRequest(options: HttpProxyOptions, req: IncomingMessage, re
 
   const headers = endToEndHeaders(req.rawHeaders, req.headers.connection);
   headers.host ??= req.headers.host ?? `${hostToString(target.host)}:${target.port}`;
+  // Our own hop to the upstream is persistent (the client's Connection header was hop-by-hop and is gone).
+  headers.connection = 'keep-alive';
   const forward = httpRequest({
     method: req.method,
     path: target.path,
     headers,
     createConnection: () => upstream,
+  });
+  // node:http emits 'free' on the socket when the exchange ended cleanly (request sent, response read to its
+  // end, both sides willing to keep the connection); only then may another request of this client use it.
+  let freed = false;
+  upstream.once('free', () => {
+    freed = true;
+    const socket = tunnel.release();
+    if (socket) idle.put(client, result.dialed, target.port, socket);
   });
   forward.on('response', (answer: IncomingMessage) => {
     if (res.headersSent || res.destroyed) {
@@ -267,7 +284,12 @@ async function handleRequest(options: HttpProxyOptions, req: IncomingMessage, re
     }
     res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEndHeaders(answer.rawHeaders, answer.headers.connection));
     answer.pipe(res);
-    answer.on('end', () => tunnel.close());
+    // 'free' comes on the tick after the response's end; a connection that was not freed by then is not reusable.
+    answer.on('end', () =>
+      process.nextTick(() => {
+        if (!freed) tunnel.close();
+      }),
+    );
     answer.on('error', (err: NodeJS.ErrnoException) => {
       tunnel.close(err.code ?? err.message);
       res.destroy();

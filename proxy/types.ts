@@ -33,13 +33,18 @@ export interface OpenRequest {
   readonly client: string;
   readonly host: Host;
   readonly port: number;
+  /**
+   * Asked after the request was allowed, with the address it may dial: an idle connection to exactly that
+   * address and port to use instead of dialing (absolute-URI HTTP keep-alive), or null.
+   */
+  readonly reuse?: (dialed: string, port: number) => Socket | null;
 }
 
 /** Why an upstream could not be reached; mapped to 502/504 and SOCKS reply codes in one place (`proxy/errors.ts`). */
 export type UpstreamFailure = 'dns-not-found' | 'dns-failed' | 'refused' | 'unreachable' | 'timeout' | 'reset';
 
 export type OpenResult =
-  | { readonly ok: true; readonly upstream: Socket; readonly tunnel: Tunnel }
+  | { readonly ok: true; readonly upstream: Socket; readonly tunnel: Tunnel; readonly dialed: string }
   | { readonly ok: false; readonly kind: 'deny'; readonly decision: Deny }
   | { readonly ok: false; readonly kind: 'upstream'; readonly failure: UpstreamFailure; readonly message: string };
 
@@ -57,10 +62,16 @@ export interface Tunnel {
    * Joins client and upstream as a byte pipe. `head` is data the client already sent (CONNECT head, bytes read
    * during the handshake). Upstream bytes flow at once (server-first protocols work); the client's first bytes
    * are held until they are known not to be a TLS ClientHello naming another host than the one decided on
-   * (no domain fronting), then both directions are plain stream pipes with no per-chunk work of ours.
+   * (no domain fronting). Then uploads are a stream pipe, and downloads go through the tunnel's `UpstreamRelay`
+   * (large reads into our own buffers, written to the client as they are).
    * Both sockets are destroyed when either side closes or errors, or after the idle limit.
    */
   pipe(client: Socket, head?: Buffer): void;
   /** Ends the upstream side without piping (client went away, HTTP exchange done) and writes the close line once. */
   close(error?: string): void;
+  /**
+   * Ends the tunnel without closing the upstream (an HTTP exchange finished on a keep-alive connection): writes
+   * the close line with this tunnel's bytes, lets go of the socket and returns it; null if the tunnel had closed.
+   */
+  release(): Socket | null;
 }

@@ -12,13 +12,15 @@ export interface AuditOptions {
 }
 
 /**
- * The audit trail: one pino JSON line per decision and per close. Writes are synchronous (one write(2) per
- * line) so a line that was logged is in the file even if the process is killed the next instant; pino's
- * asynchronous mode would lose the last buffered lines (pino docs/asynchronous.md).
+ * The audit trail: one pino JSON line per decision and per close. Writes are synchronous, so a line that was
+ * logged is in the file even if the process is killed the next instant; pino's asynchronous mode would lose the
+ * last buffered lines (pino docs/asynchronous.md). `write` is one write(2) at once; `record` batches the lines of
+ * one event-loop turn into one write(2) at the turn's end, and its promise settles after that write, so a caller
+ * that awaits it before acting still has its line in the file before the act.
  * Levels: allow → info, deny → warn, upstream errors → error, close → info; `logging.level` filters them.
  */
 export function createAuditSink(options: AuditOptions): AuditSink {
-  if (!options.enabled) return { write: () => undefined, writeAll: () => undefined, close: () => Promise.resolve() };
+  if (!options.enabled) return { write: () => undefined, writeAll: () => undefined, record: () => Promise.resolve(), close: () => Promise.resolve() };
   const threshold = pino.levels.values[options.level] ?? Infinity;
   let fd: number;
   if (typeof options.destination === 'number') fd = options.destination;
@@ -27,24 +29,64 @@ export function createAuditSink(options: AuditOptions): AuditSink {
     fd = openSync(options.destination, 'a'); // O_APPEND: whole lines even with several writers (cluster workers)
   }
   let closed = false;
+  const linesOf = (events: readonly (AuditEvent | RunEvent)[]): string => {
+    let lines = '';
+    for (const event of events) {
+      const level = pino.levels.values[levelOf(event)];
+      if (level >= threshold) lines += lineOf(level, event);
+    }
+    return lines;
+  };
+
+  // record(): the lines of one event-loop turn, written together when the turn ends. One promise per batch.
+  let queued = '';
+  let batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
+  const flushQueued = (): void => {
+    const text = queued;
+    const settling = batch;
+    queued = '';
+    batch = null;
+    try {
+      if (text.length > 0) writeLine(fd, text);
+    } catch (err) {
+      settling?.reject(err);
+      return;
+    }
+    settling?.resolve();
+  };
+
   return {
     write(event) {
       if (closed) return;
-      const level = pino.levels.values[levelOf(event)];
-      if (level < threshold) return;
-      writeLine(fd, lineOf(level, event));
+      const lines = linesOf([event]);
+      // Lines already queued are older: they go first, so the file keeps the order events happened in.
+      if (queued.length > 0) flushQueued();
+      if (lines.length > 0) writeLine(fd, lines);
     },
     writeAll(events) {
       if (closed) return;
-      let lines = '';
-      for (const event of events) {
-        const level = pino.levels.values[levelOf(event)];
-        if (level >= threshold) lines += lineOf(level, event);
-      }
+      const lines = linesOf(events);
+      if (queued.length > 0) flushQueued();
       if (lines.length > 0) writeLine(fd, lines);
+    },
+    record(event) {
+      if (closed) return Promise.resolve();
+      queued += linesOf([event]);
+      if (batch === null) {
+        let resolve!: () => void;
+        let reject!: (err: unknown) => void;
+        const promise = new Promise<void>((res, rej) => {
+          resolve = res;
+          reject = rej;
+        });
+        batch = { promise, resolve, reject };
+        setImmediate(flushQueued);
+      }
+      return batch.promise;
     },
     close() {
       if (closed) return Promise.resolve();
+      flushQueued();
       closed = true;
       // fd 1/2 belong to the process; only files we opened are ours to close.
       if (typeof options.destination !== 'number') closeSync(fd);
@@ -139,6 +181,10 @@ export class MemoryAuditSink implements AuditSink {
   }
   writeAll(events: readonly AuditEvent[]): void {
     this.events.push(...events);
+  }
+  record(event: AuditEvent): Promise<void> {
+    this.events.push(event);
+    return Promise.resolve();
   }
   decisions(): DecisionEvent[] {
     return this.events.filter((e): e is DecisionEvent => e.event === 'decision');

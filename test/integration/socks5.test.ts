@@ -26,6 +26,9 @@ class PipeTunnel implements Tunnel {
     this.closedWith = error;
     this.upstream.destroy();
   }
+  release(): net.Socket | null {
+    return null; // SOCKS5 tunnels are always piped, never handed back
+  }
 }
 
 interface Harness {
@@ -86,7 +89,7 @@ async function start(t: TestContext, opts: { handshakeTimeoutMs?: number; listen
     });
     const tunnel = new PipeTunnel(upstream);
     tunnels.push(tunnel);
-    return { ok: true, upstream, tunnel };
+    return { ok: true, upstream, tunnel, dialed: '127.0.0.1' };
   };
   const connector: Connector = {
     async open(req) {

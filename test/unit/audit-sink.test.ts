@@ -37,6 +37,26 @@ describe('createAuditSink', () => {
     }
   });
 
+  it('record: the lines of one turn are in the file when the promise settles, in order, before later writes', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'info', enabled: true });
+    const conns = (): unknown[] => (existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { conn: string }).conn) : []);
+    const first = sink.record(decision('a', true));
+    const second = sink.record(decision('b', false));
+    assert.equal(first, second, 'one batch per turn');
+    assert.deepEqual(conns(), [], 'nothing written before the turn ends');
+    await first;
+    assert.deepEqual(conns(), ['a', 'b']);
+    void sink.record(decision('c', true));
+    sink.write(decision('d', false)); // an immediate line after a queued one: the queued one goes first
+    assert.deepEqual(conns(), ['a', 'b', 'c', 'd']);
+    void sink.record(decision('e', true));
+    await sink.close(); // close writes what is still queued
+    assert.deepEqual(conns(), ['a', 'b', 'c', 'd', 'e']);
+  });
+
   it('disabled: writes nothing and creates no file', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -44,6 +64,7 @@ describe('createAuditSink', () => {
     const sink = createAuditSink({ destination: file, level: 'info', enabled: false });
     sink.write(decision('a', true));
     sink.writeAll([decision('b', true)]);
+    void sink.record(decision('c', true));
     assert.equal(existsSync(file), false);
   });
 });
