@@ -245,6 +245,7 @@ async function main(): Promise<void> {
       '(x×) = ÷ direct (the load generator straight to the C upstream: the physical limit); "clawbox ÷ peer" follows each row.',
       '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
       'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc) over the run; memory is PSS/RSS of the tree.',
+      `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes.`,
       `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
     ],

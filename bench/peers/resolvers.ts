@@ -1,6 +1,7 @@
 /**
  * The DNS peers, each forwarding to the same stub as clawbox and logging every query (clawbox writes an audit
- * line per query, so both peers log too). unbound runs one thread, like dnsmasq and clawbox's event loop.
+ * line per query, so both peers log too). Each runs as installed by default: dnsmasq is single-threaded, unbound
+ * has num-threads 1, and clawbox runs its default of one worker per core (the table's notes say so).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
