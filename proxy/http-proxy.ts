@@ -6,11 +6,12 @@ import { hostToString, parseAuthority } from '../src/net/host.js';
 import type { Host } from '../src/net/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
-import { httpStatusOf } from './errors.js';
 import { countHeader, endToEndHeaders } from './http-headers.js';
-import { denial, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
+import { refusalOf, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
+import { serveForward, type ForwardOptions } from './http-forward.js';
+import { parseForwardHead } from './http-wire.js';
 import { IdleUpstreams } from './idle-upstreams.js';
-import type { Connector, OpenResult } from './types.js';
+import type { Connector } from './types.js';
 
 export interface HttpProxyOptions {
   readonly connector: Connector;
@@ -31,10 +32,25 @@ export interface HttpProxyOptions {
 export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   const idle = new IdleUpstreams();
   const server = createNodeHttpServer(options, idle);
-  // Fast path: a raw listener reads the first chunk itself. A complete, strictly well-formed CONNECT head (the bulk
-  // of the traffic) is handled here without IncomingMessage / ServerResponse / llhttp. Everything else (other
-  // methods, partial or odd heads, anything the strict grammar below does not match) goes to node:http with its
-  // bytes put back, so every refusal (400, 408, 431) comes from the same code as before.
+  const handOff = (socket: Socket, pending: Buffer): void => {
+    socket.pause();
+    socket.unshift(pending);
+    server.emit('connection', socket);
+    socket.resume();
+  };
+  const forwardOptions: ForwardOptions = {
+    connector: options.connector,
+    idle,
+    maxHeaderSize: options.maxHeaderSize,
+    handshakeTimeoutMs: options.handshakeTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs,
+    handOff,
+  };
+  // Fast paths: a raw listener reads the first chunk itself. A complete, strictly well-formed CONNECT head (the bulk
+  // of the traffic) is handled here without IncomingMessage / ServerResponse / llhttp, and so is a body-less
+  // absolute-URI request (`http-forward.ts`). Everything else (other methods, bodies, partial or odd heads, anything
+  // the strict grammars do not match) goes to node:http with its bytes put back, so every refusal (400, 408, 431)
+  // comes from the same code as before.
   // allowHalfOpen as node:http has it: a client that sends its request and FIN still gets the answer.
   const front = createNetServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
     // Errors after a reply was sent (client reset) must never reach the process.
@@ -49,12 +65,13 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
     socket.once('data', (chunk: Buffer) => {
       socket.setTimeout(0);
       socket.removeListener('timeout', silent);
+      if (parseForwardHead(chunk, options.maxHeaderSize) !== null) {
+        serveForward(forwardOptions, socket, chunk);
+        return;
+      }
       const fast = parseConnectHead(chunk, options.maxHeaderSize);
       if (fast === null) {
-        socket.pause();
-        socket.unshift(chunk);
-        server.emit('connection', socket);
-        socket.resume();
+        handOff(socket, chunk);
         return;
       }
       socket.pause(); // the tunnel's SNI check resumes it
@@ -185,12 +202,6 @@ async function handleConnect(options: HttpProxyOptions, url: string, socket: Soc
   }
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   result.tunnel.pipe(socket, head);
-}
-
-function refusalOf(result: Exclude<OpenResult, { ok: true }>): Refusal {
-  return result.kind === 'deny'
-    ? denial(result.decision)
-    : { status: httpStatusOf(result.failure), message: result.message };
 }
 
 interface ForwardTarget {

@@ -2,6 +2,8 @@ import type { Socket } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Deny } from '../src/policy/types.js';
+import { httpStatusOf } from './errors.js';
+import type { OpenResult } from './types.js';
 
 /** Header values must stay on one line of printable ASCII whatever a reason quotes. */
 function headerSafe(text: string): string {
@@ -16,6 +18,13 @@ export interface Refusal {
 
 export function denial(decision: Deny): Refusal {
   return { status: 403, rule: decision.rule, message: `${decision.reason} (rule ${decision.rule})` };
+}
+
+/** The refusal for a connector outcome that is not a connection: 403 with the rule, or 502/504. */
+export function refusalOf(result: Exclude<OpenResult, { ok: true }>): Refusal {
+  return result.kind === 'deny'
+    ? denial(result.decision)
+    : { status: httpStatusOf(result.failure), message: result.message };
 }
 
 function headersOf(refusal: Refusal, bodyLength: number): Record<string, string | number> {

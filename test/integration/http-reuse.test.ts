@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
 import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
-import { httpViaProxy } from '../fixtures/clients.js';
+import { httpViaProxy, rawHttp, readAll } from '../fixtures/clients.js';
 import type { AuditEvent, CloseEvent, DecisionEvent } from '../../src/audit/types.js';
 
 const UPSTREAM_IP = '198.19.1.6';
@@ -23,12 +23,17 @@ let raw: Server;
 const rawSockets = new Set<Socket>();
 const removeAliases: Array<() => void> = [];
 
-/** A hand-written upstream on port 81: `/close` answers with Connection: close, `/double` sends two responses. */
+/**
+ * A hand-written upstream on port 81. `/close` answers with Connection: close, `/double` sends two responses,
+ * `/chunked` a chunked body with a trailer, `/eof` a body ended by closing, `/bad` both Content-Length and
+ * Transfer-Encoding, `/arm` answers and makes the connection drop the next request it gets without answering.
+ */
 function startRawUpstream(): Promise<Server> {
   const server = createServer((socket) => {
     rawSockets.add(socket);
     socket.on('close', () => rawSockets.delete(socket));
     socket.on('error', () => undefined);
+    let armed = false;
     let seen = '';
     socket.on('data', (chunk: Buffer) => {
       seen += chunk.toString('latin1');
@@ -37,7 +42,14 @@ function startRawUpstream(): Promise<Server> {
       const path = seen.split(' ')[1] ?? '';
       seen = seen.slice(end + 4);
       const peer = String(socket.remotePort);
-      if (path === '/close') socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${peer.length}\r\nConnection: close\r\n\r\n${peer}`);
+      if (armed) socket.destroy();
+      else if (path === '/arm') {
+        armed = true;
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${peer.length}\r\n\r\n${peer}`);
+      } else if (path === '/chunked') socket.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n`);
+      else if (path === '/eof') socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end');
+      else if (path === '/bad') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+      else if (path === '/close') socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${peer.length}\r\nConnection: close\r\n\r\n${peer}`);
       else if (path === '/double') socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${peer.length}\r\n\r\n${peer}HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled`);
       else socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${peer.length}\r\n\r\n${peer}`);
     });
@@ -123,5 +135,64 @@ describe('absolute-URI HTTP upstream keep-alive', () => {
     assert.equal(second.status, 200);
     assert.doesNotMatch(second.body, /smuggled/);
     assert.notEqual(second.peer, first.peer, 'the connection that spoke out of turn was not reused');
+  });
+});
+
+describe('absolute-URI fast path: framing, pipelining, hand-off, retry', () => {
+  it('relays a chunked body with its trailer, and keeps the connection', async () => {
+    const first = await httpViaProxy(gw.gateway.addresses.http, 'http://one.reuse.test:81/chunked');
+    assert.equal(first.status, 200);
+    assert.equal(first.body, 'Wikipedia');
+    assert.equal(first.headers['transfer-encoding'], 'chunked');
+    const after = await get('http://one.reuse.test:81/plain');
+    assert.equal(after.status, 200);
+  });
+
+  it('relays a body that ends when the upstream closes, then closes the client connection', async () => {
+    const reply = await rawHttp(gw.gateway.addresses.http, 'GET http://one.reuse.test:81/eof HTTP/1.1\r\nHost: one.reuse.test:81\r\n\r\n', { readBody: true });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body, 'until the end');
+    assert.equal(reply.headers.connection, 'close');
+  });
+
+  it('answers a HEAD without a body, and two pipelined requests in order', async () => {
+    const reply = await rawHttp(
+      gw.gateway.addresses.http,
+      'HEAD http://one.reuse.test/h HTTP/1.1\r\nHost: one.reuse.test\r\n\r\nGET http://one.reuse.test/second HTTP/1.1\r\nHost: one.reuse.test\r\nConnection: close\r\n\r\n',
+    );
+    assert.equal(reply.status, 200);
+    const rest = Buffer.concat([reply.rest, ...(await readAll(reply.socket).then((b) => [b]))]).toString('latin1');
+    assert.match(rest, /^HTTP\/1\.1 200 OK\r\n/, 'the HEAD response has no body: the next bytes are the second response');
+    assert.match(rest, /"url":"\/second"/);
+  });
+
+  it('refuses with 502 a response framed two ways, and audits the close with the reason', async () => {
+    const reply = await rawHttp(gw.gateway.addresses.http, 'GET http://one.reuse.test:81/bad HTTP/1.1\r\nHost: one.reuse.test:81\r\n\r\n', { readBody: true });
+    assert.equal(reply.status, 502);
+    assert.match(reply.body, /both Content-Length and Transfer-Encoding/);
+    const close = await gw.waitFor((e: AuditEvent): e is CloseEvent => e.event === 'close' && e.port === 81 && (e.error ?? '').includes('Transfer-Encoding'), 'close line of /bad');
+    assert.equal(close.host, 'one.reuse.test');
+  });
+
+  it('a request outside the fast grammar on the same connection is served by node:http', async () => {
+    const reply = await rawHttp(
+      gw.gateway.addresses.http,
+      'GET http://one.reuse.test/a HTTP/1.1\r\nHost: one.reuse.test\r\n\r\nPOST http://one.reuse.test/b HTTP/1.1\r\nHost: one.reuse.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc',
+    );
+    assert.equal(reply.status, 200);
+    const rest = Buffer.concat([reply.rest, await readAll(reply.socket)]).toString('latin1');
+    assert.match(rest, /"method":"POST","url":"\/b"/);
+    assert.match(rest, /"body":"abc"/);
+  });
+
+  it('retries once on a fresh connection when a kept one is dropped before answering', async () => {
+    const armed = await get('http://one.reuse.test:81/arm');
+    assert.equal(armed.status, 200);
+    const before = gw.decisions().length;
+    const next = await get('http://one.reuse.test:81/plain');
+    assert.equal(next.status, 200);
+    assert.notEqual(next.peer, armed.peer, 'answered over a new connection');
+    const decided = gw.decisions().slice(before).filter((d) => d.port === 81);
+    assert.equal(decided.length, 2, 'the retry was decided and audited too');
   });
 });
