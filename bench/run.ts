@@ -11,7 +11,7 @@
  * Progress goes to stderr, the table to stdout, everything measured to bench/results/<timestamp>.json.
  * Everything started is stopped, and aliases and temp dirs removed, on exit, error and Ctrl-C.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,12 +69,23 @@ function tcpTarget(label: string, peer: Started, kind: 'http' | 'socks'): Target
   return { label, proto: kind === 'http' ? 'connect' : 'socks', proxy: proxy!, pid: peer.child.pid, exitReason: peer.child.exitReason };
 }
 
-function countLines(file: string): number {
+/** Newline-terminated lines, read in 1 MiB pieces: clawbox's trail passes V8's 512 MiB string limit in a full run. */
+function countLines(file: string): number | null {
+  let fd: number;
   try {
-    const text = readFileSync(file, 'utf8');
-    return text.length === 0 ? 0 : text.split('\n').filter((l) => l !== '').length;
+    fd = openSync(file, 'r');
   } catch {
-    return 0;
+    return null;
+  }
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let lines = 0;
+    for (let n = readSync(fd, buffer); n > 0; n = readSync(fd, buffer)) {
+      for (let at = buffer.indexOf(10); at >= 0 && at < n; at = buffer.indexOf(10, at + 1)) lines += 1;
+    }
+    return lines;
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -246,7 +257,7 @@ async function main(): Promise<void> {
       '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
       'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc) over the run; memory is PSS/RSS of the tree.',
       `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes.`,
-      `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+      `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v ?? 'no log file'}`).join(', ')}.`,
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
     ],
     scenarios: SCENARIO_NOTES(p),
