@@ -15,7 +15,7 @@ import type { Decision, Policy, PolicyTable } from '../src/policy/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { DnsAnswerCache } from './dns-answer-cache.js';
-import { encodeResponse, parseSimpleQuery, UDP_DEFAULT_SIZE, UDP_MAX_SIZE, type Rcode, type SimpleQuery } from './dns-wire.js';
+import { echoedFlagsOf, encodeResponse, parseSimpleQuery, udpLimitOf, type Rcode, type SimpleQuery } from './dns-wire.js';
 import { ResolveError } from './resolver.js';
 import type { Resolver } from './types.js';
 
@@ -78,36 +78,25 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   let inflight = 0;
   let closed = false;
 
-  // UDP answers of one event-loop turn leave together: their audit lines in one write(2), then the datagrams.
-  // The lines are still written before any answer is sent, and a turn lasts microseconds.
-  let queuedEvents: DecisionEvent[] = [];
-  let queuedSends: QueuedSend[] = [];
-  let flushScheduled = false;
-  const flush = (): void => {
-    flushScheduled = false;
-    const events = queuedEvents;
-    const sends = queuedSends;
-    queuedEvents = [];
-    queuedSends = [];
-    try {
-      opts.audit.writeAll(events);
-    } catch (err) {
-      // Fail closed: an answer whose audit line could not be written is not sent.
-      opts.log.error({ err: (err as Error).message, withheld: sends.length }, 'dns: audit trail write failed; answers withheld');
-      return;
-    }
-    const socket = udp;
-    if (closed || !socket) return;
-    // No callback: a send error is a lost datagram, which the client retries like any other loss.
-    for (const s of sends) socket.send(s.response, s.port, s.address);
-  };
+  // UDP answers wait for their audit lines: the sink writes a turn's lines in one write(2) (`record`), and the
+  // answers of that batch are sent once it is written. An answer whose line could not be written is not sent.
+  let batch: { readonly committed: Promise<void>; readonly sends: QueuedSend[] } | null = null;
   const queueUdp = (answered: Answered, rinfo: dgram.RemoteInfo): void => {
-    queuedEvents.push(answered.event);
-    queuedSends.push({ response: answered.response, port: rinfo.port, address: rinfo.address });
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flush);
+    const committed = opts.audit.record(answered.event);
+    if (batch?.committed !== committed) {
+      const sends: QueuedSend[] = [];
+      batch = { committed, sends };
+      committed.then(
+        () => {
+          const socket = udp;
+          if (closed || !socket) return;
+          // No callback: a send error is a lost datagram, which the client retries like any other loss.
+          for (const s of sends) socket.send(s.response, s.port, s.address);
+        },
+        (err: unknown) => opts.log.error({ err: (err as Error).message, withheld: sends.length }, 'dns: audit trail write failed; answers withheld'),
+      );
     }
+    batch.sends.push({ response: answered.response, port: rinfo.port, address: rinfo.address });
   };
 
   const answerUdp = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
@@ -288,7 +277,7 @@ function answerFromCache(
   const { outcome, qtype } = hit.value;
   return {
     event: decisionEvent(client, outcome, qtype),
-    response: respond(query, outcome, hit.ttl, transport, query.udpLimit),
+    response: respond(query, outcome, hit.ttl, transport),
   };
 }
 
@@ -320,14 +309,14 @@ async function handleQuery(
   if (opcode !== 'QUERY' || questions.length !== 1 || !first) {
     const why = opcode !== 'QUERY' ? `opcode ${opcode ?? '?'} is not QUERY` : `${questions.length} questions, expected 1`;
     const outcome: Outcome = { host: printable(first?.name ?? ''), rcode: 'FORMERR', ...NO_ANSWER, decision: 'deny', rule: 'protocol', reason: why, cacheFor: 0 };
-    return { event: decisionEvent(client, outcome, first?.type ?? '', false), response: respond({ ...parts, question: EMPTY }, outcome, 0, transport, parts.udpLimit) };
+    return { event: decisionEvent(client, outcome, first?.type ?? '', false), response: respond({ ...parts, question: EMPTY }, outcome, 0, transport) };
   }
 
   const policy = opts.policies.forClient(client);
   const outcome = await decide(first, policy, opts);
   // Only questions the strict reader accepts are cached: the fast path looks them up with the same key.
   if (simple) cache.set(policy, cacheKey(simple), { outcome, qtype: first.type }, outcome.cacheFor);
-  return { event: decisionEvent(client, outcome, first.type), response: respond(parts, outcome, outcome.ttl, transport, parts.udpLimit) };
+  return { event: decisionEvent(client, outcome, first.type), response: respond(parts, outcome, outcome.ttl, transport) };
 }
 
 interface QueryParts {
@@ -339,8 +328,6 @@ interface QueryParts {
 }
 
 const EMPTY = Buffer.alloc(0);
-const RD = 0x0100;
-const CD = 0x0010;
 
 /** What a response needs from its query; the question as sent when the strict reader took it, else re-encoded. */
 function partsOf(query: DecodedPacket, simple: SimpleQuery | null, question: Question | undefined): QueryParts {
@@ -348,11 +335,10 @@ function partsOf(query: DecodedPacket, simple: SimpleQuery | null, question: Que
   const opt = (query.additionals ?? []).find((a) => a.type === 'OPT');
   return {
     id: query.id ?? 0,
-    echoedFlags: (query.flag_rd ? RD : 0) | (query.flag_cd ? CD : 0),
+    echoedFlags: echoedFlagsOf(query.flag_rd === true, query.flag_cd === true),
     question: question ? encodeQuestion(question) : EMPTY,
     edns: opt !== undefined,
-    // RFC 6891 §6.2.5: the requestor's advertised payload size, never below 512.
-    udpLimit: opt && opt.type === 'OPT' ? Math.min(Math.max(opt.udpPayloadSize, UDP_DEFAULT_SIZE), UDP_MAX_SIZE) : UDP_DEFAULT_SIZE,
+    udpLimit: udpLimitOf(opt && opt.type === 'OPT' ? opt.udpPayloadSize : undefined),
   };
 }
 
@@ -460,9 +446,9 @@ function decisionEvent(client: string, outcome: Outcome, qtype: string, withAnsw
 }
 
 /** The response for the transport: over UDP, one that does not fit becomes an empty truncated one. */
-function respond(parts: QueryParts, outcome: Outcome, ttl: number, transport: 'udp' | 'tcp', udpLimit: number): Buffer {
+function respond(parts: QueryParts, outcome: Outcome, ttl: number, transport: 'udp' | 'tcp'): Buffer {
   const full = encodeResponse({ ...parts, rcode: outcome.rcode, addresses: outcome.answers, ttl });
-  if (transport === 'tcp' || full.length <= udpLimit) return full;
+  if (transport === 'tcp' || full.length <= parts.udpLimit) return full;
   // RFC 2181 §9: a truncated answer carries no partial RRset; the client retries over TCP.
   return encodeResponse({ ...parts, rcode: outcome.rcode, addresses: [], ttl: 0, truncated: true });
 }

@@ -6,8 +6,8 @@
  */
 
 /** RFC 1035 §4.2.1 limit without EDNS; with EDNS we honour the client's size up to the 1232 of DNS Flag Day 2020. */
-export const UDP_DEFAULT_SIZE = 512;
-export const UDP_MAX_SIZE = 1232;
+const UDP_DEFAULT_SIZE = 512;
+const UDP_MAX_SIZE = 1232;
 
 const HEADER = 12;
 const MAX_NAME_WIRE = 255; // RFC 1035 §2.3.4
@@ -81,11 +81,21 @@ export function parseSimpleQuery(msg: Buffer): SimpleQuery | null {
     if (msg[offset + 6] !== 0) return null; // EDNS version other than 0: the general path answers it
     const optionsEnd = offset + 11 + msg.readUInt16BE(offset + 9);
     if (optionsEnd !== msg.length) return null;
-    udpLimit = Math.min(Math.max(msg.readUInt16BE(offset + 3), UDP_DEFAULT_SIZE), UDP_MAX_SIZE);
+    udpLimit = udpLimitOf(msg.readUInt16BE(offset + 3));
   } else if (offset !== msg.length) {
     return null;
   }
   return { id: msg.readUInt16BE(0), echoedFlags: flags & (RD | CD), name, qtype, question, edns: additionals === 1, udpLimit };
+}
+
+/** RFC 6891 §6.2.5: the payload size a requestor advertised (undefined: no EDNS), within [512, 1232]. */
+export function udpLimitOf(advertised: number | undefined): number {
+  return advertised === undefined ? UDP_DEFAULT_SIZE : Math.min(Math.max(advertised, UDP_DEFAULT_SIZE), UDP_MAX_SIZE);
+}
+
+/** The header bits a response echoes from its query (RD, CD). */
+export function echoedFlagsOf(rd: boolean, cd: boolean): number {
+  return (rd ? RD : 0) | (cd ? CD : 0);
 }
 
 function labelText(msg: Buffer, start: number, length: number): string | null {

@@ -28,9 +28,11 @@ const CLOSING_GRACE_MS = 2000;
  * connection that ended cleanly goes back to `IdleUpstreams` for this client. The first request that does not
  * fit the grammar hands the connection to node:http, which answers it and the rest as before.
  */
-export function serveForward(options: ForwardOptions, socket: Socket, first: Buffer): void {
+export function serveForward(options: ForwardOptions, socket: Socket, first: Buffer, firstHead: ForwardHead): void {
   const client = clientAddress(socket.remoteAddress);
   let pending = first;
+  // The caller already read the first head (to choose this path); later ones are read here.
+  let known: ForwardHead | null = firstHead;
   let busy = false;
   let gone = false;
   let clientEnded = false;
@@ -48,7 +50,8 @@ export function serveForward(options: ForwardOptions, socket: Socket, first: Buf
       else socket.setTimeout(options.idleTimeoutMs);
       return;
     }
-    const head = parseForwardHead(pending, options.maxHeaderSize);
+    const head = known ?? parseForwardHead(pending, options.maxHeaderSize);
+    known = null;
     if (head === null) {
       if (pending.indexOf('\r\n\r\n') < 0 && pending.length < options.maxHeaderSize && !clientEnded) {
         socket.setTimeout(options.handshakeTimeoutMs); // the rest of the head is still coming

@@ -9,7 +9,7 @@ import { nextConnId } from './conn-id.js';
 import { countHeader, endToEndHeaders } from './http-headers.js';
 import { refusalOf, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
 import { serveForward, type ForwardOptions } from './http-forward.js';
-import { parseForwardHead } from './http-wire.js';
+import { parseConnectHead, parseForwardHead } from './http-wire.js';
 import { IdleUpstreams } from './idle-upstreams.js';
 import type { Connector } from './types.js';
 
@@ -65,13 +65,11 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
     socket.once('data', (chunk: Buffer) => {
       socket.setTimeout(0);
       socket.removeListener('timeout', silent);
-      if (parseForwardHead(chunk, options.maxHeaderSize) !== null) {
-        serveForward(forwardOptions, socket, chunk);
-        return;
-      }
       const fast = parseConnectHead(chunk, options.maxHeaderSize);
       if (fast === null) {
-        handOff(socket, chunk);
+        const forward = parseForwardHead(chunk, options.maxHeaderSize);
+        if (forward !== null) serveForward(forwardOptions, socket, chunk, forward);
+        else handOff(socket, chunk);
         return;
       }
       socket.pause(); // the tunnel's SNI check resumes it
@@ -85,39 +83,6 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
     idle.close();
   });
   return front;
-}
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const AUTHORITY = /^[A-Za-z0-9.\-_~%:[\]]{1,300}$/;
-const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
-
-/**
- * The strict grammar of the fast path: `CONNECT authority HTTP/1.x`, CRLF line ends only, token header names,
- * printable values, no obs-fold, no body headers, the whole head in the first chunk and within max_header_size.
- * Returns null for anything else (node:http then decides, as it always did).
- */
-export function parseConnectHead(chunk: Buffer, maxHeaderSize: number): { target: string; headLength: number } | null {
-  if (chunk.length < 8 || chunk.toString('latin1', 0, 8) !== 'CONNECT ') return null;
-  const end = chunk.indexOf('\r\n\r\n');
-  if (end < 0 || end + 4 > maxHeaderSize) return null;
-  const lines = chunk.toString('latin1', 0, end).split('\r\n');
-  const requestLine = lines[0];
-  const space = requestLine.indexOf(' ', 8);
-  if (space < 0) return null;
-  const version = requestLine.slice(space + 1);
-  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return null;
-  const target = requestLine.slice(8, space);
-  if (!AUTHORITY.test(target)) return null;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const colon = line.indexOf(':');
-    if (colon <= 0) return null;
-    const name = line.slice(0, colon);
-    if (!TOKEN.test(name) || !FIELD_VALUE.test(line.slice(colon + 1))) return null;
-    const lower = name.toLowerCase();
-    if (lower === 'content-length' || lower === 'transfer-encoding') return null;
-  }
-  return { target, headLength: end + 4 };
 }
 
 function createNodeHttpServer(options: HttpProxyOptions, idle: IdleUpstreams): Server {

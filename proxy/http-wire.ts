@@ -7,14 +7,14 @@
  */
 import { hostToString, parseAuthority } from '../src/net/host.js';
 import type { Host } from '../src/net/types.js';
+import { HOP_BY_HOP } from './http-headers.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
 /** Methods without a request body in practice; a Content-Length or Transfer-Encoding sends the request to node:http. */
 const REQUEST_LINE = /^(GET|HEAD|OPTIONS|DELETE) http:\/\/([^\s/?#@]+)(\/[!-"$-~]*)? HTTP\/1\.1$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [\t\x20-\x7e]*)?$/;
-// RFC 9110 §7.6.1 hop-by-hop fields, plus the de-facto Proxy-Connection and Keep-Alive.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const CONNECT_AUTHORITY = /^[A-Za-z0-9.\-_~%:[\]]{1,300}$/;
 
 export interface ForwardHead {
   readonly method: string;
@@ -69,6 +69,28 @@ function endToEndLines(fields: readonly Field[], named: ReadonlySet<string>, kee
     out += `${f.name}: ${f.value}\r\n`;
   }
   return out;
+}
+
+/**
+ * The strict grammar of the CONNECT fast path: `CONNECT authority HTTP/1.x`, CRLF line ends only, token header
+ * names, printable values, no obs-fold, no body headers, the whole head in the first chunk and within
+ * max_header_size. Returns null for anything else (node:http then decides, as it always did).
+ */
+export function parseConnectHead(chunk: Buffer, maxHeaderSize: number): { target: string; headLength: number } | null {
+  if (chunk.length < 8 || chunk.toString('latin1', 0, 8) !== 'CONNECT ') return null;
+  const end = chunk.indexOf('\r\n\r\n');
+  if (end < 0 || end + 4 > maxHeaderSize) return null;
+  const lines = chunk.toString('latin1', 0, end).split('\r\n');
+  const requestLine = lines[0];
+  const space = requestLine.indexOf(' ', 8);
+  if (space < 0) return null;
+  const version = requestLine.slice(space + 1);
+  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return null;
+  const target = requestLine.slice(8, space);
+  if (!CONNECT_AUTHORITY.test(target)) return null;
+  const fields = fieldsOf(lines.slice(1));
+  if (!fields || fields.some((f) => f.lower === 'content-length' || f.lower === 'transfer-encoding')) return null;
+  return { target, headLength: end + 4 };
 }
 
 function authorityWithPort(authority: string): string {

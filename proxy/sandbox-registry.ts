@@ -60,7 +60,6 @@ export class SandboxRegistry {
   auditThrough(sink: AuditSink): AuditSink {
     return {
       write: (event: AuditEvent) => sink.write(this.account(event)),
-      writeAll: (events: readonly AuditEvent[]) => sink.writeAll(events.map((event) => this.account(event))),
       record: (event: AuditEvent) => sink.record(this.account(event)),
       close: () => sink.close(),
     };

@@ -20,7 +20,7 @@ export interface AuditOptions {
  * Levels: allow → info, deny → warn, upstream errors → error, close → info; `logging.level` filters them.
  */
 export function createAuditSink(options: AuditOptions): AuditSink {
-  if (!options.enabled) return { write: () => undefined, writeAll: () => undefined, record: () => Promise.resolve(), close: () => Promise.resolve() };
+  if (!options.enabled) return { write: () => undefined, record: () => Promise.resolve(), close: () => Promise.resolve() };
   const threshold = pino.levels.values[options.level] ?? Infinity;
   let fd: number;
   if (typeof options.destination === 'number') fd = options.destination;
@@ -29,13 +29,10 @@ export function createAuditSink(options: AuditOptions): AuditSink {
     fd = openSync(options.destination, 'a'); // O_APPEND: whole lines even with several writers (cluster workers)
   }
   let closed = false;
-  const linesOf = (events: readonly (AuditEvent | RunEvent)[]): string => {
-    let lines = '';
-    for (const event of events) {
-      const level = pino.levels.values[levelOf(event)];
-      if (level >= threshold) lines += lineOf(level, event);
-    }
-    return lines;
+  /** The event's line, or '' when `logging.level` filters it out. */
+  const lineFor = (event: AuditEvent): string => {
+    const level = pino.levels.values[levelOf(event)];
+    return level >= threshold ? lineOf(level, event) : '';
   };
 
   // record(): the lines of one event-loop turn, written together when the turn ends. One promise per batch.
@@ -58,20 +55,14 @@ export function createAuditSink(options: AuditOptions): AuditSink {
   return {
     write(event) {
       if (closed) return;
-      const lines = linesOf([event]);
+      const line = lineFor(event);
       // Lines already queued are older: they go first, so the file keeps the order events happened in.
       if (queued.length > 0) flushQueued();
-      if (lines.length > 0) writeLine(fd, lines);
-    },
-    writeAll(events) {
-      if (closed) return;
-      const lines = linesOf(events);
-      if (queued.length > 0) flushQueued();
-      if (lines.length > 0) writeLine(fd, lines);
+      if (line.length > 0) writeLine(fd, line);
     },
     record(event) {
       if (closed) return Promise.resolve();
-      queued += linesOf([event]);
+      queued += lineFor(event);
       if (batch === null) {
         let resolve!: () => void;
         let reject!: (err: unknown) => void;
@@ -178,9 +169,6 @@ export class MemoryAuditSink implements AuditSink {
   readonly events: AuditEvent[] = [];
   write(event: AuditEvent): void {
     this.events.push(event);
-  }
-  writeAll(events: readonly AuditEvent[]): void {
-    this.events.push(...events);
   }
   record(event: AuditEvent): Promise<void> {
     this.events.push(event);

@@ -68,8 +68,6 @@ export type AuditEvent = DecisionEvent | CloseEvent;
 
 export interface AuditSink {
   write(event: AuditEvent): void;
-  /** Several events at once, in order; a file sink writes them with one write(2). */
-  writeAll(events: readonly AuditEvent[]): void;
   /**
    * Queues the event with the others of this event-loop turn; they are written together when the turn ends. The
    * promise settles after that write (rejects if it failed): await it before acting on a decision.

@@ -19,14 +19,15 @@ const decision = (conn: string, allow: boolean): AuditEvent => ({
 });
 
 describe('createAuditSink', () => {
-  it('writeAll appends the lines in order, each a pino line, filtered by level like write', (t) => {
+  it('write and record append the lines in order, each a pino line, filtered by level', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'trail', 'audit.log');
     const sink = createAuditSink({ destination: file, level: 'warn', enabled: true });
     sink.write(decision('a', false));
-    sink.writeAll([decision('b', true), decision('c', false), decision('d', false)]);
-    sink.writeAll([]);
+    void sink.record(decision('b', true));
+    void sink.record(decision('c', false));
+    await sink.record(decision('d', false));
     void sink.close();
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual(lines.map((l) => l.conn), ['a', 'c', 'd'], 'the allow line is below warn');
@@ -63,7 +64,6 @@ describe('createAuditSink', () => {
     const file = join(dir, 'audit.log');
     const sink = createAuditSink({ destination: file, level: 'info', enabled: false });
     sink.write(decision('a', true));
-    sink.writeAll([decision('b', true)]);
     void sink.record(decision('c', true));
     assert.equal(existsSync(file), false);
   });

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConnectHead } from '../../proxy/http-proxy.js';
+import { parseConnectHead } from '../../proxy/http-wire.js';
 
 const head = (text: string): Buffer => Buffer.from(text, 'latin1');
 
