@@ -7,6 +7,7 @@
  *   npm run bench -- profile      only clawbox's tunnel rate under node --cpu-prof, with a summary
  *   npm run bench -- bulk         only the bulk scenario, for direct and the TCP proxies (no DNS peers)
  *   npm run bench -- http         only the plain HTTP scenario, likewise
+ *   npm run bench -- rate         only tunnel rate and low-load latency, likewise (the per-connection path)
  *
  * Progress goes to stderr, the table to stdout, everything measured to bench/results/<timestamp>.json.
  * Everything started is stopped, and aliases and temp dirs removed, on exit, error and Ctrl-C.
@@ -123,7 +124,7 @@ const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
-  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http)`);
+  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http', 'rate'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http | rate)`);
   const quick = process.env.BENCH_QUICK === '1';
   const p = paramsFor(quick);
   const t0 = Date.now();
@@ -152,7 +153,7 @@ async function main(): Promise<void> {
   onCleanup('temp dir', () => rmSync(dir, { recursive: true, force: true }));
   progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
 
-  const onlyTcp = mode === 'bulk' || mode === 'http';
+  const onlyTcp = mode === 'bulk' || mode === 'http' || mode === 'rate';
   const installed = mode === 'all' || onlyTcp ? installPeers() : { unavailable: {}, proxyChainMain: null };
   buildNative();
   const proxyChainEntry = installed.proxyChainMain === null ? null : join(installed.proxyChainMain, (JSON.parse(readFileSync(join(installed.proxyChainMain, 'package.json'), 'utf8')) as { main: string }).main);
@@ -200,6 +201,15 @@ async function main(): Promise<void> {
   }
   if (mode === 'http') {
     await scenarioOnly('http', () => plainHttp(httpTargets, p), peers, httpTargets, p, t0);
+    return;
+  }
+  if (mode === 'rate') {
+    const both = async (): Promise<{ rows: Row[]; raw: unknown }> => {
+      const rate = await tunnelRate(tunnelTargets, p);
+      const latency = await lowLoadLatency([...tunnelTargets].reverse(), p);
+      return { rows: [...rate.rows, ...latency.rows], raw: { 'tunnel rate': rate.raw, latency: latency.raw } };
+    };
+    await scenarioOnly('rate', both, peers, tunnelTargets, p, t0);
     return;
   }
   const dnsTarget = (label: string, s: Started): DnsTarget =>
@@ -269,9 +279,9 @@ async function main(): Promise<void> {
   progress(`results: ${file}; took ${took.toFixed(0)} s`);
 }
 
-/** `npm run bench -- bulk | http`: one scenario alone, same table and results file as the full run. */
+/** `npm run bench -- bulk | http | rate`: one scenario alone, same table and results file as the full run. */
 async function scenarioOnly(
-  mode: 'bulk' | 'http',
+  mode: 'bulk' | 'http' | 'rate',
   scenario: () => Promise<{ rows: Row[]; raw: unknown }>,
   peers: readonly Started[],
   targets: readonly Target[],

@@ -145,9 +145,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 }
 
 function track(server: Server, sockets: Set<Socket>): void {
+  // One handler per server, not a closure per connection: the socket is `this`.
+  function untrack(this: Socket): void {
+    sockets.delete(this);
+  }
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', untrack);
   });
 }
 

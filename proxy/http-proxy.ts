@@ -51,30 +51,32 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   // absolute-URI request (`http-forward.ts`). Everything else (other methods, bodies, partial or odd heads, anything
   // the strict grammars do not match) goes to node:http with its bytes put back, so every refusal (400, 408, 431)
   // comes from the same code as before.
+  // The accept path runs per connection: its handlers are made once per server and find the socket in `this`.
+  // A client that sends nothing at all is refused as node:http would refuse a head that never completes.
+  function onSilent(this: Socket): void {
+    const refusal = clientErrorRefusal(Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+    protocolError(options, this, refusal.message);
+    refuseOnSocket(this, refusal);
+  }
+  function onFirstChunk(this: Socket, chunk: Buffer): void {
+    this.setTimeout(0);
+    this.removeListener('timeout', onSilent);
+    const fast = parseConnectHead(chunk, options.maxHeaderSize);
+    if (fast === null) {
+      const forward = parseForwardHead(chunk, options.maxHeaderSize);
+      if (forward !== null) serveForward(forwardOptions, this, chunk, forward);
+      else handOff(this, chunk);
+      return;
+    }
+    this.pause(); // the tunnel resumes it
+    void handleConnect(options, fast.target, this, chunk.subarray(fast.headLength));
+  }
   // allowHalfOpen as node:http has it: a client that sends its request and FIN still gets the answer.
   const front = createNetServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
     // Errors after a reply was sent (client reset) must never reach the process.
-    socket.on('error', () => socket.destroy());
-    // A client that sends nothing at all is refused as node:http would refuse a head that never completes.
-    const silent = (): void => {
-      const refusal = clientErrorRefusal(Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
-      protocolError(options, socket, refusal.message);
-      refuseOnSocket(socket, refusal);
-    };
-    socket.setTimeout(options.handshakeTimeoutMs, silent);
-    socket.once('data', (chunk: Buffer) => {
-      socket.setTimeout(0);
-      socket.removeListener('timeout', silent);
-      const fast = parseConnectHead(chunk, options.maxHeaderSize);
-      if (fast === null) {
-        const forward = parseForwardHead(chunk, options.maxHeaderSize);
-        if (forward !== null) serveForward(forwardOptions, socket, chunk, forward);
-        else handOff(socket, chunk);
-        return;
-      }
-      socket.pause(); // the tunnel's SNI check resumes it
-      void handleConnect(options, fast.target, socket, chunk.subarray(fast.headLength));
-    });
+    socket.on('error', destroySelf);
+    socket.setTimeout(options.handshakeTimeoutMs, onSilent);
+    socket.once('data', onFirstChunk);
   });
   // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.
   front.once('listening', () => server.emit('listening'));
@@ -84,6 +86,12 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   });
   return front;
 }
+
+function destroySelf(this: Socket): void {
+  this.destroy();
+}
+
+const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
 function createNodeHttpServer(options: HttpProxyOptions, idle: IdleUpstreams): Server {
   const server = createServer({
@@ -165,7 +173,7 @@ async function handleConnect(options: HttpProxyOptions, url: string, socket: Soc
     result.tunnel.close('client went away');
     return;
   }
-  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  socket.write(CONNECT_ESTABLISHED);
   result.tunnel.pipe(socket, head);
 }
 

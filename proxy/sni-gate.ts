@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net';
 import { parseHost } from '../src/net/host.js';
 import { inspectClientHello } from './tls-sni.js';
 
@@ -9,54 +8,35 @@ export type FirstBytesVerdict = { readonly ok: true; readonly head: Buffer } | {
  * names the host the policy allowed. Without this, `CONNECT allowed.test:443` followed by a ClientHello for
  * `denied.test` would reach whatever virtual host the allowed server's front end routes that name to (domain
  * fronting). We never terminate TLS: only the cleartext ClientHello is read.
- * The wait is bounded by the hello size cap in `inspectClientHello` and by the tunnel's idle time-out.
+ * Pure: the tunnel feeds it the bytes it reads. The wait is bounded by the hello size cap in `inspectClientHello`
+ * and by the tunnel's idle time-out.
  */
-export function checkFirstBytes(
-  socket: Socket,
-  head: Buffer,
-  allowedName: string | null,
-  done: (verdict: FirstBytesVerdict) => void,
-): void {
-  let buffered = head;
+export class FirstBytesGate {
+  private buffered: Buffer = Buffer.alloc(0);
 
-  const judge = (): FirstBytesVerdict | null => {
-    const hello = inspectClientHello(buffered);
+  /** `allowedName`: the name the policy allowed, or null for an IP-literal target. */
+  constructor(private readonly allowedName: string | null) {}
+
+  /** Adds bytes the client sent; the verdict once there is one (then `head` is every byte held), else null. */
+  feed(chunk: Buffer): FirstBytesVerdict | null {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    const hello = inspectClientHello(this.buffered);
     switch (hello.kind) {
       case 'need-more':
         return null;
       case 'not-tls':
-        return { ok: true, head: buffered };
+        return { ok: true, head: this.buffered };
       case 'malformed':
         return { ok: false, reason: `malformed TLS ClientHello: ${hello.error}` };
       case 'hello':
-        return sniVerdict(hello.sni, allowedName, buffered);
+        return sniVerdict(hello.sni, this.allowedName, this.buffered);
     }
-  };
-
-  const early = buffered.length > 0 ? judge() : null;
-  if (early) {
-    done(early);
-    return;
   }
-  const finish = (verdict: FirstBytesVerdict): void => {
-    // Stop reading before handing over: the caller's pipe() must be the one to resume the socket.
-    socket.pause();
-    socket.removeListener('data', onData);
-    socket.removeListener('end', onEnd);
-    done(verdict);
-  };
-  const onData = (chunk: Buffer): void => {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    const verdict = judge();
-    if (verdict) finish(verdict);
-  };
-  // A client that half-closes before a verdict: nothing at all passes as is; a cut-off ClientHello does not.
-  const onEnd = (): void => {
-    finish(buffered.length === 0 ? { ok: true, head: buffered } : { ok: false, reason: 'TLS ClientHello cut short' });
-  };
-  socket.on('data', onData);
-  socket.once('end', onEnd);
-  socket.resume(); // the fast CONNECT path hands the socket over paused
+
+  /** The client half-closed before a verdict: nothing at all passes as is; a cut-off ClientHello does not. */
+  end(): FirstBytesVerdict {
+    return this.buffered.length === 0 ? { ok: true, head: this.buffered } : { ok: false, reason: 'TLS ClientHello cut short' };
+  }
 }
 
 function sniVerdict(sni: string | null, allowedName: string | null, head: Buffer): FirstBytesVerdict {

@@ -1,6 +1,6 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import type { AuditSink, ConnectionFields } from '../src/audit/types.js';
-import { checkFirstBytes } from './sni-gate.js';
+import { FirstBytesGate, type FirstBytesVerdict } from './sni-gate.js';
 import type { Tunnel } from './types.js';
 
 export interface TunnelContext {
@@ -186,8 +186,12 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
     relay?.start(upstream);
     upstream.on('error', onUpstreamError);
     upstream.on('close', onUpstreamClose);
-    upstream.on('timeout', onUpstreamIdle);
-    upstream.setTimeout(ctx.idleTimeoutMs);
+    // A relayed tunnel is idle-timed on the client socket alone (from `pipe`, right after the dial): its timer sees
+    // both directions (reads are uploads, writes are downloads), so a second timer per tunnel would only cost.
+    if (!relay) {
+      upstream.on('timeout', onUpstreamIdle);
+      upstream.setTimeout(ctx.idleTimeoutMs);
+    }
   }
 
   return {
@@ -208,6 +212,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
         socket.destroy();
         return;
       }
+      const up = upstream;
       client = socket;
       socket.on('error', (err: NodeJS.ErrnoException) => close(err.code ?? err.message));
       socket.on('close', () => close());
@@ -215,28 +220,61 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       if (relay) {
         relay.attach(socket);
         // The relay writes to the client; end() queues the FIN behind those writes.
-        if (upstream.readableEnded) socket.end();
-        else upstream.once('end', () => socket.end());
+        if (up.readableEnded) socket.end();
+        else up.once('end', () => socket.end());
       } else {
-        upstream.pipe(socket);
+        up.pipe(socket);
       }
-      checkFirstBytes(socket, head ?? Buffer.alloc(0), ctx.sniHost, (verdict) => {
-        if (closed) return;
-        if (!verdict.ok) {
-          ctx.audit.write({
-            event: 'decision',
-            ...ctx.fields,
-            dialed: ctx.dialed,
-            decision: 'deny',
-            rule: 'builtin.sni-mismatch',
-            reason: verdict.reason,
-          });
-          close(verdict.reason);
+
+      // Uploads: one 'data' listener for the tunnel's life, no stream pipe. The first bytes go through the SNI gate;
+      // after its verdict every chunk is written on, and the client is paused while the upstream's queue is full.
+      let gate: FirstBytesGate | null = new FirstBytesGate(ctx.sniHost);
+      let draining = false;
+      const resumeClient = (): void => {
+        draining = false;
+        socket.resume();
+      };
+      const forward = (chunk: Buffer): void => {
+        if (chunk.length === 0 || up.write(chunk) || draining) return;
+        draining = true;
+        socket.pause();
+        up.once('drain', resumeClient);
+      };
+      const judged = (verdict: FirstBytesVerdict): void => {
+        gate = null;
+        if (verdict.ok) {
+          forward(verdict.head);
           return;
         }
-        if (verdict.head.length > 0) upstream.write(verdict.head);
-        socket.pipe(upstream);
+        ctx.audit.write({
+          event: 'decision',
+          ...ctx.fields,
+          dialed: ctx.dialed,
+          decision: 'deny',
+          rule: 'builtin.sni-mismatch',
+          reason: verdict.reason,
+        });
+        close(verdict.reason);
+      };
+      socket.on('data', (chunk: Buffer) => {
+        if (closed) return;
+        if (gate === null) {
+          forward(chunk);
+          return;
+        }
+        const verdict = gate.feed(chunk);
+        if (verdict !== null) judged(verdict);
       });
+      socket.on('end', () => {
+        if (closed) return;
+        if (gate !== null) judged(gate.end());
+        if (!closed) up.end();
+      });
+      if (head !== undefined && head.length > 0) {
+        const verdict = gate.feed(head);
+        if (verdict !== null) judged(verdict);
+      }
+      if (!closed) socket.resume(); // the CONNECT and SOCKS5 front ends hand the socket over paused
     },
   };
 }

@@ -4,7 +4,7 @@
  * never be judged differently (`0x7f.1`, `2130706433`, `１２７.０.０.１` and `127.0.0.1` are one host).
  */
 import { domainToASCII } from 'node:url';
-import { parseIpv4, parseIpv6 } from './ip.js';
+import { parseCanonicalIpv4, parseIpv4, parseIpv6 } from './ip.js';
 import type { Host } from './types.js';
 
 export type HostParse = { ok: true; host: Host } | { ok: false; error: string };
@@ -82,7 +82,22 @@ function validateName(name: string): string | null {
   return null;
 }
 
+/** Lower-case letters, digits, '_' and '-' in non-empty labels, one optional trailing dot. */
+const PLAIN_ASCII_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?$/;
+
+/**
+ * True when UTS-46 mapping (`domainToASCII`) would return `input` unchanged, so the mapping can be skipped: plain
+ * lower-case ASCII labels, none of them punycode (`xn--` labels are decoded and checked) and the last one not a
+ * number (a host that ends in a number is parsed as IPv4 by the mapping). Most names a tool asks for are like
+ * this; test/unit/host.test.ts checks the claim against `domainToASCII` on random input.
+ */
+export function isPlainAsciiName(input: string): boolean {
+  return PLAIN_ASCII_NAME.test(input) && !input.includes('xn--') && !endsInNumber(input.endsWith('.') ? input.slice(0, -1) : input);
+}
+
 function parseBareHost(input: string, brackets: 'required-for-ipv6' | 'forbidden'): HostParse {
+  const quad = parseCanonicalIpv4(input);
+  if (quad !== null) return { ok: true, host: { kind: 'ip', ip: quad } };
   if (input.includes(':')) {
     const ip = parseIpv6(input);
     if (ip === null) return fail("host contains ':' but is not a valid IPv6 address (a port is not allowed here)");
@@ -91,7 +106,7 @@ function parseBareHost(input: string, brackets: 'required-for-ipv6' | 'forbidden
   }
 
   // UTS-46 mapping: lower-cases, punycodes IDNs, maps fullwidth digits and dots; '' means it refused the input.
-  const mapped = domainToASCII(input);
+  const mapped = isPlainAsciiName(input) ? input : domainToASCII(input);
   if (mapped === '') {
     if (endsInNumber(roughAscii(input))) return fail('host looks like an IPv4 address but is not a valid one');
     return fail('host is not a valid domain name');

@@ -25,6 +25,12 @@ const SINK_PORT = 9002;
 /** Speaks first (a banner), then echoes. */
 const BANNER_PORT = 9003;
 const BANNER = '220 banner.test ESMTP ready\r\n';
+/** Sends one byte every TRICKLE_EVERY_MS, TRICKLE_BYTES times, then stays silent. */
+const TRICKLE_PORT = 9004;
+const TRICKLE_BYTES = 15;
+const TRICKLE_EVERY_MS = 40;
+/** The idle limit of the idle-time-out tests: several trickle periods, so a trickle keeps a tunnel alive. */
+const SHORT_IDLE_MS = 250;
 
 const MiB = 1024 * 1024;
 const BULK = 64 * MiB;
@@ -126,6 +132,14 @@ before(async () => {
   await serve(BANNER_PORT, (socket) => {
     socket.write(BANNER);
     socket.pipe(socket);
+  });
+  await serve(TRICKLE_PORT, (socket) => {
+    let sent = 0;
+    const timer = setInterval(() => {
+      socket.write('t');
+      if (++sent === TRICKLE_BYTES) clearInterval(timer);
+    }, TRICKLE_EVERY_MS);
+    socket.on('close', () => clearInterval(timer));
   });
   dns = await startTestDnsServer({ 'bulk.test': { A: [UPSTREAM_IP] } });
   gw = await startTestGateway(CONFIG, dns);
@@ -313,7 +327,7 @@ describe('bulk through SOCKS5', { timeout: 120_000 }, () => {
 describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => {
   /** A server-accepted socket, as the gateway's listeners hand to `pipe()`, and its other end. */
   async function socketPair(): Promise<{ accepted: net.Socket; peer: net.Socket; close: () => void }> {
-    const server = net.createServer();
+    const server = net.createServer({ allowHalfOpen: true }); // as the gateway's listeners
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as net.AddressInfo;
@@ -338,13 +352,57 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
     throw new Error('no close line');
   }
 
-  const context = (audit: MemoryAuditSink, port: number) => ({
+  const context = (audit: MemoryAuditSink, port: number, idleTimeoutMs = 60_000) => ({
     fields: { conn: 'test-1', channel: 'connect' as const, client: '127.0.0.1', host: UPSTREAM_IP, port },
     dialed: UPSTREAM_IP,
     sniHost: null,
     audit,
-    idleTimeoutMs: 60_000,
+    idleTimeoutMs,
     startedAt: performance.now(),
+  });
+
+  // A relayed tunnel has one idle timer, on the client socket: it must see downloads (writes) and uploads (reads).
+  it('stays open while only the upstream sends, and closes on idle timeout once both sides are silent', async () => {
+    const audit = new MemoryAuditSink();
+    const { upstream, relay } = await dialRelayed(TRICKLE_PORT);
+    const tunnel = createTunnel(upstream, context(audit, TRICKLE_PORT, SHORT_IDLE_MS), relay);
+    const pair = await socketPair();
+    try {
+      tunnel.pipe(pair.accepted);
+      // The trickle lasts more than twice the idle limit.
+      assert.equal((await readExactly(pair.peer, TRICKLE_BYTES)).toString(), 't'.repeat(TRICKLE_BYTES));
+      const close = await closeLineOf(audit);
+      assert.equal(close.error, 'idle timeout');
+      assert.equal(close.bytes_down, TRICKLE_BYTES);
+      assert.equal((await readAll(pair.peer)).length, 0, 'the client saw its end and nothing more');
+    } finally {
+      pair.peer.destroy();
+      pair.close();
+    }
+  });
+
+  it('stays open while only the client sends', async () => {
+    const audit = new MemoryAuditSink();
+    const { upstream, relay } = await dialRelayed(SINK_PORT);
+    const tunnel = createTunnel(upstream, context(audit, SINK_PORT, SHORT_IDLE_MS), relay);
+    const pair = await socketPair();
+    try {
+      tunnel.pipe(pair.accepted);
+      for (let i = 0; i < TRICKLE_BYTES; i++) {
+        pair.peer.write('u');
+        await new Promise((resolve) => setTimeout(resolve, TRICKLE_EVERY_MS));
+      }
+      pair.peer.end();
+      // The sink answers only at the end of the upload: the tunnel was still open after more than twice its limit.
+      const answer = await readAll(pair.peer);
+      assert.equal(answer.readBigUInt64BE(32), BigInt(TRICKLE_BYTES));
+      const close = await closeLineOf(audit);
+      assert.equal(close.error, undefined);
+      assert.equal(close.bytes_up, TRICKLE_BYTES);
+    } finally {
+      pair.peer.destroy();
+      pair.close();
+    }
   });
 
   it('delivers bytes the server sent before pipe(), then relays both ways', async () => {

@@ -2,8 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { classifyAddress } from '../../src/net/classify.js';
-import { hostToString, parseHost } from '../../src/net/host.js';
-import { ipv4FromU32, parseIp } from '../../src/net/ip.js';
+import { domainToASCII } from 'node:url';
+import { hostToString, isPlainAsciiName, parseHost } from '../../src/net/host.js';
+import { ipv4FromU32, parseCanonicalIpv4, parseIp, parseIpv4 } from '../../src/net/ip.js';
 import type { Host } from '../../src/net/types.js';
 import { compilePolicy } from '../../src/policy/policy.js';
 import type { PolicyConfig } from '../../src/policy/config.js';
@@ -216,6 +217,43 @@ void describe('matcher properties', () => {
         const policy = policyFor({ networkPolicy: mode, allowedHosts: [e], deniedHosts: [e] });
         for (const port of [80, 443]) assert.equal(policy.decide(parsed.host, port).allow, false, `${e} ${port}`);
         assert.equal(policy.decideName(probe).allow, false, e);
+      }),
+      BUDGET,
+    );
+  });
+});
+
+// parseHost skips UTS-46 mapping and the inet_aton parser for the common spellings. Those shortcuts are only
+// sound if they agree with the general path; these properties are that claim.
+void describe('parseHost shortcuts agree with the general path', () => {
+  const labelChars = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789_-'.split(''), 'xn--', 'A', '.', '0x', 'é');
+  const nameLike = fc.array(labelChars, { minLength: 1, maxLength: 24 }).map((parts) => parts.join(''));
+
+  void it('isPlainAsciiName(s) holds only where domainToASCII(s) is s', () => {
+    let plain = 0;
+    fc.assert(
+      fc.property(nameLike, (s) => {
+        if (!isPlainAsciiName(s)) return;
+        plain += 1;
+        assert.equal(domainToASCII(s), s, JSON.stringify(s));
+      }),
+      { numRuns: 5000 },
+    );
+    // The property must have been exercised, not skipped: a good share of the inputs are plain names.
+    assert.ok(plain > 500, `only ${plain} plain names generated`);
+  });
+
+  void it('parseCanonicalIpv4 gives what the inet_aton parser gives, and only for text the mapping leaves alone', () => {
+    const octet = fc.oneof(fc.integer({ min: 0, max: 255 }).map(String), fc.integer({ min: 0, max: 999 }).map(String), fc.constantFrom('00', '01', '007', '0x1', ''));
+    fc.assert(
+      fc.property(fc.array(octet, { minLength: 3, maxLength: 5 }), (parts) => {
+        const text = parts.join('.');
+        const canonical = parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]*)$/.test(p) && Number(p) <= 255);
+        const quick = parseCanonicalIpv4(text);
+        assert.equal(quick !== null, canonical, text);
+        if (quick === null) return;
+        assert.deepEqual(quick, parseIpv4(text));
+        assert.equal(domainToASCII(text), text);
       }),
       BUDGET,
     );
