@@ -26,6 +26,7 @@ import { startClawbox } from './peers/clawbox.js';
 import { startSquid } from './peers/squid.js';
 import { startTinyproxy } from './peers/tinyproxy.js';
 import { startDante } from './peers/dante.js';
+import { startNodeFloor } from './peers/node-floor.js';
 import { startProxyChain } from './peers/proxy-chain.js';
 import { startDnsmasq, startUnbound } from './peers/resolvers.js';
 import type { PeerContext, RunningPeer } from './peers/types.js';
@@ -176,6 +177,7 @@ async function main(): Promise<void> {
   peers.push(await start('tinyproxy', u.tinyproxy, () => startTinyproxy(ctx)));
   peers.push(await start('dante', u['dante-server'], () => startDante(ctx)));
   peers.push(await start('proxy-chain', u['proxy-chain'], () => startProxyChain(ctx)));
+  peers.push(await start('node-floor', undefined, () => startNodeFloor(ctx)));
   // The single-scenario selectors are for iterating on the TCP paths: resolvers play no part in them.
   if (!onlyTcp) {
     peers.push(await start('dnsmasq', u.dnsmasq, () => startDnsmasq(ctx)));
@@ -193,8 +195,10 @@ async function main(): Promise<void> {
     tcpTarget('tinyproxy', peer('tinyproxy'), 'http'),
     tcpTarget('dante', peer('dante'), 'socks'),
     tcpTarget('proxy-chain', peer('proxy-chain'), 'http'),
+    tcpTarget('node-floor', peer('node-floor'), 'http'),
   ];
-  const httpTargets = tunnelTargets.filter((t) => t.proto !== 'socks');
+  // node-floor speaks CONNECT only.
+  const httpTargets = tunnelTargets.filter((t) => t.proto !== 'socks' && t.label !== 'node-floor');
   if (mode === 'bulk') {
     await scenarioOnly('bulk', () => bulk(tunnelTargets, p), peers, tunnelTargets, p, t0);
     return;
@@ -267,6 +271,7 @@ async function main(): Promise<void> {
       '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
       'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc) over the run; memory is PSS/RSS of the tree.',
       `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes.`,
+      `node-floor is a reference, not a peer: the least a Node.js CONNECT proxy does (one worker per core, a stream pipe each way, a log line per close; no policy, no audit before the dial, no time-outs). clawbox ÷ node-floor is the cost of clawbox's own work.`,
       `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v ?? 'no log file'}`).join(', ')}.`,
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
     ],

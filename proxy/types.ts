@@ -62,9 +62,11 @@ export interface Tunnel {
    * Joins client and upstream as a byte pipe. `head` is data the client already sent (CONNECT head, bytes read
    * during the handshake). Upstream bytes flow at once (server-first protocols work); the client's first bytes
    * are held until they are known not to be a TLS ClientHello naming another host than the one decided on
-   * (no domain fronting). Then uploads are a stream pipe, and downloads go through the tunnel's `UpstreamRelay`
-   * (large reads into our own buffers, written to the client as they are).
-   * Both sockets are destroyed when either side closes or errors, or after the idle limit.
+   * (no domain fronting). Then each upload chunk is written on as it is read (the client pauses while the upstream's
+   * queue is full), and downloads go through the tunnel's `UpstreamRelay` (large reads into our own buffers,
+   * written to the client as they are).
+   * Both sockets are destroyed when either side closes or errors, or after the idle limit (timed on the client
+   * socket, whose reads and writes are the two directions).
    */
   pipe(client: Socket, head?: Buffer): void;
   /** Ends the upstream side without piping (client went away, HTTP exchange done) and writes the close line once. */
