@@ -17,8 +17,9 @@ function readStat(pid: number): StatLine | null {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // comm may contain spaces and parentheses: fields start after the last ')'.
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]), sysTicks: Number(fields[12]) };
+    // fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15, cutime 16, cstime 17 (reaped children).
+    const sys = Number(fields[12]) + Number(fields[14]);
+    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[13]) + sys, sysTicks: sys };
   } catch {
     return null;
   }
@@ -40,9 +41,9 @@ export function processTree(root: number): number[] {
 }
 
 /**
- * CPU seconds (user + system) of the tree. Children that exited during the measurement are lost, unless their
- * parent reaped them (then they are in the parent's cutime, which we do not add: dante's io children live for the
- * whole run, so the loss is small and noted in the table legend).
+ * CPU seconds (user + system) of the tree, counting each process's reaped children (cutime, cstime): dante's
+ * children come and go during a scenario, and without them a child that exited took its CPU time out of the sum
+ * (dante once showed a negative CPU per GB). A child that exits but is not yet reaped is still in the tree.
  */
 export function cpuSeconds(root: number): number {
   return processTree(root).reduce((sum, pid) => sum + (readStat(pid)?.ticks ?? 0), 0) / CLK_TCK;

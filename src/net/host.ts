@@ -89,7 +89,7 @@ const PLAIN_ASCII_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?$/;
  * True when UTS-46 mapping (`domainToASCII`) would return `input` unchanged, so the mapping can be skipped: plain
  * lower-case ASCII labels, none of them punycode (`xn--` labels are decoded and checked) and the last one not a
  * number (a host that ends in a number is parsed as IPv4 by the mapping). Most names a tool asks for are like
- * this; test/unit/host.test.ts checks the claim against `domainToASCII` on random input.
+ * this; test/unit/net-properties.test.ts checks the claim against `domainToASCII` on random input.
  */
 export function isPlainAsciiName(input: string): boolean {
   return PLAIN_ASCII_NAME.test(input) && !input.includes('xn--') && !endsInNumber(input.endsWith('.') ? input.slice(0, -1) : input);
