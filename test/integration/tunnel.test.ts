@@ -361,13 +361,30 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
     startedAt: performance.now(),
   });
 
-  // A relayed tunnel has one idle timer, on the client socket: it must see downloads (writes) and uploads (reads).
-  it('stays open while only the upstream sends, and closes on idle timeout once both sides are silent', async () => {
+  interface Relayed {
+    readonly audit: MemoryAuditSink;
+    readonly upstream: net.Socket;
+    readonly tunnel: ReturnType<typeof createTunnel>;
+    readonly pair: Awaited<ReturnType<typeof socketPair>>;
+  }
+
+  /** A relayed tunnel to `port` and a client pair, not yet joined (the test calls `pipe`); cleaned up after `body`. */
+  async function withRelayedTunnel(port: number, idleTimeoutMs: number | undefined, body: (t: Relayed) => Promise<void>): Promise<void> {
     const audit = new MemoryAuditSink();
-    const { upstream, relay } = await dialRelayed(TRICKLE_PORT);
-    const tunnel = createTunnel(upstream, context(audit, TRICKLE_PORT, SHORT_IDLE_MS), relay);
+    const { upstream, relay } = await dialRelayed(port);
+    const tunnel = createTunnel(upstream, context(audit, port, idleTimeoutMs), relay);
     const pair = await socketPair();
     try {
+      await body({ audit, upstream, tunnel, pair });
+    } finally {
+      pair.peer.destroy();
+      pair.close();
+    }
+  }
+
+  // A relayed tunnel has one idle timer, on the client socket: it must see downloads (writes) and uploads (reads).
+  it('stays open while only the upstream sends, and closes on idle timeout once both sides are silent', async () => {
+    await withRelayedTunnel(TRICKLE_PORT, SHORT_IDLE_MS, async ({ audit, tunnel, pair }) => {
       tunnel.pipe(pair.accepted);
       // The trickle lasts more than twice the idle limit.
       assert.equal((await readExactly(pair.peer, TRICKLE_BYTES)).toString(), 't'.repeat(TRICKLE_BYTES));
@@ -375,18 +392,11 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
       assert.equal(close.error, 'idle timeout');
       assert.equal(close.bytes_down, TRICKLE_BYTES);
       assert.equal((await readAll(pair.peer)).length, 0, 'the client saw its end and nothing more');
-    } finally {
-      pair.peer.destroy();
-      pair.close();
-    }
+    });
   });
 
   it('stays open while only the client sends', async () => {
-    const audit = new MemoryAuditSink();
-    const { upstream, relay } = await dialRelayed(SINK_PORT);
-    const tunnel = createTunnel(upstream, context(audit, SINK_PORT, SHORT_IDLE_MS), relay);
-    const pair = await socketPair();
-    try {
+    await withRelayedTunnel(SINK_PORT, SHORT_IDLE_MS, async ({ audit, tunnel, pair }) => {
       tunnel.pipe(pair.accepted);
       for (let i = 0; i < TRICKLE_BYTES; i++) {
         pair.peer.write('u');
@@ -399,21 +409,14 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
       const close = await closeLineOf(audit);
       assert.equal(close.error, undefined);
       assert.equal(close.bytes_up, TRICKLE_BYTES);
-    } finally {
-      pair.peer.destroy();
-      pair.close();
-    }
+    });
   });
 
   it('delivers bytes the server sent before pipe(), then relays both ways', async () => {
-    const audit = new MemoryAuditSink();
-    const { upstream, relay } = await dialRelayed(BANNER_PORT);
-    const tunnel = createTunnel(upstream, context(audit, BANNER_PORT), relay);
-    // The banner has been read by the gateway (and has nowhere to go yet) before the client is attached.
-    await settled(() => upstream.bytesRead);
-    assert.equal(upstream.bytesRead, BANNER.length);
-    const pair = await socketPair();
-    try {
+    await withRelayedTunnel(BANNER_PORT, undefined, async ({ audit, upstream, tunnel, pair }) => {
+      // The banner has been read by the gateway (and has nowhere to go yet) before the client is attached.
+      await settled(() => upstream.bytesRead);
+      assert.equal(upstream.bytesRead, BANNER.length);
       tunnel.pipe(pair.accepted);
       assert.equal((await readExactly(pair.peer, BANNER.length)).toString(), BANNER);
       pair.peer.write('echo me');
@@ -423,18 +426,11 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
       assert.equal(close.error, undefined);
       assert.equal(close.bytes_down, BANNER.length + 7);
       assert.equal(close.bytes_up, 7);
-    } finally {
-      pair.peer.destroy();
-      pair.close();
-    }
+    });
   });
 
   it('never reads into a buffer a queued write still holds, even if reading is restarted while stalled', async () => {
-    const audit = new MemoryAuditSink();
-    const { upstream, relay } = await dialRelayed(SOURCE_PORT);
-    const tunnel = createTunnel(upstream, context(audit, SOURCE_PORT), relay);
-    const pair = await socketPair();
-    try {
+    await withRelayedTunnel(SOURCE_PORT, undefined, async ({ upstream, tunnel, pair }) => {
       pair.peer.pause();
       tunnel.pipe(pair.accepted);
       upstream.write(request(32 * MiB, 8));
@@ -447,20 +443,13 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
       const got = await receive(pair.peer, Buffer.alloc(0));
       assert.equal(got.bytes, 32 * MiB);
       assert.equal(got.sha256, digestOf(8, 32 * MiB));
-    } finally {
-      pair.peer.destroy();
-      pair.close();
-    }
+    });
   });
 
   it('delivers a download that started before pipe()', async () => {
-    const audit = new MemoryAuditSink();
-    const { upstream, relay } = await dialRelayed(SOURCE_PORT);
-    const tunnel = createTunnel(upstream, context(audit, SOURCE_PORT), relay);
-    upstream.write(request(3 * MiB, 7));
-    await settled(() => upstream.bytesRead);
-    const pair = await socketPair();
-    try {
+    await withRelayedTunnel(SOURCE_PORT, undefined, async ({ audit, upstream, tunnel, pair }) => {
+      upstream.write(request(3 * MiB, 7));
+      await settled(() => upstream.bytesRead);
       tunnel.pipe(pair.accepted);
       const got = await receive(pair.peer, Buffer.alloc(0));
       assert.equal(got.bytes, 3 * MiB);
@@ -469,9 +458,6 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
       const close = await closeLineOf(audit);
       assert.equal(close.bytes_down, 3 * MiB);
       assert.equal(close.bytes_up, REQUEST_BYTES);
-    } finally {
-      pair.peer.destroy();
-      pair.close();
-    }
+    });
   });
 });
