@@ -269,7 +269,7 @@ async function main(): Promise<void> {
     notes: [
       '(x×) = ÷ direct (the load generator straight to the C upstream: the physical limit); "clawbox ÷ peer" follows each row.',
       '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
-      'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc) over the run; memory is PSS/RSS of the tree.',
+      'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc), reaped children included, over the run; memory is PSS/RSS of the tree.',
       `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes.`,
       `node-floor is a reference, not a peer: the least a Node.js CONNECT proxy does (one worker per core, a stream pipe each way, a log line per close; no policy, no audit before the dial, no time-outs). clawbox ÷ node-floor is the cost of clawbox's own work.`,
       `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v ?? 'no log file'}`).join(', ')}.`,
@@ -306,7 +306,7 @@ async function scenarioOnly(
     title: `clawbox bench (${mode} only) — ${new Date().toISOString()}, ${p.quick ? 'QUICK' : 'full'} run, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, took ${Math.round(took)}s`,
     notes: [
       '(x×) = ÷ direct (the physical limit); "clawbox ÷ peer" follows each row. Figures drift ±15 % between runs: quote ratios.',
-      "Proxy CPU is utime+stime of the proxy's whole process tree (/proc) over the run.",
+      "Proxy CPU is utime+stime of the proxy's whole process tree (/proc), reaped children included, over the run.",
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
     ],
     scenarios: {},
