@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { domainToASCII } from 'node:url';
 import fc from 'fast-check';
 import { classifyAddress } from '../../src/net/classify.js';
-import { domainToASCII } from 'node:url';
 import { hostToString, isPlainAsciiName, parseHost } from '../../src/net/host.js';
 import { ipv4FromU32, parseCanonicalIpv4, parseIp, parseIpv4 } from '../../src/net/ip.js';
 import type { Host } from '../../src/net/types.js';
