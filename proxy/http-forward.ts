@@ -240,16 +240,17 @@ function relay(
         headSent = true;
         if (parsed.framing.kind === 'length') remaining = parsed.framing.length;
         if (parsed.framing.kind === 'chunked') scanner = new ChunkedScanner();
-        if (parsed.framing.kind === 'length' && remaining === 0) complete(received.length === 0);
-        else relayBody(received);
+        relayBody(received); // also completes a response with an empty body
         return;
       }
     };
+    // A kept connection the upstream had closed before it saw this request: worth one retry on a fresh one.
+    const closedWhileIdle = (): boolean => reused && !headSent && received.length === 0;
     const onUpstreamEnd = (): void => {
       if (response?.framing.kind === 'close') {
         socket.end();
         finish('close', false);
-      } else if (!headSent && received.length === 0 && reused) {
+      } else if (closedWhileIdle()) {
         finish('retry', false, 'kept connection was closed by the upstream');
       } else {
         fail(headSent ? 'closed the connection mid-response' : 'closed the connection before responding');
@@ -257,11 +258,11 @@ function relay(
     };
     const onUpstreamClose = (): void => {
       if (finished) return;
-      if (!headSent && received.length === 0 && reused) finish('retry', false, 'kept connection was closed by the upstream');
+      if (closedWhileIdle()) finish('retry', false, 'kept connection was closed by the upstream');
       else fail('connection closed');
     };
     const onUpstreamError = (err: NodeJS.ErrnoException): void => {
-      if (!headSent && received.length === 0 && reused) finish('retry', false, err.code ?? err.message);
+      if (closedWhileIdle()) finish('retry', false, err.code ?? err.message);
       else fail(`failed: ${err.code ?? err.message}`);
     };
     const onClientClose = (): void => finish('close', false, 'client went away');

@@ -65,18 +65,10 @@ export class IdleUpstreams {
     };
     // An upstream that talks while nobody asked is out of step (or hostile): its bytes must never become the
     // start of the next client's response.
-    socket.on('data', drop);
-    socket.on('end', drop);
-    socket.on('error', drop);
-    socket.on('close', drop);
-    socket.on('timeout', drop);
+    for (const event of ENDS_PARKING) socket.on(event, drop);
     socket.setTimeout(this.idleMs);
     this.forget.set(socket, () => {
-      socket.removeListener('data', drop);
-      socket.removeListener('end', drop);
-      socket.removeListener('error', drop);
-      socket.removeListener('close', drop);
-      socket.removeListener('timeout', drop);
+      for (const event of ENDS_PARKING) socket.removeListener(event, drop);
       socket.setTimeout(0);
     });
     list.push(socket);
@@ -101,5 +93,8 @@ export class IdleUpstreams {
     detach();
   }
 }
+
+/** Anything at all happening on a parked connection ends its parking. */
+const ENDS_PARKING = ['data', 'end', 'error', 'close', 'timeout'] as const;
 
 const keyOf = (client: string, address: string, port: number): string => `${client} ${address} ${port}`;
