@@ -268,7 +268,9 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       socket.on('end', () => {
         if (closed) return;
         if (gate !== null) judged(gate.end());
-        if (!closed) up.end();
+        // An upstream that already ended its side (its FIN came first) needs no end() of ours: on a finished stream
+        // end() would only build an error object, at a cost felt at every tunnel's close.
+        if (!closed && !up.writableEnded) up.end();
       });
       if (head !== undefined && head.length > 0) {
         const verdict = gate.feed(head);

@@ -38,6 +38,31 @@ describe('createAuditSink', () => {
     }
   });
 
+  it('each line carries the time it was written, also across a change of second', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'info', enabled: true });
+    // The text up to the second is reused between lines: write until a second boundary has passed, so a prefix
+    // that outlived its second shows as a time a second off.
+    const bounds: { before: number; after: number }[] = [];
+    const start = Math.floor(Date.now() / 1000);
+    while (Math.floor(Date.now() / 1000) <= start + 1) {
+      const before = Date.now();
+      sink.write(decision(String(bounds.length), true));
+      bounds.push({ before, after: Date.now() });
+      if (bounds.length % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await sink.close();
+    const times = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => String((JSON.parse(l) as { time: string }).time));
+    assert.equal(times.length, bounds.length);
+    times.forEach((time, i) => {
+      assert.match(time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      const at = Date.parse(time);
+      assert.ok(at >= bounds[i].before && at <= bounds[i].after, `line ${i}: ${time} is outside its write`);
+    });
+  });
+
   it('record: the lines of one turn are in the file when the promise settles, in order, before later writes', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
