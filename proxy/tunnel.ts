@@ -176,10 +176,13 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
   };
 
   const onUpstreamError = (err: NodeJS.ErrnoException): void => close(err.code ?? err.message);
-  // Until a client is attached the upstream's end is the tunnel's end; afterwards the client's close is, so
-  // that bytes still queued for the client are delivered (half-close) instead of discarded.
+  const closeOnFinish = (): void => close();
+  // The upstream is closed both ways: nothing the client sends can reach it any more. Bytes still queued for the
+  // client, and the FIN that end() put behind them, go out first; then the tunnel closes without waiting for the
+  // client's own FIN (as squid does), which would cost a read and a turn of the loop per tunnel for nothing.
   const onUpstreamClose = (): void => {
-    if (!client) close();
+    if (!client || client.writableFinished) close();
+    else client.once('finish', closeOnFinish);
   };
   const onUpstreamIdle = (): void => close('idle timeout');
   if (upstream) {

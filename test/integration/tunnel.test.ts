@@ -209,6 +209,28 @@ async function settled(value: () => number): Promise<number> {
   return last;
 }
 
+describe('the end of a tunnel', { timeout: 60_000 }, () => {
+  it('closes once the upstream has closed and its bytes reached the client, without waiting for the client', async () => {
+    const mark = gw.audit.events.length;
+    // allowHalfOpen: this client never sends its FIN, so only the upstream's close can end the tunnel.
+    const client = net.connect({ host: gw.gateway.addresses.http.address, port: gw.gateway.addresses.http.port, allowHalfOpen: true });
+    try {
+      client.write(`CONNECT ${UPSTREAM_IP}:${SOURCE_PORT} HTTP/1.1\r\nHost: ${UPSTREAM_IP}:${SOURCE_PORT}\r\n\r\n`);
+      client.write(request(1000, 21));
+      const received = await readAll(client);
+      const head = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+      assert.equal(received.subarray(0, head.length).toString('latin1'), head);
+      assert.equal(received.length - head.length, 1000, 'every byte the upstream sent arrived before the FIN');
+      assert.equal(client.writableEnded, false);
+      const close = await closeLine(SOURCE_PORT, mark);
+      assert.equal(close.bytes_down, 1000);
+      assert.equal(close.error, undefined);
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
 describe('bulk through a CONNECT tunnel', { timeout: 120_000 }, () => {
   it('downloads 64 MiB intact; the server half-closes and the close line counts every byte', async () => {
     const mark = gw.audit.events.length;
