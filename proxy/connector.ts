@@ -20,110 +20,130 @@ export interface ConnectorOptions {
  * Decide, resolve, re-check, dial: the one path every TCP channel (CONNECT, SOCKS5, absolute-URI HTTP) takes.
  * The address dialed is always one the policy checked; there is no second lookup between check and connect, so
  * DNS rebinding cannot swap in an internal address.
+ * The path is written with callbacks (`openThen`): it runs once per connection, and a promise chain through it
+ * (decision, audit batch, dial) costs more than the decision itself. `open` is the same path as a promise.
  */
 export function createConnector(options: ConnectorOptions): Connector {
   const { policies, resolver, audit } = options;
 
-  return {
-    async open(req: OpenRequest): Promise<OpenResult> {
-      const conn = nextConnId();
-      const base: ConnectionFields = {
-        conn,
-        channel: req.channel,
-        client: req.client,
-        host: hostToString(req.host),
-        port: req.port,
+  const openThen = (req: OpenRequest, done: (result: OpenResult) => void): void => {
+    const base: ConnectionFields = {
+      conn: nextConnId(),
+      channel: req.channel,
+      client: req.client,
+      host: hostToString(req.host),
+      port: req.port,
+    };
+    // The decision line is in the trail before the act (the dial, or the refusal sent to the client): `then` runs
+    // after the batch holding it was written. A line that could not be written stops the connection (fail closed).
+    const recordThen = (decision: Decision | UpstreamError, dialed: string | undefined, then: () => void): void => {
+      const event: DecisionEvent = {
+        event: 'decision',
+        ...base,
+        ...(dialed === undefined ? {} : { dialed }),
+        decision: decision.allow === 'error' ? 'error' : decision.allow ? 'allow' : 'deny',
+        rule: decision.rule,
+        reason: decision.reason,
       };
-      // Batched with the turn's other lines; every caller awaits it, so the line is in the trail before the act
-      // (the dial, or the refusal sent to the client).
-      const record = (decision: Decision | { allow: 'error'; rule: 'upstream'; reason: string }, dialed?: string): Promise<void> => {
-        const event: DecisionEvent = {
-          event: 'decision',
-          ...base,
-          ...(dialed === undefined ? {} : { dialed }),
-          decision: decision.allow === 'error' ? 'error' : decision.allow ? 'allow' : 'deny',
-          rule: decision.rule,
-          reason: decision.reason,
+      audit.recordThen(event, (err) => {
+        if (err === null) then();
+        else done({ ok: false, kind: 'audit', message: `audit trail write failed (${(err as NodeJS.ErrnoException).code ?? err.message}); refused` });
+      });
+    };
+
+    const policy = policies.forClient(req.client);
+    const first = policy.decide(req.host, req.port);
+    if (!first.allow) {
+      recordThen(first, undefined, () => done({ ok: false, kind: 'deny', decision: first }));
+      return;
+    }
+    const dialAllowed = (decision: Decision, dial: IpAddress): void => {
+      recordThen(decision, dial.text, () => {
+        const context: TunnelContext = {
+          fields: base,
+          dialed: dial.text,
+          sniHost: req.host.kind === 'name' ? req.host.name : null,
+          audit,
+          idleTimeoutMs: options.idleTimeoutMs,
+          startedAt: performance.now(),
         };
-        return audit.record(event);
-      };
-
-      const policy = policies.forClient(req.client);
-      const first = policy.decide(req.host, req.port);
-      if (!first.allow) {
-        await record(first);
-        return { ok: false, kind: 'deny', decision: first };
-      }
-
-      let dial: IpAddress;
-      let decision: Decision = first;
-      if (req.host.kind === 'ip') {
-        dial = req.host.ip;
-      } else {
-        let addresses: readonly IpAddress[];
-        try {
-          addresses = (await resolver.resolve(req.host.name)).addresses;
-        } catch (err) {
-          const code = (err as { code?: string }).code;
-          const failure = upstreamFailureOf(code);
-          const reason = `cannot resolve ${req.host.name}: ${code ?? 'error'}`;
-          await record({ allow: 'error', rule: 'upstream', reason });
-          return { ok: false, kind: 'upstream', failure, message: reason };
+        const kept = req.reuse?.(dial.text, req.port);
+        if (kept) {
+          done({ ok: true, upstream: kept, tunnel: createTunnel(kept, context), dialed: dial.text });
+          return;
         }
-        const resolved = policy.decideResolved(req.host.name, req.port, addresses);
-        if (!resolved.allow) {
-          await record(resolved);
-          return { ok: false, kind: 'deny', decision: resolved };
-        }
-        dial = resolved.dial;
-        decision = resolved;
-      }
-      await record(decision, dial.text);
+        // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: no relay there.
+        const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
+        dialChecked(dial, req.port, options.connectTimeoutMs, relay?.onread, (err, upstream) => {
+          if (upstream !== null) {
+            done({ ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text });
+            return;
+          }
+          const code = err?.code;
+          createTunnel(null, context).close(code ?? 'connect failed');
+          done({ ok: false, kind: 'upstream', failure: upstreamFailureOf(code), message: `cannot connect to ${base.host}:${req.port}: ${code ?? 'error'}` });
+        });
+      });
+    };
+    if (req.host.kind === 'ip') {
+      dialAllowed(first, req.host.ip);
+      return;
+    }
+    const name = req.host.name;
+    resolver.resolve(name).then(
+      ({ addresses }) => {
+        const resolved = policy.decideResolved(name, req.port, addresses);
+        if (resolved.allow) dialAllowed(resolved, resolved.dial);
+        else recordThen(resolved, undefined, () => done({ ok: false, kind: 'deny', decision: resolved }));
+      },
+      (err: unknown) => {
+        const code = (err as { code?: string }).code;
+        const reason = `cannot resolve ${name}: ${code ?? 'error'}`;
+        recordThen({ allow: 'error', rule: 'upstream', reason }, undefined, () =>
+          done({ ok: false, kind: 'upstream', failure: upstreamFailureOf(code), message: reason }),
+        );
+      },
+    );
+  };
 
-      const context: TunnelContext = {
-        fields: base,
-        dialed: dial.text,
-        sniHost: req.host.kind === 'name' ? req.host.name : null,
-        audit,
-        idleTimeoutMs: options.idleTimeoutMs,
-        startedAt: performance.now(),
-      };
-      const kept = req.reuse?.(dial.text, req.port);
-      if (kept) return { ok: true, upstream: kept, tunnel: createTunnel(kept, context), dialed: dial.text };
-      // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: no relay there.
-      const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
-      try {
-        const upstream = await dialChecked(dial, req.port, options.connectTimeoutMs, relay?.onread);
-        return { ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text };
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        const failure = upstreamFailureOf(code);
-        const message = `cannot connect to ${base.host}:${req.port}: ${code ?? 'error'}`;
-        createTunnel(null, context).close(code ?? 'connect failed');
-        return { ok: false, kind: 'upstream', failure, message };
-      }
-    },
+  return {
+    openThen,
+    open: (req: OpenRequest): Promise<OpenResult> => new Promise((resolve) => openThen(req, resolve)),
   };
 }
 
-function dialChecked(ip: IpAddress, port: number, timeoutMs: number, onread?: OnReadOpts): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: ip.text, port, family: ip.family, noDelay: true, ...(onread ? { onread } : {}) });
-    const timer = setTimeout(() => {
-      const err: NodeJS.ErrnoException = new Error('connect timed out');
-      err.code = 'ETIMEDOUT';
-      socket.destroy(err);
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeListener('error', onError);
-      resolve(socket);
-    });
-    const onError = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    socket.once('error', onError);
-  });
+interface UpstreamError {
+  readonly allow: 'error';
+  readonly rule: 'upstream';
+  readonly reason: string;
+}
+
+/** Connects to the checked address; `done` gets the connected socket, or the error (a time-out is ETIMEDOUT). */
+function dialChecked(
+  ip: IpAddress,
+  port: number,
+  timeoutMs: number,
+  onread: OnReadOpts | undefined,
+  done: (err: NodeJS.ErrnoException | null, socket: Socket | null) => void,
+): void {
+  const socket = connect({ host: ip.text, port, family: ip.family, noDelay: true, ...(onread ? { onread } : {}) });
+  const onTimeout = (): void => {
+    const err: NodeJS.ErrnoException = new Error('connect timed out');
+    err.code = 'ETIMEDOUT';
+    socket.destroy(err);
+  };
+  const timer = setTimeout(onTimeout, timeoutMs);
+  const onError = (err: NodeJS.ErrnoException): void => {
+    clearTimeout(timer);
+    socket.removeListener('connect', onConnect);
+    socket.destroy();
+    done(err, null);
+  };
+  const onConnect = (): void => {
+    clearTimeout(timer);
+    socket.removeListener('error', onError);
+    done(null, socket);
+  };
+  socket.once('connect', onConnect);
+  socket.once('error', onError);
 }

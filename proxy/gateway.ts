@@ -60,6 +60,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       destination: config.logging.audit_trail ?? 1,
       level: config.logging.level,
       enabled: config.logging.enabled,
+      onWriteError: (err) => log.error({ err: (err as NodeJS.ErrnoException).code ?? err.message }, 'audit trail write failed; connections are refused until it works'),
     });
   const registry = new SandboxRegistry();
   const audit = registry.auditThrough(trail);

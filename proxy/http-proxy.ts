@@ -69,7 +69,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
       return;
     }
     this.pause(); // the tunnel resumes it
-    void handleConnect(options, fast.target, this, chunk.subarray(fast.headLength));
+    handleConnect(options, fast.target, this, chunk.subarray(fast.headLength));
   }
   // allowHalfOpen as node:http has it: a client that sends its request and FIN still gets the answer.
   const front = createNetServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
@@ -103,7 +103,7 @@ function createNodeHttpServer(options: HttpProxyOptions, idle: IdleUpstreams): S
   });
 
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    void handleConnect(options, req.url ?? '', socket, head);
+    handleConnect(options, req.url ?? '', socket, head);
   });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -151,7 +151,7 @@ function protocolError(options: HttpProxyOptions, socket: Socket, reason: string
   });
 }
 
-async function handleConnect(options: HttpProxyOptions, url: string, socket: Socket, head: Buffer): Promise<void> {
+function handleConnect(options: HttpProxyOptions, url: string, socket: Socket, head: Buffer): void {
   const target = parseAuthority(url);
   if (!target.ok) {
     const message = `CONNECT target '${url.slice(0, 100)}' is invalid: ${target.error}`;
@@ -159,22 +159,19 @@ async function handleConnect(options: HttpProxyOptions, url: string, socket: Soc
     refuseOnSocket(socket, { status: 400, rule: 'builtin.invalid-host', message });
     return;
   }
-  const result = await options.connector.open({
-    channel: 'connect',
-    client: clientAddress(socket.remoteAddress),
-    host: target.host,
-    port: target.port,
+  const request = { channel: 'connect', client: clientAddress(socket.remoteAddress), host: target.host, port: target.port } as const;
+  options.connector.openThen(request, (result) => {
+    if (!result.ok) {
+      refuseOnSocket(socket, refusalOf(result));
+      return;
+    }
+    if (socket.destroyed || !socket.writable) {
+      result.tunnel.close('client went away');
+      return;
+    }
+    socket.write(CONNECT_ESTABLISHED);
+    result.tunnel.pipe(socket, head);
   });
-  if (!result.ok) {
-    refuseOnSocket(socket, refusalOf(result));
-    return;
-  }
-  if (socket.destroyed || !socket.writable) {
-    result.tunnel.close('client went away');
-    return;
-  }
-  socket.write(CONNECT_ESTABLISHED);
-  result.tunnel.pipe(socket, head);
 }
 
 interface ForwardTarget {

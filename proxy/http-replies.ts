@@ -20,18 +20,30 @@ export function denial(decision: Deny): Refusal {
   return { status: 403, rule: decision.rule, message: `${decision.reason} (rule ${decision.rule})` };
 }
 
-/** The refusal for a connector outcome that is not a connection: 403 with the rule, or 502/504. */
+/** The refusal for a connector outcome that is not a connection: 403 with the rule, 502/504, or 503 (audit). */
 export function refusalOf(result: Exclude<OpenResult, { ok: true }>): Refusal {
-  return result.kind === 'deny'
-    ? denial(result.decision)
-    : { status: httpStatusOf(result.failure), message: result.message };
+  switch (result.kind) {
+    case 'deny':
+      return denial(result.decision);
+    case 'upstream':
+      return { status: httpStatusOf(result.failure), message: result.message };
+    case 'audit':
+      return { status: 503, message: result.message };
+  }
+}
+
+/** 503 is the gateway's own failure (its audit trail); the other 5xx are the upstream's. */
+function errorKindOf(status: number): string {
+  if (status === 403) return 'denied';
+  if (status === 503) return 'audit';
+  return status >= 500 ? 'upstream' : 'bad-request';
 }
 
 function headersOf(refusal: Refusal, bodyLength: number): Record<string, string | number> {
   return {
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': bodyLength,
-    'X-Clawbox-Error': refusal.status === 403 ? 'denied' : refusal.status >= 500 ? 'upstream' : 'bad-request',
+    'X-Clawbox-Error': errorKindOf(refusal.status),
     ...(refusal.rule === undefined ? {} : { 'X-Clawbox-Rule': headerSafe(refusal.rule) }),
     'X-Clawbox-Reason': headerSafe(refusal.message),
     Connection: 'close',

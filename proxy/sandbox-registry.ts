@@ -61,6 +61,7 @@ export class SandboxRegistry {
     return {
       write: (event: AuditEvent) => sink.write(this.account(event)),
       record: (event: AuditEvent) => sink.record(this.account(event)),
+      recordThen: (event: AuditEvent, done: (err: Error | null) => void) => sink.recordThen(this.account(event), done),
       close: () => sink.close(),
     };
   }

@@ -24,7 +24,8 @@ import { socksReplyOf } from './errors.js';
 import type { Connector, OpenResult } from './types.js';
 
 export interface Socks5ServerOptions {
-  readonly connector: Connector;
+  /** SOCKS5 connects once per connection after a handshake of its own; the promise form is enough. */
+  readonly connector: Pick<Connector, 'open'>;
   readonly log: Logger;
   readonly audit: AuditSink;
   /** From accept until the CONNECT request is complete. Default 10 000 ms. */
@@ -294,8 +295,8 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
     if (!result.ok) {
       if (!clientGone) {
         // The failure-to-reply mapping is shared with the HTTP statuses, in errors.ts.
-        const code = result.kind === 'deny' ? REPLY.notAllowed : socksReplyOf(result.failure);
-        fail(reply(code), result.kind === 'deny' ? result.decision.reason : result.message);
+        if (result.kind === 'deny') fail(reply(REPLY.notAllowed), result.decision.reason);
+        else fail(reply(result.kind === 'audit' ? REPLY.generalFailure : socksReplyOf(result.failure)), result.message);
       }
       return;
     }

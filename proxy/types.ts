@@ -46,7 +46,9 @@ export type UpstreamFailure = 'dns-not-found' | 'dns-failed' | 'refused' | 'unre
 export type OpenResult =
   | { readonly ok: true; readonly upstream: Socket; readonly tunnel: Tunnel; readonly dialed: string }
   | { readonly ok: false; readonly kind: 'deny'; readonly decision: Deny }
-  | { readonly ok: false; readonly kind: 'upstream'; readonly failure: UpstreamFailure; readonly message: string };
+  | { readonly ok: false; readonly kind: 'upstream'; readonly failure: UpstreamFailure; readonly message: string }
+  /** The decision's audit line could not be written: the connection is refused (fail closed). */
+  | { readonly ok: false; readonly kind: 'audit'; readonly message: string };
 
 /**
  * The shared path of CONNECT and SOCKS5: decide on the host, resolve it ourselves, check every address, dial
@@ -54,6 +56,8 @@ export type OpenResult =
  */
 export interface Connector {
   open(req: OpenRequest): Promise<OpenResult>;
+  /** `open` with a callback, for the per-connection fast path: `done` runs once, never synchronously. */
+  openThen(req: OpenRequest, done: (result: OpenResult) => void): void;
 }
 
 /** An open upstream connection waiting for its client side; writes the close audit line when it ends. */

@@ -9,6 +9,11 @@ export interface AuditOptions {
   readonly level: LevelWithSilent;
   /** `sandbox.logging.enabled: false` turns the trail off; nothing is written. */
   readonly enabled: boolean;
+  /**
+   * Told of every write that failed (disk full, I/O error). `record` callers also get the error and refuse what
+   * they were about to do; `write` lines (refusals, which need no gate) are lost, and this is how they are noticed.
+   */
+  readonly onWriteError?: (err: Error) => void;
 }
 
 /**
@@ -20,7 +25,14 @@ export interface AuditOptions {
  * Levels: allow → info, deny → warn, upstream errors → error, close → info; `logging.level` filters them.
  */
 export function createAuditSink(options: AuditOptions): AuditSink {
-  if (!options.enabled) return { write: () => undefined, record: () => Promise.resolve(), close: () => Promise.resolve() };
+  if (!options.enabled) {
+    return {
+      write: () => undefined,
+      record: () => Promise.resolve(),
+      recordThen: (_event, done) => queueMicrotask(() => done(null)),
+      close: () => Promise.resolve(),
+    };
+  }
   const threshold = pino.levels.values[options.level] ?? Infinity;
   let fd: number;
   if (typeof options.destination === 'number') fd = options.destination;
@@ -35,34 +47,63 @@ export function createAuditSink(options: AuditOptions): AuditSink {
     return level >= threshold ? lineOf(level, event) : '';
   };
 
-  // record(): the lines of one event-loop turn, written together when the turn ends. One promise per batch.
+  // record() and recordThen(): the lines of one event-loop turn, written together when the turn ends; then the
+  // batch's callbacks run and its promise (made only if record() asked for one) settles, with the write's error.
   let queued = '';
+  let queuedFailure: Error | null = null;
+  let flushPending = false;
+  let callbacks: ((err: Error | null) => void)[] = [];
   let batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
-  const flushQueued = (): void => {
-    const text = queued;
-    const settling = batch;
+  const writeQueued = (): void => {
+    if (queued.length === 0) return;
+    const failure = tryWrite(queued);
+    queuedFailure ??= failure;
     queued = '';
+  };
+  const flushQueued = (): void => {
+    writeQueued();
+    const failure = queuedFailure;
+    const waiting = callbacks;
+    const settling = batch;
+    queuedFailure = null;
+    callbacks = [];
     batch = null;
+    flushPending = false;
+    for (const done of waiting) done(failure);
+    if (failure) settling?.reject(failure);
+    else settling?.resolve();
+  };
+  /** One write(2); a failure is reported and returned, never thrown: a broken disk must not crash the gateway. */
+  const tryWrite = (text: string): Error | null => {
     try {
-      if (text.length > 0) writeLine(fd, text);
+      writeLine(fd, text);
+      return null;
     } catch (err) {
-      settling?.reject(err);
-      return;
+      const failure = err instanceof Error ? err : new Error(String(err));
+      options.onWriteError?.(failure);
+      return failure;
     }
-    settling?.resolve();
+  };
+  const enqueue = (event: AuditEvent): void => {
+    queued += lineFor(event);
+    if (!flushPending) {
+      flushPending = true;
+      setImmediate(flushQueued);
+    }
   };
 
   return {
     write(event) {
       if (closed) return;
       const line = lineFor(event);
-      // Lines already queued are older: they go first, so the file keeps the order events happened in.
-      if (queued.length > 0) flushQueued();
-      if (line.length > 0) writeLine(fd, line);
+      // Lines already queued are older: they go first, so the file keeps the order events happened in. Their
+      // callbacks still wait for the end of the turn, as promised.
+      writeQueued();
+      if (line.length > 0) tryWrite(line);
     },
     record(event) {
       if (closed) return Promise.resolve();
-      queued += lineFor(event);
+      enqueue(event);
       if (batch === null) {
         let resolve!: () => void;
         let reject!: (err: unknown) => void;
@@ -71,9 +112,16 @@ export function createAuditSink(options: AuditOptions): AuditSink {
           reject = rej;
         });
         batch = { promise, resolve, reject };
-        setImmediate(flushQueued);
       }
       return batch.promise;
+    },
+    recordThen(event, done) {
+      if (closed) {
+        queueMicrotask(() => done(null));
+        return;
+      }
+      enqueue(event);
+      callbacks.push(done);
     },
     close() {
       if (closed) return Promise.resolve();
@@ -178,6 +226,10 @@ export class MemoryAuditSink implements AuditSink {
   record(event: AuditEvent): Promise<void> {
     this.events.push(event);
     return Promise.resolve();
+  }
+  recordThen(event: AuditEvent, done: (err: Error | null) => void): void {
+    this.events.push(event);
+    queueMicrotask(() => done(null));
   }
   decisions(): DecisionEvent[] {
     return this.events.filter((e): e is DecisionEvent => e.event === 'decision');

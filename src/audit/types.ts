@@ -73,6 +73,11 @@ export interface AuditSink {
    * promise settles after that write (rejects if it failed): await it before acting on a decision.
    */
   record(event: AuditEvent): Promise<void>;
+  /**
+   * `record` with a callback instead of a promise, for the per-connection path: `done` runs after the batch's
+   * write, never synchronously, with the write's error or null.
+   */
+  recordThen(event: AuditEvent, done: (err: Error | null) => void): void;
   /** Flushes and closes the underlying file. Idempotent. */
   close(): Promise<void>;
 }

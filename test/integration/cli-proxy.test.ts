@@ -280,6 +280,43 @@ function alive(pid: number): boolean {
   }
 }
 
+describe('clawbox proxy whose audit trail cannot be written', () => {
+  let cli: RunningCli;
+
+  before(async () => {
+    const configPath = join(dir, 'full-disk.yml');
+    // /dev/full fails every write with ENOSPC, as a full disk does. One process, so a crash cannot hide behind a
+    // replaced worker.
+    writeFileSync(configPath, seedConfig('/dev/full'));
+    cli = await startCli(configPath, dns, ['--workers', '1']);
+  });
+
+  after(() => {
+    cli?.child.kill('SIGKILL');
+  });
+
+  it('refuses every connection it cannot audit (fail closed), says why, and keeps serving', async () => {
+    for (let i = 0; i < 2; i++) {
+      const connect = await connectTunnel(cli.http, 'api.example.com:80');
+      assert.equal(connect.status, 503);
+      assert.equal(connect.headers['x-clawbox-error'], 'audit');
+      assert.match(String(connect.headers['x-clawbox-reason']), /audit trail write failed \(ENOSPC\)/);
+      connect.socket.destroy();
+    }
+    const absolute = await httpViaProxy(cli.http, 'http://data.example.com/x');
+    assert.equal(absolute.status, 503);
+    const socks = await socks5Connect(cli.socks, 'api.example.com', 80);
+    assert.equal(socks.reply, 0x01, 'general SOCKS server failure');
+    socks.socket.destroy();
+    // A refusal that needs no gate (a malformed request) is still answered; its lost line is reported.
+    const malformed = await connectTunnel(cli.http, 'bad host:80');
+    assert.equal(malformed.status, 400);
+    malformed.socket.destroy();
+    assert.equal(cli.child.exitCode, null, 'the gateway is still running');
+    assert.match(cli.stderr(), /audit trail write failed; connections are refused until it works/);
+  });
+});
+
 describe('clawbox proxy with a bad config', () => {
   it('refuses a typo and a wrong type with key path and line, and listens on nothing', async () => {
     const port = await freePort();

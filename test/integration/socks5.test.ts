@@ -91,7 +91,7 @@ async function start(t: TestContext, opts: { handshakeTimeoutMs?: number; listen
     tunnels.push(tunnel);
     return { ok: true, upstream, tunnel, dialed: '127.0.0.1' };
   };
-  const connector: Connector = {
+  const connector: Pick<Connector, 'open'> = {
     async open(req) {
       requests.push(req);
       const host = hostToString(req.host);

@@ -83,6 +83,43 @@ describe('createAuditSink', () => {
     assert.deepEqual(conns(), ['a', 'b', 'c', 'd', 'e']);
   });
 
+  it('recordThen: the callback runs after the batch is in the file, never at the call', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'info', enabled: true });
+    const seen: string[][] = [];
+    const conns = (): string[] => readFileSync(file, 'utf8').trimEnd().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { conn: string }).conn);
+    const both = new Promise<(Error | null)[]>((resolve) => {
+      const errors: (Error | null)[] = [];
+      const done = (err: Error | null): void => {
+        errors.push(err);
+        seen.push(conns());
+        if (errors.length === 2) resolve(errors);
+      };
+      sink.recordThen(decision('a', true), done);
+      // A line written at once in the same turn goes after the queued one, and does not run its callback early.
+      sink.write(decision('b', false));
+      sink.recordThen(decision('c', true), done);
+    });
+    assert.deepEqual(seen, [], 'no callback at the call');
+    assert.deepEqual(await both, [null, null]);
+    assert.deepEqual(seen, [['a', 'b', 'c'], ['a', 'b', 'c']]);
+    await sink.close();
+  });
+
+  it('a trail that cannot be written: record rejects, recordThen gets the error, write does not throw, each is reported', async () => {
+    const reported: string[] = [];
+    // /dev/full takes the open and fails every write with ENOSPC, as a full disk does.
+    const sink = createAuditSink({ destination: '/dev/full', level: 'info', enabled: true, onWriteError: (err) => reported.push((err as NodeJS.ErrnoException).code ?? '') });
+    const viaCallback = new Promise<Error | null>((resolve) => sink.recordThen(decision('a', true), resolve));
+    await assert.rejects(sink.record(decision('b', true)), { code: 'ENOSPC' });
+    assert.equal(((await viaCallback))?.code, 'ENOSPC');
+    sink.write(decision('c', false));
+    assert.deepEqual(reported, ['ENOSPC', 'ENOSPC'], 'one report per failed write(2): the batch, then the line');
+    await sink.close();
+  });
+
   it('disabled: writes nothing and creates no file', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
