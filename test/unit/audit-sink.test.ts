@@ -114,7 +114,8 @@ describe('createAuditSink', () => {
     const sink = createAuditSink({ destination: '/dev/full', level: 'info', enabled: true, onWriteError: (err) => reported.push((err as NodeJS.ErrnoException).code ?? '') });
     const viaCallback = new Promise<Error | null>((resolve) => sink.recordThen(decision('a', true), resolve));
     await assert.rejects(sink.record(decision('b', true)), { code: 'ENOSPC' });
-    assert.equal(((await viaCallback))?.code, 'ENOSPC');
+    const callbackError: NodeJS.ErrnoException | null = await viaCallback;
+    assert.equal(callbackError?.code, 'ENOSPC');
     sink.write(decision('c', false));
     assert.deepEqual(reported, ['ENOSPC', 'ENOSPC'], 'one report per failed write(2): the batch, then the line');
     await sink.close();
