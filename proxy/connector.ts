@@ -5,6 +5,7 @@ import type { IpAddress } from '../src/net/types.js';
 import type { Decision, PolicyTable } from '../src/policy/types.js';
 import { nextConnId } from './conn-id.js';
 import { upstreamFailureOf } from './errors.js';
+import { IdleSweep, type Watched } from './idle-sweep.js';
 import { createTunnel, UpstreamRelay, type TunnelContext } from './tunnel.js';
 import type { Connector, OpenRequest, OpenResult, Resolver } from './types.js';
 
@@ -25,6 +26,8 @@ export interface ConnectorOptions {
  */
 export function createConnector(options: ConnectorOptions): Connector {
   const { policies, resolver, audit } = options;
+  const connecting = new IdleSweep(options.connectTimeoutMs);
+  const idle = new IdleSweep(options.idleTimeoutMs);
 
   const openThen = (req: OpenRequest, done: (result: OpenResult) => void): void => {
     const base: ConnectionFields = {
@@ -64,7 +67,7 @@ export function createConnector(options: ConnectorOptions): Connector {
           dialed: dial.text,
           sniHost: req.host.kind === 'name' ? req.host.name : null,
           audit,
-          idleTimeoutMs: options.idleTimeoutMs,
+          idle,
           startedAt: performance.now(),
         };
         const kept = req.reuse?.(dial.text, req.port);
@@ -74,7 +77,7 @@ export function createConnector(options: ConnectorOptions): Connector {
         }
         // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: no relay there.
         const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
-        dialChecked(dial, req.port, options.connectTimeoutMs, relay?.onread, (err, upstream) => {
+        dialChecked(dial, req.port, connecting, relay?.onread, (err, upstream) => {
           if (upstream !== null) {
             done({ ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text });
             return;
@@ -118,29 +121,35 @@ interface UpstreamError {
   readonly reason: string;
 }
 
-/** Connects to the checked address; `done` gets the connected socket, or the error (a time-out is ETIMEDOUT). */
+/**
+ * Connects to the checked address; `done` gets the connected socket, or the error (a time-out, from the
+ * `connecting` sweep, is ETIMEDOUT).
+ */
 function dialChecked(
   ip: IpAddress,
   port: number,
-  timeoutMs: number,
+  connecting: IdleSweep,
   onread: OnReadOpts | undefined,
   done: (err: NodeJS.ErrnoException | null, socket: Socket | null) => void,
 ): void {
   const socket = connect({ host: ip.text, port, family: ip.family, noDelay: true, ...(onread ? { onread } : {}) });
-  const onTimeout = (): void => {
-    const err: NodeJS.ErrnoException = new Error('connect timed out');
-    err.code = 'ETIMEDOUT';
-    socket.destroy(err);
+  const pending: Watched = {
+    lastActive: 0,
+    expire: () => {
+      const err: NodeJS.ErrnoException = new Error('connect timed out');
+      err.code = 'ETIMEDOUT';
+      socket.destroy(err);
+    },
   };
-  const timer = setTimeout(onTimeout, timeoutMs);
+  connecting.watch(pending);
   const onError = (err: NodeJS.ErrnoException): void => {
-    clearTimeout(timer);
+    connecting.unwatch(pending);
     socket.removeListener('connect', onConnect);
     socket.destroy();
     done(err, null);
   };
   const onConnect = (): void => {
-    clearTimeout(timer);
+    connecting.unwatch(pending);
     socket.removeListener('error', onError);
     done(null, socket);
   };

@@ -1,5 +1,6 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import type { AuditSink, ConnectionFields } from '../src/audit/types.js';
+import { clock, type IdleSweep, type Watched } from './idle-sweep.js';
 import { FirstBytesGate, type FirstBytesVerdict } from './sni-gate.js';
 import type { Tunnel } from './types.js';
 
@@ -9,7 +10,8 @@ export interface TunnelContext {
   /** The name the policy allowed; a ClientHello must not name another. Null for IP-literal targets. */
   readonly sniHost: string | null;
   readonly audit: AuditSink;
-  readonly idleTimeoutMs: number;
+  /** Watches a piped tunnel for inactivity in both directions; its limit is sandbox.gateway.idle_timeout. */
+  readonly idle: IdleSweep;
   readonly startedAt: number;
 }
 
@@ -66,6 +68,8 @@ export class UpstreamRelay {
   private upstream: Socket | null = null;
   private client: Socket | null = null;
   private held: Buffer[] = [];
+  /** Stamped on every read: downloads are activity for the tunnel's idle limit. */
+  private activity: Watched | null = null;
   /** Reading stopped until the client's queued bytes are written. */
   private stalled = false;
   private stopped = false;
@@ -82,8 +86,9 @@ export class UpstreamRelay {
   }
 
   /** Starts relaying to `client`: bytes held so far first, then reading resumes. */
-  attach(client: Socket): void {
+  attach(client: Socket, activity: Watched): void {
     this.client = client;
+    this.activity = activity;
     for (const chunk of this.held) client.write(chunk);
     this.held = [];
     this.upstream?.resume();
@@ -123,6 +128,7 @@ export class UpstreamRelay {
       return false;
     }
     this.bulk = n >= SHARED_READ_BYTES;
+    if (this.activity !== null) this.activity.lastActive = clock.now;
     client.write(own ? read : Buffer.from(read), this.afterWrite);
     // A write the kernel took whole has already left the queue (writableLength drops synchronously then).
     if (client.writableLength === 0) return true;
@@ -148,6 +154,8 @@ export class UpstreamRelay {
 export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?: UpstreamRelay): Tunnel {
   let closed = false;
   let client: Socket | null = null;
+  /** The piped tunnel's entry in the idle sweep. */
+  let activity: Watched | null = null;
 
   // A reused keep-alive connection has carried earlier exchanges: this tunnel's line counts only its own bytes.
   const baseUp = upstream?.bytesWritten ?? 0;
@@ -169,6 +177,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
   const close = (error?: string): void => {
     if (closed) return;
     closed = true;
+    if (activity !== null) ctx.idle.unwatch(activity);
     upstream?.destroy();
     client?.destroy();
     relay?.stop();
@@ -189,11 +198,11 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
     relay?.start(upstream);
     upstream.on('error', onUpstreamError);
     upstream.on('close', onUpstreamClose);
-    // A relayed tunnel is idle-timed on the client socket alone (from `pipe`, right after the dial): its timer sees
-    // both directions (reads are uploads, writes are downloads), so a second timer per tunnel would only cost.
+    // An unpiped tunnel (an HTTP exchange, read by node:http) is idle-timed on its upstream socket; a piped one is
+    // watched by the idle sweep from `pipe` on, stamped by reads in both directions.
     if (!relay) {
       upstream.on('timeout', onUpstreamIdle);
-      upstream.setTimeout(ctx.idleTimeoutMs);
+      upstream.setTimeout(ctx.idle.limitMs);
     }
   }
 
@@ -219,13 +228,16 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       client = socket;
       socket.on('error', (err: NodeJS.ErrnoException) => close(err.code ?? err.message));
       socket.on('close', () => close());
-      socket.setTimeout(ctx.idleTimeoutMs, () => close('idle timeout'));
+      const watched: Watched = { lastActive: 0, expire: () => close('idle timeout') };
+      activity = watched;
+      ctx.idle.watch(watched);
       if (relay) {
-        relay.attach(socket);
+        relay.attach(socket, watched);
         // The relay writes to the client; end() queues the FIN behind those writes.
         if (up.readableEnded) socket.end();
         else up.once('end', () => socket.end());
       } else {
+        up.on('data', () => (watched.lastActive = clock.now));
         up.pipe(socket);
       }
 
@@ -261,6 +273,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       };
       socket.on('data', (chunk: Buffer) => {
         if (closed) return;
+        watched.lastActive = clock.now;
         if (gate === null) {
           forward(chunk);
           return;

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createCipheriv, createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import { IdleSweep } from '../../proxy/idle-sweep.js';
 import { UpstreamRelay, createTunnel } from '../../proxy/tunnel.js';
 import { MemoryAuditSink } from '../../src/audit/sink.js';
 import type { AuditEvent, CloseEvent } from '../../src/audit/types.js';
@@ -379,7 +380,7 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
     dialed: UPSTREAM_IP,
     sniHost: null,
     audit,
-    idleTimeoutMs,
+    idle: new IdleSweep(idleTimeoutMs),
     startedAt: performance.now(),
   });
 
@@ -404,7 +405,7 @@ describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => 
     }
   }
 
-  // A relayed tunnel has one idle timer, on the client socket: it must see downloads (writes) and uploads (reads).
+  // A relayed tunnel has one idle watch: reads in both directions (downloads and uploads) keep it alive.
   it('stays open while only the upstream sends, and closes on idle timeout once both sides are silent', async () => {
     await withRelayedTunnel(TRICKLE_PORT, SHORT_IDLE_MS, async ({ audit, tunnel, pair }) => {
       tunnel.pipe(pair.accepted);

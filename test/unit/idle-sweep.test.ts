@@ -1,0 +1,70 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { IdleSweep, clock, type Watched } from '../../proxy/idle-sweep.js';
+
+/** An entry that records when it expired (ms after `start`). */
+function entry(start: number): Watched & { expiredAt: number | null } {
+  const item = {
+    lastActive: 0,
+    expiredAt: null as number | null,
+    expire: () => {
+      item.expiredAt = performance.now() - start;
+    },
+  };
+  return item;
+}
+
+describe('IdleSweep', () => {
+  it('expires an inactive entry after its limit, never before it', async () => {
+    const sweep = new IdleSweep(100);
+    const start = performance.now();
+    const quiet = entry(start);
+    sweep.watch(quiet);
+    // Read through a function: the assertions would otherwise narrow the field for good.
+    const expiredAt = (): number | null => quiet.expiredAt;
+    await sleep(60);
+    assert.equal(expiredAt(), null, 'not before the limit');
+    for (let i = 0; i < 100 && expiredAt() === null; i++) await sleep(10);
+    const at = expiredAt();
+    assert.ok(at !== null, 'expired');
+    assert.ok(at >= 100, `expired after ${at} ms, limit 100`);
+    assert.equal(sweep.size, 0);
+  });
+
+  it('keeps an entry whose activity is stamped, and expires it once the stamps stop', async () => {
+    const sweep = new IdleSweep(100);
+    const start = performance.now();
+    const busy = entry(start);
+    sweep.watch(busy);
+    // Stamps every 20 ms for three times the limit.
+    for (let i = 0; i < 15; i++) {
+      await sleep(20);
+      busy.lastActive = clock.now;
+    }
+    const expiredAt = (): number | null => busy.expiredAt;
+    assert.equal(expiredAt(), null, 'activity kept it');
+    const lastStamp = performance.now() - start;
+    for (let i = 0; i < 100 && expiredAt() === null; i++) await sleep(10);
+    const at = expiredAt();
+    assert.ok(at !== null && at - lastStamp >= 100, 'expired a limit after the last stamp');
+  });
+
+  it('an unwatched entry never expires', async () => {
+    const sweep = new IdleSweep(30);
+    const gone = entry(performance.now());
+    sweep.watch(gone);
+    sweep.unwatch(gone);
+    await sleep(150);
+    assert.equal(gone.expiredAt, null);
+    assert.equal(sweep.size, 0);
+  });
+
+  it('does not keep the process alive', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = `import { IdleSweep } from ${JSON.stringify(new URL('../../proxy/idle-sweep.ts', import.meta.url).href)};
+new IdleSweep(60_000).watch({ lastActive: 0, expire: () => {} });`;
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000, encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+  });
+});
