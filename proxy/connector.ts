@@ -21,8 +21,9 @@ export interface ConnectorOptions {
  * Decide, resolve, re-check, dial: the one path every TCP channel (CONNECT, SOCKS5, absolute-URI HTTP) takes.
  * The address dialed is always one the policy checked; there is no second lookup between check and connect, so
  * DNS rebinding cannot swap in an internal address.
- * The path is written with callbacks (`openThen`): it runs once per connection, and a promise chain through it
- * (decision, audit batch, dial) costs more than the decision itself. `open` is the same path as a promise.
+ * The path is written with callbacks (`openThen`): an audit line that cannot be written is an outcome here (the
+ * connection is refused), not a rejected promise a caller could leave uncaught (one did, and crashed the gateway),
+ * and the per-connection path makes no promise per step. `open` is the same path as a promise.
  */
 export function createConnector(options: ConnectorOptions): Connector {
   const { policies, resolver, audit } = options;
