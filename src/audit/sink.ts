@@ -159,7 +159,9 @@ function writeLine(fd: number, line: string): void {
 
 /**
  * pino's line, written by hand (same fields, same order: level, time, v, the event, msg); JSON.stringify of the
- * event is V8's fast path, and there is no pino machinery per line.
+ * event is V8's fast path, and there is no pino machinery per line. Putting decision and close lines together field
+ * by field was tried twice and measured no faster (alternating A/B runs of the gateway): V8 serialises the object
+ * into one flat string, where a template of a dozen pieces builds a tree of string parts to flatten at the write.
  */
 function lineOf(level: number, event: AuditEvent | RunEvent): string {
   const body = JSON.stringify(event);

@@ -121,6 +121,34 @@ describe('createAuditSink', () => {
     await sink.close();
   });
 
+  it('decision and close lines hold exactly their event, whatever its strings contain', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'info', enabled: true });
+    const texts = ['plain', 'quote " and backslash \\', 'newline\nand tab\t', 'control \u0001 \u007f \u2028', 'unicode é 漢字 🦀', 'lone surrogate \ud800', ''];
+    const events: AuditEvent[] = texts.flatMap((text): AuditEvent[] => [
+      { event: 'decision', conn: text, channel: 'dns', client: text, sandbox: text, tool: text, host: text, port: 53, dialed: [text, '198.18.0.1'], decision: 'deny', rule: 'network_policy', reason: text, qtype: text },
+      { event: 'decision', conn: 'c-1', channel: 'connect', client: '10.213.0.9', host: text, port: 443, dialed: text, decision: 'allow', rule: 'allowed_hosts[0]', reason: text },
+      { event: 'decision', conn: 'c-2', channel: 'http', client: '10.213.0.9', host: '', port: 0, decision: 'error', rule: 'upstream', reason: text },
+      { event: 'close', conn: text, channel: 'connect', client: text, tool: text, host: text, port: 443, dialed: text, bytes_up: 1, bytes_down: 2 ** 40, duration_ms: 0.001, error: text },
+      { event: 'close', conn: 'c-3', channel: 'socks5', client: '::1', sandbox: text, host: 'h.test', port: 1, bytes_up: 0, bytes_down: 0, duration_ms: 12.5 },
+    ]);
+    for (const event of events) sink.write(event);
+    await sink.close();
+    const lines = readFileSync(file, 'utf8').split('\n');
+    assert.equal(lines.pop(), '', 'every line ends with a newline');
+    assert.equal(lines.length, events.length, 'no string broke a line');
+    lines.forEach((line, i) => {
+      const { level, time, v, msg, ...fields } = JSON.parse(line) as Record<string, unknown>;
+      assert.equal(level, events[i].event === 'decision' && events[i].decision !== 'allow' ? (events[i].decision === 'deny' ? 40 : 50) : 30);
+      assert.equal(typeof time, 'string');
+      assert.equal(v, 1);
+      assert.equal(msg, events[i].event === 'decision' ? 'egress decision' : 'egress close');
+      assert.deepEqual(fields, events[i], `line ${i}`);
+    });
+  });
+
   it('disabled: writes nothing and creates no file', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
