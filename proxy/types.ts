@@ -69,8 +69,9 @@ export interface Tunnel {
    * (no domain fronting). Then each upload chunk is written on as it is read (the client pauses while the upstream's
    * queue is full), and downloads go through the tunnel's `UpstreamRelay` (large reads into our own buffers,
    * written to the client as they are).
-   * Both sockets are destroyed when either side closes or errors, or after the idle limit (timed on the client
-   * socket, whose reads and writes are the two directions).
+   * Both sockets are destroyed when the client closes, when either side errors, once the upstream has closed and
+   * its bytes reached the client (a client that half-closed first still gets the whole answer), or after the idle
+   * limit (the idle sweep, stamped by reads in both directions).
    */
   pipe(client: Socket, head?: Buffer): void;
   /** Ends the upstream side without piping (client went away, HTTP exchange done) and writes the close line once. */
