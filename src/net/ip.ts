@@ -56,6 +56,9 @@ export function parseIpv4(text: string): IpAddress | null {
   return ipv4FromU32(value);
 }
 
+const DOT = 0x2e;
+const ZERO = 0x30;
+
 /**
  * The common spelling only: four decimal octets, no leading zeros. For such text `parseIpv4` gives the same
  * address and UTS-46 mapping leaves it as it is, so `parseHost` may take it as is: a CONNECT or SOCKS5 target
@@ -84,9 +87,6 @@ export function parseCanonicalIpv4(text: string): IpAddress | null {
   }
   return octet === 4 ? { family: 4, text, bytes } : null;
 }
-
-const DOT = 0x2e;
-const ZERO = 0x30;
 
 /** Strict dotted quad for the tail of an IPv6 literal: no octal/hex/short forms, no leading zeros. */
 function parseDottedQuadStrict(text: string, out: Uint8Array, offset: number): boolean {
