@@ -543,7 +543,16 @@ int main(int argc, char **argv) {
     }
     *eq = 0;
     const char *k = argv[i], *v = eq + 1;
-    if (strcmp(k, "proto") == 0) proto = strcmp(v, "connect") == 0 ? P_CONNECT : strcmp(v, "socks") == 0 ? P_SOCKS : P_DIRECT;
+    if (strcmp(k, "proto") == 0) {
+      if (strcmp(v, "connect") == 0) proto = P_CONNECT;
+      else if (strcmp(v, "socks") == 0) proto = P_SOCKS;
+      else if (strcmp(v, "direct") == 0) proto = P_DIRECT;
+      else {
+        // An unknown name must not quietly measure a direct connection as if it went through a proxy.
+        fprintf(stderr, "proto=%s: expected connect, socks or direct\n", v);
+        return 2;
+      }
+    }
     else if (strcmp(k, "proxy") == 0) proxy_text = v;
     else if (strcmp(k, "target") == 0) {
       snprintf(target_text, sizeof target_text, "%s", v);

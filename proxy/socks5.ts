@@ -164,7 +164,9 @@ function reply(code: number, bound?: { address: string | undefined; port: number
 
 export function createSocks5Server(opts: Socks5ServerOptions): net.Server {
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
-  return net.createServer({ allowHalfOpen: true }, (socket) => {
+  // noDelay as on the HTTP front: small writes (replies, interactive bytes) leave at once instead of waiting
+  // behind an unacknowledged segment.
+  return net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     handleConnection(socket, opts, handshakeTimeoutMs);
   });
 }
