@@ -1,9 +1,10 @@
-import Dockerode from 'dockerode';
+import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
+import { dockerodeClass } from './dockerode.js';
 
 /** The Docker engine client (DOCKER_HOST respected), checked to answer before anything is attempted. */
 export async function connectDocker(): Promise<Dockerode> {
-  const docker = new Dockerode();
+  const docker = new (dockerodeClass())();
   try {
     await docker.ping();
   } catch (err) {

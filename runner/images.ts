@@ -8,8 +8,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Dockerode from 'dockerode';
+import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
+import { dockerodeClass } from './dockerode.js';
 
 export const SANDBOX_IMAGE = 'openclaw-sandbox:latest';
 export const GATEWAY_IMAGE = 'clawbox-gateway:latest';
@@ -55,7 +56,7 @@ export function clawboxRoot(): string {
 }
 
 export async function buildImages(options: BuildOptions = {}): Promise<BuiltImage[]> {
-  const docker = options.docker ?? new Dockerode();
+  const docker = options.docker ?? new (dockerodeClass())();
   const root = options.root ?? clawboxRoot();
   const kinds = options.images ?? ['sandbox', 'gateway'];
   const progress = options.onProgress ?? (() => undefined);
