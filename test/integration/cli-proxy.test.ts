@@ -308,7 +308,7 @@ describe('clawbox proxy whose audit trail cannot be written', () => {
     const socks = await socks5Connect(cli.socks, 'api.example.com', 80);
     assert.equal(socks.reply, 0x01, 'general SOCKS server failure');
     socks.socket.destroy();
-    // A refusal that needs no gate (a malformed request) is still answered; its lost line is reported.
+    // A refusal that needs no gate (a malformed request) is still answered.
     const malformed = await connectTunnel(cli.http, 'bad host:80');
     assert.equal(malformed.status, 400);
     malformed.socket.destroy();
