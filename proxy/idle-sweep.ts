@@ -14,7 +14,7 @@ const MIN_TICK_MS = 10;
 const MAX_TICK_MS = 1000;
 
 /**
- * Time-outs by inactivity (handshake, connect, idle tunnel) checked by one interval timer per limit instead of a
+ * Time-outs by inactivity (connect, idle tunnel) checked by one interval timer per limit instead of a
  * Node timer per socket. A socket's own timer is re-armed on every read and every write (a call into libuv for
  * the time and a move in the timer list) and costs a Timeout and a listener per connection: on the tunnel path,
  * measured on this machine, the per-socket timers cost 3-5 % of the tunnel rate.
