@@ -145,6 +145,9 @@ export class UpstreamRelay {
   };
 }
 
+/** For close lines: nothing waits for them. */
+function nothingWaits(): void {}
+
 /**
  * Owns an upstream socket from the moment it connects until the close audit line is written. Byte counts come
  * from the upstream socket's own counters, so the data path does no accounting of its own.
@@ -160,10 +163,10 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
   // A reused keep-alive connection has carried earlier exchanges: this tunnel's line counts only its own bytes.
   const baseUp = upstream?.bytesWritten ?? 0;
   const baseDown = upstream?.bytesRead ?? 0;
-  // The close already happened: the line joins the turn's batch, nothing waits for it. A failed write surfaces
-  // on the next decision, which does wait.
+  // The close already happened: the line joins the turn's batch, nothing waits for it. A failed write is logged
+  // by the sink and surfaces on the next decision, which does wait.
   const writeCloseLine = (error?: string): void => {
-    void ctx.audit.record({
+    ctx.audit.recordThen({
       event: 'close',
       ...ctx.fields,
       dialed: ctx.dialed,
@@ -171,7 +174,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       bytes_down: (upstream?.bytesRead ?? 0) - baseDown,
       duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
       ...(error === undefined ? {} : { error }),
-    }).catch(() => undefined);
+    }, nothingWaits);
   };
 
   const close = (error?: string): void => {
@@ -185,13 +188,12 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
   };
 
   const onUpstreamError = (err: NodeJS.ErrnoException): void => close(err.code ?? err.message);
-  const closeOnFinish = (): void => close();
   // The upstream is closed both ways: nothing the client sends can reach it any more. Bytes still queued for the
   // client, and the FIN that end() put behind them, go out first; then the tunnel closes without waiting for the
   // client's own FIN (as squid does), which would cost a read and a turn of the loop per tunnel for nothing.
   const onUpstreamClose = (): void => {
     if (!client || client.writableFinished) close();
-    else client.once('finish', closeOnFinish);
+    else client.once('finish', close); // 'finish' has no arguments: a close without error
   };
   const onUpstreamIdle = (): void => close('idle timeout');
   if (upstream) {

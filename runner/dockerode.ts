@@ -12,22 +12,16 @@ const requireHere = createRequire(import.meta.url);
  * Each is replaced by a stand-in that loads the real module on its first call, so `DOCKER_HOST=ssh://…` and
  * BuildKit still work, paying the load only then.
  */
-const DEFERRED: readonly { readonly from: string; readonly file: string }[] = [
-  { from: 'dockerode', file: 'dockerode/lib/session.js' },
-  { from: 'docker-modem', file: 'docker-modem/lib/ssh.js' },
-];
+const DEFERRED = ['dockerode/lib/session.js', 'docker-modem/lib/ssh.js'] as const;
 
 let loaded: typeof Dockerode | null = null;
 
 /** The Dockerode class, loaded once, with the parts above deferred. */
 export function dockerodeClass(): typeof Dockerode {
   if (loaded !== null) return loaded;
-  // docker-modem may sit inside dockerode's own node_modules: resolve each file from the package that requires it.
+  // Resolved from dockerode's own place: docker-modem may sit inside dockerode's node_modules.
   const fromDockerode = createRequire(requireHere.resolve('dockerode'));
-  for (const { from, file } of DEFERRED) {
-    const resolver = from === 'dockerode' ? requireHere : fromDockerode;
-    defer(resolver, resolver.resolve(file));
-  }
+  for (const file of DEFERRED) defer(fromDockerode, fromDockerode.resolve(file));
   loaded = requireHere('dockerode') as typeof Dockerode;
   return loaded;
 }
