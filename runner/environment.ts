@@ -13,7 +13,7 @@ import { ClawboxError } from '../src/errors.js';
 import { localAddresses } from '../proxy/local-addresses.js';
 import { ensureBridgeRules } from './firewall.js';
 import { GatewayControl } from './gateway-control.js';
-import { GATEWAY_IMAGE, imageDigest, requireImage } from './images.js';
+import { digestLabelOf, GATEWAY_IMAGE, requireImage } from './images.js';
 import { ignoringGone } from './docker-client.js';
 import { labelsFor } from './labels.js';
 
@@ -103,12 +103,12 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
   mkdirSync(dirname(auditTrail), { recursive: true });
   const configText = gatewayConfig(config, auditTrail);
   writeFileSync(join(gatewayDir, 'config.yml'), configText);
-  await requireImage(docker, GATEWAY_IMAGE);
+  const gatewayImage = await requireImage(docker, GATEWAY_IMAGE);
   // The host's addresses are not part of the digest: they change (new bridges, DHCP) and are sent over the
   // control socket instead, so a change never restarts the gateway under running sandboxes.
   const digest = createHash('sha256')
     .update(configText)
-    .update((await imageDigest(docker, GATEWAY_IMAGE)) ?? '')
+    .update(digestLabelOf(gatewayImage) ?? '')
     .update(gatewayIp)
     .digest('hex')
     .slice(0, 16);

@@ -116,16 +116,23 @@ export async function buildImages(options: BuildOptions = {}): Promise<BuiltImag
 }
 
 /** Throws IMAGE_MISSING (with the command that fixes it) unless `image` exists locally. */
-export async function requireImage(docker: Dockerode, image: string): Promise<void> {
-  if ((await imageId(docker, image)) === null) {
+/** The local image's inspect record; throws IMAGE_MISSING, saying how to build it, when there is none. */
+export async function requireImage(docker: Dockerode, image: string): Promise<Dockerode.ImageInspectInfo> {
+  const info = await inspectImage(docker, image);
+  if (info === null) {
     throw new ClawboxError('IMAGE_MISSING', `image ${image} does not exist locally; build it with 'clawbox images build' (no registry needed; with one, images/*/Dockerfile also work)`);
   }
+  return info;
 }
 
 /** The dev.clawbox.image-digest label of a local image, or null when the image or label is absent. */
 export async function imageDigest(docker: Dockerode, image: string): Promise<string | null> {
   const info = await inspectImage(docker, image);
-  return info?.Config?.Labels?.[DIGEST_LABEL] ?? null;
+  return info === null ? null : digestLabelOf(info);
+}
+
+export function digestLabelOf(info: Dockerode.ImageInspectInfo): string | null {
+  return info.Config?.Labels?.[DIGEST_LABEL] ?? null;
 }
 
 export function sandboxInputsDigest(root: string, mirror: string, suite: string): string {
@@ -141,18 +148,25 @@ export async function gatewayInputsDigest(root: string, sandboxDigest: string, n
     read(join(dir, 'build.sh')),
     read(join(dir, 'Dockerfile')),
     await hashFile(nodeBinary),
-    treeDigest(join(root, 'dist')),
+    treeDigest(join(root, 'dist'), GATEWAY_SKIPS_DIST),
     read(join(root, 'package.json')),
     read(join(root, 'package-lock.json')),
   ]);
 }
 
-/** A digest of every file under `dir` (relative path and content), in a stable order. */
-export function treeDigest(dir: string): string {
+/**
+ * What of dist/ the gateway image leaves out (images/gateway/build.sh removes the same): the gateway runs
+ * dist/src/cli/main.js, not the CLI bundle, and the bundle's directory also holds code caches that runs write.
+ */
+export const GATEWAY_SKIPS_DIST = ['bundle'] as const;
+
+/** A digest of every file under `dir` (relative path and content), in a stable order, but the top-level `skip` entries. */
+export function treeDigest(dir: string, skip: readonly string[] = []): string {
   const hash = createHash('sha256');
   const walk = (d: string): void => {
     for (const entry of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const full = join(d, entry.name);
+      if (d === dir && skip.includes(entry.name)) continue;
       if (entry.isDirectory()) walk(full);
       else if (entry.isFile()) {
         hash.update(`${relative(dir, full)}\0`);

@@ -144,10 +144,14 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
       [LABEL_CONFIG_DIGEST]: configDigest,
       ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
     })));
-  if (pool) track(refillPool(pool, docker, env, shape, poolKey, config));
+  // The refill waits until the tool has its command: its requests would otherwise queue in the engine ahead of
+  // this run's attach and start.
+  const refill = (): void => {
+    if (pool) track(refillPool(pool, docker, env, shape, poolKey, config));
+  };
 
   try {
-    return await drive(docker, options, env, sandbox, { started: taken !== null, prepared, configDigest, warnings });
+    return await drive(docker, options, env, sandbox, { started: taken !== null, prepared, configDigest, warnings, onToolStarted: refill });
   } finally {
     if (pool && taken) await pool.discard(sandbox.container.id);
     else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
@@ -257,6 +261,8 @@ interface DriveContext {
   readonly prepared: Prepared;
   readonly configDigest: string;
   readonly warnings: readonly string[];
+  /** Called once the tool has its command (or the run failed before that). */
+  readonly onToolStarted: () => void;
 }
 
 async function drive(
@@ -282,6 +288,12 @@ async function drive(
   };
   const started = performance.now();
   const kernelLog = KernelLogCursor.open();
+  let toolStartedCalled = false;
+  const toolStarted = (): void => {
+    if (toolStartedCalled) return;
+    toolStartedCalled = true;
+    ctx.onToolStarted();
+  };
 
   try {
     await env.control.register({
@@ -307,6 +319,7 @@ async function drive(
     // An abort that came while the container was starting found nothing to kill yet.
     if (aborted) await ignoringGone(() => container.kill());
     else stream.write(ctx.prepared.message);
+    toolStarted();
     sampler = new UsageSampler(container.id);
     const timer = setTimeout(() => {
       timedOut = true;
@@ -361,6 +374,7 @@ async function drive(
     return { ...record, aborted, warm: ctx.started };
   } finally {
     sampler?.stop();
+    toolStarted();
     if (registered) await env.control.unregister(ip).catch(() => undefined);
   }
 }

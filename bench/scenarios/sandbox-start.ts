@@ -33,7 +33,7 @@ interface Sample {
   readonly total: number;
 }
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+const CLI = join(import.meta.dirname, '../../dist/src/cli/launch.js');
 
 /** The limits clawbox applies by default, spelled as docker run flags, for a like-for-like baseline. */
 const DOCKER_RUN = [

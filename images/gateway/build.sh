@@ -30,6 +30,9 @@ stage() {
     esac
   done
   cp -a "$root/dist" "$root/package.json" "$ctx/clawbox/"
+  # The gateway runs dist/src/cli/main.js; the CLI bundle and the code caches beside it stay out (runner/images.ts
+  # GATEWAY_SKIPS_DIST leaves them out of the image digest too).
+  rm -rf "$ctx/clawbox/dist/bundle"
   # Production dependencies only: package-lock.json marks dev-only packages with "dev": true.
   "$node_bin" -e '
     const lock = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));

@@ -1,6 +1,6 @@
 import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import pino, { type Level, type LevelWithSilent } from 'pino';
+import type { Level, LevelWithSilent } from 'pino';
 import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink, type DecisionEvent, type RunEvent } from './types.js';
 
 export interface AuditOptions {
@@ -15,6 +15,12 @@ export interface AuditOptions {
    */
   readonly onWriteError?: (err: Error) => void;
 }
+
+/**
+ * pino's level numbers (pino.levels.values). Spelled out so that writing audit lines does not load pino: a
+ * `clawbox run` appends its run record and has no other use for it. A unit test holds them equal to pino's.
+ */
+export const LEVEL_VALUES: Readonly<Record<LevelWithSilent, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 
 /**
  * The audit trail: one pino JSON line per decision and per close. Writes are synchronous, so a line that was
@@ -33,7 +39,7 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       close: () => Promise.resolve(),
     };
   }
-  const threshold = pino.levels.values[options.level] ?? Infinity;
+  const threshold = LEVEL_VALUES[options.level];
   let fd: number;
   if (typeof options.destination === 'number') fd = options.destination;
   else {
@@ -43,7 +49,7 @@ export function createAuditSink(options: AuditOptions): AuditSink {
   let closed = false;
   /** The event's line, or '' when `logging.level` filters it out. */
   const lineFor = (event: AuditEvent): string => {
-    const level = pino.levels.values[levelOf(event)];
+    const level = LEVEL_VALUES[levelOf(event)];
     return level >= threshold ? lineOf(level, event) : '';
   };
 
@@ -205,9 +211,9 @@ function levelOf(event: AuditEvent | RunEvent): Level {
  * run thousands).
  */
 export function appendToTrail(destination: string | number, level: LevelWithSilent, events: readonly (AuditEvent | RunEvent)[]): void {
-  const threshold = pino.levels.values[level] ?? Infinity;
+  const threshold = LEVEL_VALUES[level];
   const lines = events
-    .map((event) => ({ event, value: pino.levels.values[levelOf(event)] }))
+    .map((event) => ({ event, value: LEVEL_VALUES[levelOf(event)] }))
     .filter(({ value }) => value >= threshold)
     .map(({ event, value }) => lineOf(value, event));
   if (lines.length === 0) return;

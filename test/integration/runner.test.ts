@@ -21,7 +21,8 @@ import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/s
 import { hostname } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
+// The installed executable: the CLI bundle, compiled from its code cache after the first run.
+const CLI = join(import.meta.dirname, '../../dist/src/cli/launch.js');
 const docker = new Dockerode();
 let world: SandboxWorld;
 

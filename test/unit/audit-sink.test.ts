@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAuditSink } from '../../src/audit/sink.js';
+import pino from 'pino';
+import { createAuditSink, LEVEL_VALUES } from '../../src/audit/sink.js';
 import type { AuditEvent } from '../../src/audit/types.js';
 
 const decision = (conn: string, allow: boolean): AuditEvent => ({
@@ -19,6 +20,10 @@ const decision = (conn: string, allow: boolean): AuditEvent => ({
 });
 
 describe('createAuditSink', () => {
+  it("numbers levels as pino does (the sink does not load pino to ask)", () => {
+    assert.deepEqual(LEVEL_VALUES, { ...pino.levels.values, silent: Infinity });
+  });
+
   it('write and record append the lines in order, each a pino line, filtered by level', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
