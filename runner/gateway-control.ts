@@ -10,12 +10,20 @@ export class GatewayControl {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private buffered = '';
+  /** Set once the connection is gone: later calls fail at once instead of waiting out their time-out. */
+  private lost: Error | null = null;
 
   private constructor(private readonly socket: Socket, private readonly timeoutMs: number) {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('error', (err) => this.failAll(err));
-    socket.on('close', () => this.failAll(new Error('gateway control socket closed')));
+    socket.on('error', (err) => {
+      this.lost ??= err;
+      this.failAll(err);
+    });
+    socket.on('close', () => {
+      this.lost ??= new Error('the gateway closed its control connection (it stopped or was restarted)');
+      this.failAll(this.lost);
+    });
   }
 
   static open(path: string, timeoutMs = 5000): Promise<GatewayControl> {
@@ -49,12 +57,17 @@ export class GatewayControl {
   }
 
   close(): void {
+    this.lost ??= new Error('the control connection was closed by this process');
     this.socket.end();
   }
 
   private call(body: RequestBody): Promise<Extract<ControlReply, { ok: true }>> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      if (this.lost !== null) {
+        reject(new Error(`gateway did not take ${body.op}: ${this.lost.message}`));
+        return;
+      }
       const timer = setTimeout(() => {
         this.pending.delete(id);
         if (this.pending.size === 0) this.socket.unref();

@@ -255,6 +255,18 @@ function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: s
   }));
 }
 
+/**
+ * The gateway's control connection failed under a run. One gateway serves every run on the host, and a run whose
+ * gateway settings differ restarts it: the runs it was serving lose their registrations (they are denied
+ * everything from then on, which fails closed) and their traffic totals.
+ */
+function gatewayLost(sandbox: string, err: unknown, consequence: string): ClawboxError {
+  return new ClawboxError('SANDBOX_FAILED', `sandbox ${sandbox}: ${(err as Error).message}; ${consequence}`, {
+    details: ['the gateway restarts when a run brings other gateway settings (sandbox.logging, sandbox.gateway); give runs that overlap the same ones'],
+    cause: err,
+  });
+}
+
 interface DriveContext {
   /** A pooled sandbox is already running in its launcher. */
   readonly started: boolean;
@@ -304,6 +316,8 @@ async function drive(
       denied_hosts: [...config.denied_hosts, ...(toolCfg?.denied_hosts ?? [])],
       network_policy: config.network_policy,
       default_ports: config.gateway.default_ports,
+    }).catch((err: unknown) => {
+      throw gatewayLost(id, err, 'the tool was not started');
     });
     registered = true;
 
@@ -339,7 +353,10 @@ async function drive(
     if (state.Running || state.Pid !== 0) {
       throw new ClawboxError('SANDBOX_FAILED', `sandbox ${id} still has processes after its end; it will be force-removed`);
     }
-    const traffic = await env.control.unregister(ip);
+    const traffic = await env.control.unregister(ip).catch((err: unknown) => {
+      registered = false; // nothing left to unregister: the gateway that held it is gone
+      throw gatewayLost(id, err, `the tool exited with ${aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
+    });
     registered = false;
     const direct = directDenials(kernelLog, ip, id, options.tool);
     const explanation = timedOut

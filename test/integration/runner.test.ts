@@ -291,6 +291,29 @@ describe('limits and lifecycle', () => {
     const { stdout } = await run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/');
     assert.equal(stdout, '200');
   });
+
+  it('fails a run whose gateway restarted under it, saying so, and the next run gets the gateway back', async () => {
+    const before = await sandboxContainers();
+    const stdout = new Collected();
+    const running = run('echo started; sleep 3; echo done', { stdout });
+    running.catch(() => undefined); // asserted below
+    while (!stdout.text.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50));
+    // What another run with other gateway settings does: the gateway process that held this sandbox is gone.
+    await docker.getContainer(GATEWAY_CONTAINER).restart({ t: 0 });
+    await assert.rejects(running, (err: unknown) => {
+      assert.ok(err instanceof ClawboxError, String(err));
+      assert.equal(err.code, 'SANDBOX_FAILED');
+      // Told at once by the closed connection, not after a time-out.
+      assert.match(err.message, /gateway closed its control connection \(it stopped or was restarted\)/);
+      assert.match(err.message, /the tool exited with 0, but its traffic totals .* are lost/);
+      assert.match(err.details.join(' '), /other gateway settings/);
+      return true;
+    });
+    assert.match(stdout.text, /done/);
+    assert.equal(await sandboxContainers(), before, 'the sandbox was removed all the same');
+    const { stdout: after } = await run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/');
+    assert.equal(after, '200');
+  });
 });
 
 describe('refusals before anything starts', () => {
