@@ -115,7 +115,6 @@ export async function buildImages(options: BuildOptions = {}): Promise<BuiltImag
   return results;
 }
 
-/** Throws IMAGE_MISSING (with the command that fixes it) unless `image` exists locally. */
 /** The local image's inspect record; throws IMAGE_MISSING, saying how to build it, when there is none. */
 export async function requireImage(docker: Dockerode, image: string): Promise<Dockerode.ImageInspectInfo> {
   const info = await inspectImage(docker, image);
@@ -131,6 +130,7 @@ export async function imageDigest(docker: Dockerode, image: string): Promise<str
   return info === null ? null : digestLabelOf(info);
 }
 
+/** The digest label an image was built with (what `clawbox images build` compares to skip a rebuild). */
 export function digestLabelOf(info: Dockerode.ImageInspectInfo): string | null {
   return info.Config?.Labels?.[DIGEST_LABEL] ?? null;
 }

@@ -353,9 +353,10 @@ async function drive(
     if (state.Running || state.Pid !== 0) {
       throw new ClawboxError('SANDBOX_FAILED', `sandbox ${id} still has processes after its end; it will be force-removed`);
     }
+    const exitCode = aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status;
     const traffic = await env.control.unregister(ip).catch((err: unknown) => {
       registered = false; // nothing left to unregister: the gateway that held it is gone
-      throw gatewayLost(id, err, `the tool exited with ${aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
+      throw gatewayLost(id, err, `the tool exited with ${exitCode}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
     });
     registered = false;
     const direct = directDenials(kernelLog, ip, id, options.tool);
@@ -373,7 +374,7 @@ async function drive(
       command: options.command,
       image: ctx.prepared.image,
       config_digest: ctx.configDigest,
-      exit_code: aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status,
+      exit_code: exitCode,
       duration_ms: Math.round(performance.now() - started),
       peak_memory_bytes: usage.peakMemoryBytes,
       cpu_time_ms: usage.cpuTimeMs,
