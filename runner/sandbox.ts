@@ -19,12 +19,13 @@ import { explainDenied, explainOom, explainTimeout, mountAccessWarnings } from '
 import { sweepLeftovers } from './gc.js';
 import { probeHost, type HostSupport } from './host-support.js';
 import { requireImage } from './images.js';
-import { freeSandboxIp, isAddressConflict } from './ip-allocator.js';
-import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_POOL_EXPIRES, LABEL_POOL_KEY, LABEL_TOOL, labelsFor } from './labels.js';
+import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_TOOL, labelsFor } from './labels.js';
 import { ensureLauncher, launchMessage, LAUNCHER_PATH } from './launcher.js';
 import { resolveMounts } from './mounts.js';
 import { CappedOutput } from './output.js';
 import { WarmPool } from './pool.js';
+import { refillPool, startDetachedRefill, waitForRefillHelpers, type RefillJob } from './pool-refill.js';
+import { createSandbox } from './sandbox-container.js';
 import { seccompProfile } from './seccomp.js';
 import { containerSpec } from './spec.js';
 import { UsageSampler } from './usage.js';
@@ -49,6 +50,11 @@ export interface RunOptions {
   readonly onProgress?: (step: string) => void;
   readonly docker?: Dockerode;
   readonly stateDir?: string;
+  /**
+   * The CLI script to refill the warm pool with (`clawbox pool-refill`, detached), so that the caller need not
+   * wait for it; by default the refill runs in this process and `settleBackground` waits for it.
+   */
+  readonly detachedRefillEntry?: string;
 }
 
 export type RunResult = RunEvent & {
@@ -64,9 +70,14 @@ const EXIT_ABORTED = 130;
 let hostSupport: Promise<HostSupport> | null = null;
 const background = new Set<Promise<unknown>>();
 
-/** Waits for work a run left going (refilling the warm pool). The CLI calls it before exiting. */
-export async function settleBackground(): Promise<void> {
+/**
+ * Waits for work runs left going: refills in this process, and (unless `helpers` is false) detached refill
+ * helpers on this host. The CLI waits only for its own, which hands its refill over; tests and the bench wait
+ * for all, so that a refill never overlaps what they measure next.
+ */
+export async function settleBackground(options: { readonly helpers?: boolean; readonly stateDir?: string } = {}): Promise<void> {
   while (background.size > 0) await Promise.allSettled([...background]);
+  if (options.helpers !== false) await waitForRefillHelpers(options.stateDir ?? DEFAULT_STATE_DIR);
 }
 
 function track(work: Promise<unknown>): void {
@@ -138,16 +149,19 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const taken = pool ? await pool.take(poolKey) : null;
   const sandbox =
     taken ??
-    (await createSandbox(docker, env, shape, labelsFor('sandbox', {
+    (await createSandbox(docker, env.network, shape, labelsFor('sandbox', {
       [LABEL_OWNER_PID]: String(process.pid),
       [LABEL_OWNER_HOST]: hostname(),
       [LABEL_CONFIG_DIGEST]: configDigest,
       ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
     })));
-  // The refill waits until the tool has its command: its requests would otherwise queue in the engine ahead of
-  // this run's attach and start.
+  const job: RefillJob = { stateDir, key: poolKey, shape, network: env.network, size: config.pool.size, idleTimeoutMs: config.pool.idle_timeout };
+  const detachedEntry = options.detachedRefillEntry;
+  // In this process the refill starts once the tool has its command: its requests would otherwise queue in the
+  // engine ahead of this run's attach and start. A detached helper starts after the run: the engine handles the
+  // tool's exit slowly while it starts another container, and the CLI's caller waits for that exit.
   const refill = (): void => {
-    if (pool) track(refillPool(pool, docker, env, shape, poolKey, config));
+    if (pool && detachedEntry === undefined) track(refillPool(docker, job));
   };
 
   try {
@@ -155,6 +169,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   } finally {
     if (pool && taken) await pool.discard(sandbox.container.id);
     else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
+    if (pool && detachedEntry !== undefined) track(startDetachedRefill(job, detachedEntry));
   }
 }
 
@@ -190,41 +205,6 @@ function sandboxShape(spec: Dockerode.ContainerCreateOptions, env: Environment, 
       Mounts: [...(host.Mounts ?? []), { Type: 'bind', Source: launcher, Target: LAUNCHER_PATH, ReadOnly: true }],
     },
   };
-}
-
-async function createSandbox(
-  docker: Dockerode,
-  env: Environment,
-  shape: Dockerode.ContainerCreateOptions,
-  labels: Record<string, string>,
-): Promise<{ container: Dockerode.Container; ip: string }> {
-  const prefix = env.network.gatewayIp.split('.').slice(0, 3).join('.');
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const ip = await freeSandboxIp(docker, env.network.name, prefix);
-    try {
-      const container = await docker.createContainer({
-        ...shape,
-        Labels: { ...shape.Labels, ...labels },
-        NetworkingConfig: { EndpointsConfig: { [env.network.name]: { IPAMConfig: { IPv4Address: ip } } } },
-      });
-      return { container, ip };
-    } catch (err) {
-      if (!isAddressConflict(err)) throw err;
-    }
-  }
-  throw new ClawboxError('SANDBOX_FAILED', 'could not find a free sandbox address after 5 tries');
-}
-
-/** Tops the pool up to `pool.size` ready sandboxes for this shape (started, waiting in the launcher). */
-async function refillPool(pool: WarmPool, docker: Dockerode, env: Environment, shape: Dockerode.ContainerCreateOptions, key: string, config: SandboxConfig): Promise<void> {
-  const missing = config.pool.size - (await pool.available(key));
-  for (let i = 0; i < missing; i++) {
-    const { container } = await createSandbox(docker, env, shape, labelsFor('pool', {
-      [LABEL_POOL_KEY]: key,
-      [LABEL_POOL_EXPIRES]: String(Date.now() + config.pool.idle_timeout),
-    }));
-    await container.start();
-  }
 }
 
 let lastSweep = 0;

@@ -24,6 +24,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   verify: async () => (await import('./verify-command.js')).verifyCommand,
   gc: async () => (await import('./gc-command.js')).gcCommand,
   firewall: async () => (await import('./firewall-command.js')).firewallCommand,
+  // Internal: what `clawbox run` starts, detached, to refill the warm pool after it exits (runner/pool-refill.ts).
+  'pool-refill': async () => (await import('./pool-refill-command.js')).poolRefillCommand,
 };
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -34,7 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const load = COMMANDS[name];
   if (!load) {
-    process.stderr.write(`clawbox: unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
+    process.stderr.write(`clawbox: unknown command '${name}'; commands: ${Object.keys(COMMANDS).filter((c) => c !== 'pool-refill').join(', ')}\n`);
     return 2;
   }
   return (await load())(rest);

@@ -68,6 +68,8 @@ export async function runCommand(args: readonly string[]): Promise<number> {
       signal: abort.signal,
       onWarning: (w) => say(`warning: ${w}`),
       onProgress: (step) => say(step),
+      // The pool is refilled by a detached helper: this command exits as soon as its tool is done.
+      ...(process.argv[1] === undefined ? {} : { detachedRefillEntry: process.argv[1] }),
     });
     if (result.explanation) say(result.explanation);
     if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -75,7 +77,7 @@ export async function runCommand(args: readonly string[]): Promise<number> {
   } finally {
     process.removeListener('SIGINT', stop);
     process.removeListener('SIGTERM', stop);
-    // The warm pool is refilled while the tool runs; leave only once the replacement is ready.
-    await settleBackground();
+    // Leave once the refill is handed over to its helper (not once the helper is done).
+    await settleBackground({ helpers: false });
   }
 }

@@ -5,9 +5,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
-import { closeEnvironments } from '../../runner/environment.js';
+import { closeEnvironments, DEFAULT_STATE_DIR } from '../../runner/environment.js';
 import { labelFilter } from '../../runner/labels.js';
 import { TextCollector } from '../../runner/output.js';
 import { startSandboxWorld, type SandboxWorld } from '../fixtures/sandbox-env.js';
@@ -104,6 +106,37 @@ describe('the warm pool', () => {
   it('keeps pools apart per config: another shape starts cold', async () => {
     const other = await run('true', `${POOL}\nresource_limits:\n  memory: 256m`);
     assert.equal(other.result.warm, false);
+  });
+
+  it('through the CLI: the run exits as soon as its tool is done, and a detached helper refills the pool', async () => {
+    await emptyPool();
+    const { path } = world.config('pool:\n  size: 1\n  idle_timeout: 5m');
+    const launcher = join(import.meta.dirname, '../../dist/src/cli/launch.js');
+    const cli = (): RunResult => {
+      const out = execFileSync(process.execPath, [launcher, 'run', '--config', path, '--json', '--', 'true'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      return JSON.parse(out.toString()) as RunResult;
+    };
+    // The helpers at work now: their markers, each naming a live `clawbox pool-refill` process.
+    const helpers = (): string[] =>
+      readdirSync(join(DEFAULT_STATE_DIR, 'pool'))
+        .filter((name) => /^refill-\d+\.pid$/.test(name))
+        .filter((name) => {
+          try {
+            return readFileSync(`/proc/${name.slice(7, -4)}/cmdline`, 'utf8').includes('pool-refill');
+          } catch {
+            return false;
+          }
+        });
+
+    assert.equal(cli().warm, false, 'an empty pool means a cold start');
+    // A Docker start takes hundreds of milliseconds, a Node start alone tens: the helper is still at work.
+    assert.equal(helpers().length, 1, 'the run left its refill to a helper');
+    await settleBackground();
+    assert.deepEqual(helpers(), []);
+    assert.equal(await pooled(), 1, 'the helper filled the pool');
+    assert.equal(cli().warm, true);
+    await settleBackground();
+    assert.equal(await pooled(), 1, 'and topped it up again');
   });
 
   it('removes pooled sandboxes unused past idle_timeout', async () => {

@@ -1,0 +1,92 @@
+/**
+ * Topping the warm pool up after a sandbox was taken. A library caller (a long-lived platform) refills in its own
+ * process. The CLI hands the refill to a detached clawbox process, so that `clawbox run` exits when its tool is
+ * done instead of waiting for the next sandbox to start (a Docker start, about 250 ms here).
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type Dockerode from 'dockerode';
+import { LABEL_POOL_EXPIRES, LABEL_POOL_KEY, labelsFor } from './labels.js';
+import { WarmPool } from './pool.js';
+import { processAlive } from './process-alive.js';
+import { createSandbox, type SandboxNetwork } from './sandbox-container.js';
+
+/** Everything a refill needs, as JSON: what a detached helper is given on its stdin. */
+export interface RefillJob {
+  readonly stateDir: string;
+  readonly key: string;
+  readonly shape: Dockerode.ContainerCreateOptions;
+  readonly network: SandboxNetwork;
+  readonly size: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** Tops the pool up to `size` ready sandboxes for `key` (created, started, waiting in the launcher). */
+export async function refillPool(docker: Dockerode, job: RefillJob): Promise<void> {
+  const pool = new WarmPool(docker, job.stateDir);
+  const missing = job.size - (await pool.available(job.key));
+  for (let i = 0; i < missing; i++) {
+    const { container } = await createSandbox(docker, job.network, job.shape, labelsFor('pool', {
+      [LABEL_POOL_KEY]: job.key,
+      [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs),
+    }));
+    await container.start();
+  }
+}
+
+/**
+ * While a detached helper works, a marker named by its pid sits in the pool's directory. The parent writes it
+ * (so it exists before the parent exits), the helper removes it when done; a marker whose pid is gone is stale.
+ */
+const markerDir = (stateDir: string): string => join(stateDir, 'pool');
+const MARKER = /^refill-(\d+)\.pid$/;
+
+/**
+ * Starts `clawbox pool-refill` (`entry` is the CLI script this process runs) detached, hands it the job on its
+ * stdin, and resolves once the job is handed over: the caller may then exit.
+ */
+export function startDetachedRefill(job: RefillJob, entry: string): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [entry, 'pool-refill'], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+    child.once('error', () => resolve()); // no helper: the next run starts cold and refills then
+    if (child.pid !== undefined) {
+      mkdirSync(markerDir(job.stateDir), { recursive: true, mode: 0o700 });
+      writeFileSync(join(markerDir(job.stateDir), `refill-${child.pid}.pid`), String(child.pid));
+    }
+    child.stdin?.once('error', () => resolve());
+    child.stdin?.end(JSON.stringify(job), () => resolve());
+    child.unref();
+  });
+}
+
+/** The helper's side: the refill, then its marker goes. */
+export async function runRefillJob(docker: Dockerode, job: RefillJob): Promise<void> {
+  try {
+    await refillPool(docker, job);
+  } finally {
+    rmSync(join(markerDir(job.stateDir), `refill-${process.pid}.pid`), { force: true });
+  }
+}
+
+/** Waits until no detached refill helper is at work (stale markers are removed), for at most `limitMs`. */
+export async function waitForRefillHelpers(stateDir: string, limitMs = 60_000): Promise<void> {
+  const until = Date.now() + limitMs;
+  for (;;) {
+    let working = false;
+    let names: string[];
+    try {
+      names = readdirSync(markerDir(stateDir));
+    } catch {
+      return; // no pool directory: no helper ever ran
+    }
+    for (const name of names) {
+      const pid = MARKER.exec(name)?.[1];
+      if (pid === undefined) continue;
+      if (processAlive(Number(pid))) working = true;
+      else rmSync(join(markerDir(stateDir), name), { force: true });
+    }
+    if (!working || Date.now() >= until) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -1,0 +1,36 @@
+import type Dockerode from 'dockerode';
+import { ClawboxError } from '../src/errors.js';
+import { freeSandboxIp, isAddressConflict } from './ip-allocator.js';
+
+/** The sandbox network as a container needs it: its name, and the gateway's address (which fixes the subnet). */
+export interface SandboxNetwork {
+  readonly name: string;
+  readonly gatewayIp: string;
+}
+
+/**
+ * Creates a sandbox container of `shape` at a free address of the sandbox network. The address is chosen here,
+ * not by Docker at start, so that the gateway can be told about the sandbox before anything in it runs.
+ */
+export async function createSandbox(
+  docker: Dockerode,
+  network: SandboxNetwork,
+  shape: Dockerode.ContainerCreateOptions,
+  labels: Record<string, string>,
+): Promise<{ container: Dockerode.Container; ip: string }> {
+  const prefix = network.gatewayIp.split('.').slice(0, 3).join('.');
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const ip = await freeSandboxIp(docker, network.name, prefix);
+    try {
+      const container = await docker.createContainer({
+        ...shape,
+        Labels: { ...shape.Labels, ...labels },
+        NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
+      });
+      return { container, ip };
+    } catch (err) {
+      if (!isAddressConflict(err)) throw err;
+    }
+  }
+  throw new ClawboxError('SANDBOX_FAILED', 'could not find a free sandbox address after 5 tries');
+}
