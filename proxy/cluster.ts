@@ -90,6 +90,10 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
     live.add(worker);
     pending.set(worker, new Map());
+    // A message to a worker that has just exited, and whose exit is not handled yet, fails with EPIPE. Its exit
+    // handler settles what it owed; unhandled, the error would kill the primary (seen when a whole process group
+    // gets SIGTERM, as `timeout` and service managers send it: every worker exits while the primary says stop).
+    worker.on('error', (err: Error) => log.debug({ worker: worker.process.pid, err: err.message }, 'message to an exiting gateway worker lost'));
     worker.on('message', (message: FromWorker) => {
       switch (message.t) {
         case 'hello': {
