@@ -15,6 +15,7 @@ import { ensureBridgeRules } from './firewall.js';
 import { GatewayControl } from './gateway-control.js';
 import { digestLabelOf, GATEWAY_IMAGE, requireImage } from './images.js';
 import { ignoringGone } from './docker-client.js';
+import { readEnvironmentRecord, writeEnvironmentRecord } from './environment-record.js';
 import { labelsFor } from './labels.js';
 
 export const SANDBOX_NETWORK = 'clawbox-sandboxes';
@@ -48,23 +49,71 @@ export interface EnvironmentOptions {
 
 /**
  * Brings the networks, firewall rules and gateway container up (reusing what is already right). Concurrent
- * calls in one process share one bring-up; concurrent runners meet at Docker's name conflict and wait.
+ * calls in one process share one bring-up; concurrent runners meet at Docker's name conflict and wait. A check
+ * is trusted for RECHECK_MS: within this process, and by other processes through its record
+ * (environment-record.ts) as long as the gateway it checked still runs and answers.
  */
 export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions = {}): Promise<Environment> {
-  const key = `${options.stateDir ?? DEFAULT_STATE_DIR}\0${config.logging.audit_trail ?? ''}\0${JSON.stringify(config.gateway)}`;
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  // Everything the environment is made from: the gateway's own config text carries the audit trail, the level
+  // and the gateway settings (a key without the level once handed a debug run the running info-level gateway).
+  const key = [stateDir, options.subnet ?? '', gatewayConfig(config, config.logging.audit_trail ?? DEFAULT_AUDIT_TRAIL)].join('\0');
   const previous = bringUps.get(key);
-  const mine = (async () => {
+  const mine = (async (): Promise<Checked> => {
     const cached = await previous?.catch(() => null);
     // Within a process, a checked environment is reused for a while. Sending the host's current addresses
     // both keeps them fresh and proves the gateway still answers.
-    const alive = (env: Environment): Promise<boolean> => env.control.setHostAddresses(localAddresses()).then(() => true, () => false);
-    if (cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env))) return cached;
+    if (cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env.control))) return cached;
     cached?.env.close();
-    return { env: await bringUp(docker, config, options), checkedAt: Date.now() };
+    // Another process's check (an earlier `clawbox run`) is reused for as long, if its gateway still runs.
+    const recorded = await reuseRecorded(docker, stateDir, key);
+    if (recorded) return recorded;
+    const checked = await bringUp(docker, config, options);
+    const { env } = checked;
+    writeEnvironmentRecord(stateDir, {
+      key,
+      digest: checked.digest,
+      checkedAt: checked.checkedAt,
+      network: env.network,
+      resolvConf: env.resolvConf,
+      proxyEnv: env.proxyEnv,
+      auditTrail: env.auditTrail,
+    });
+    return checked;
   })();
   bringUps.set(key, mine);
   return (await mine).env;
 }
+
+const alive = (control: GatewayControl): Promise<boolean> => control.setHostAddresses(localAddresses()).then(() => true, () => false);
+
+/**
+ * The environment another process checked less than RECHECK_MS ago, if the gateway it checked (same digest
+ * label) still runs and answers; else null, and the caller checks everything.
+ */
+async function reuseRecorded(docker: Dockerode, stateDir: string, key: string): Promise<Checked | null> {
+  const record = readEnvironmentRecord(stateDir, key, Date.now(), RECHECK_MS);
+  if (record === null) return null;
+  const gateway = await docker.getContainer(GATEWAY_CONTAINER).inspect().catch(() => null);
+  if (!gateway?.State.Running || gateway.Config.Labels[GATEWAY_DIGEST_LABEL] !== record.digest) return null;
+  const control = await GatewayControl.open(controlSocket(stateDir)).catch(() => null);
+  if (control === null) return null;
+  if (!(await alive(control))) {
+    control.close();
+    return null;
+  }
+  const env: Environment = {
+    network: record.network,
+    control,
+    resolvConf: record.resolvConf,
+    proxyEnv: record.proxyEnv,
+    auditTrail: record.auditTrail,
+    close: () => control.close(),
+  };
+  return { env, checkedAt: record.checkedAt, digest: record.digest };
+}
+
+const controlSocket = (stateDir: string): string => join(stateDir, 'gateway', 'control', 'control.sock');
 
 /** Closes the control connections this process holds (tests and long-lived callers that want to exit). */
 export async function closeEnvironments(): Promise<void> {
@@ -75,9 +124,16 @@ export async function closeEnvironments(): Promise<void> {
 
 /** How long a checked environment (networks, firewall rules, gateway) is trusted before it is checked again. */
 const RECHECK_MS = 30_000;
-const bringUps = new Map<string, Promise<{ env: Environment; checkedAt: number }>>();
+/** A checked environment, when it was checked, and the digest of the gateway that was checked. */
+interface Checked {
+  readonly env: Environment;
+  readonly checkedAt: number;
+  readonly digest: string;
+}
+const bringUps = new Map<string, Promise<Checked>>();
 
-async function bringUp(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions): Promise<Environment> {
+async function bringUp(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions): Promise<Checked> {
+  const checkedAt = Date.now();
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const subnet = options.subnet ?? '10.213.0.0/24';
   const prefix = subnet.split('.').slice(0, 3).join('.');
@@ -124,7 +180,7 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
       if ((err as { statusCode?: number }).statusCode !== 409) throw err;
     }
   }
-  const control = await waitForControl(join(controlDir, 'control.sock'));
+  const control = await waitForControl(controlSocket(stateDir));
   await control.setHostAddresses(localAddresses());
 
   const resolvConf = join(gatewayDir, 'resolv.conf');
@@ -140,7 +196,7 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
     NO_PROXY: 'localhost,127.0.0.1,::1',
     no_proxy: 'localhost,127.0.0.1,::1',
   };
-  return {
+  const env: Environment = {
     network: { name: SANDBOX_NETWORK, subnet, gatewayIp },
     control,
     resolvConf,
@@ -148,6 +204,7 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
     auditTrail,
     close: () => control.close(),
   };
+  return { env, checkedAt, digest };
 }
 
 /**

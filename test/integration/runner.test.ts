@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, type RunOptions, type RunResult } from '../../runner/sandbox.js';
@@ -241,6 +241,33 @@ describe('limits and lifecycle', () => {
     const record = JSON.parse(stdout) as RunEvent;
     assert.equal(record.exit_code, 3);
     assert.deepEqual(record.command, ['sh', '-c', 'echo out; exit 3']);
+  });
+
+  it("reuses an earlier run's environment check for a while, but never for a gateway with other settings", async () => {
+    const { path } = world.config();
+    const gatewayConfig = '/run/clawbox/gateway/config.yml';
+    const cli = async (): Promise<string> => {
+      const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--', 'sh', '-c', 'curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      await once(child, 'exit');
+      return stdout;
+    };
+    const gatewayDigest = async (): Promise<string | undefined> => (await docker.getContainer(GATEWAY_CONTAINER).inspect()).Config.Labels['dev.clawbox.gateway-digest'];
+
+    // Another config's gateway settings: the gateway is restarted for them and the record is theirs.
+    await run('true', { logging: 'level: debug' });
+    const theirs = await gatewayDigest();
+    assert.equal(await cli(), '200', 'a full check brings this config\'s gateway back');
+    const ours = await gatewayDigest();
+    assert.notEqual(ours, theirs);
+    const record = JSON.parse(readFileSync('/run/clawbox/gateway/checked.json', 'utf8')) as { digest: string };
+    assert.equal(record.digest, ours, 'the check is recorded with the gateway it checked');
+    // A full check writes the gateway's config file each time; the next run within RECHECK_MS does not.
+    const written = statSync(gatewayConfig).mtimeMs;
+    assert.equal(await cli(), '200');
+    assert.equal(statSync(gatewayConfig).mtimeMs, written, 'the second run reused the first one\'s check');
+    assert.equal(await gatewayDigest(), ours);
   });
 
   it('stops and removes the sandbox on Ctrl-C', async () => {
