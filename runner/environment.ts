@@ -55,9 +55,11 @@ export interface EnvironmentOptions {
  */
 export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions = {}): Promise<Environment> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const auditTrail = config.logging.audit_trail ?? DEFAULT_AUDIT_TRAIL;
+  const configText = gatewayConfig(config, auditTrail);
   // Everything the environment is made from: the gateway's own config text carries the audit trail, the level
   // and the gateway settings (a key without the level once handed a debug run the running info-level gateway).
-  const key = [stateDir, options.subnet ?? '', gatewayConfig(config, config.logging.audit_trail ?? DEFAULT_AUDIT_TRAIL)].join('\0');
+  const key = [stateDir, options.subnet ?? '', configText].join('\0');
   const previous = bringUps.get(key);
   const mine = (async (): Promise<Checked> => {
     const cached = await previous?.catch(() => null);
@@ -68,7 +70,7 @@ export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig
     // Another process's check (an earlier `clawbox run`) is reused for as long, if its gateway still runs.
     const recorded = await reuseRecorded(docker, stateDir, key);
     if (recorded) return recorded;
-    const checked = await bringUp(docker, config, options);
+    const checked = await bringUp(docker, { auditTrail, configText }, options);
     const { env } = checked;
     writeEnvironmentRecord(stateDir, {
       key,
@@ -132,7 +134,13 @@ interface Checked {
 }
 const bringUps = new Map<string, Promise<Checked>>();
 
-async function bringUp(docker: Dockerode, config: SandboxConfig, options: EnvironmentOptions): Promise<Checked> {
+/** The gateway's config file and the audit trail it names (see gatewayConfig). */
+interface GatewaySettings {
+  readonly auditTrail: string;
+  readonly configText: string;
+}
+
+async function bringUp(docker: Dockerode, { auditTrail, configText }: GatewaySettings, options: EnvironmentOptions): Promise<Checked> {
   const checkedAt = Date.now();
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const subnet = options.subnet ?? '10.213.0.0/24';
@@ -152,12 +160,10 @@ async function bringUp(docker: Dockerode, config: SandboxConfig, options: Enviro
   await ensureNetwork(docker, EGRESS_NETWORK, {});
   await ensureBridgeRules({ bridge: SANDBOX_BRIDGE, gatewayIp });
 
-  const auditTrail = config.logging.audit_trail ?? DEFAULT_AUDIT_TRAIL;
   const gatewayDir = join(stateDir, 'gateway');
   const controlDir = join(gatewayDir, 'control');
   mkdirSync(controlDir, { recursive: true, mode: 0o700 });
   mkdirSync(dirname(auditTrail), { recursive: true });
-  const configText = gatewayConfig(config, auditTrail);
   writeFileSync(join(gatewayDir, 'config.yml'), configText);
   const gatewayImage = await requireImage(docker, GATEWAY_IMAGE);
   // The host's addresses are not part of the digest: they change (new bridges, DHCP) and are sent over the

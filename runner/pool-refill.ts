@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KEY, labelsFor } from './labels.js';
-import { WarmPool } from './pool.js';
+import { poolDir, WarmPool } from './pool.js';
 import { processAlive } from './process-alive.js';
 import { createSandbox, type SandboxNetwork } from './sandbox-container.js';
 
@@ -39,8 +39,8 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
  * While a detached helper works, a marker named by its pid sits in the pool's directory. The parent writes it
  * (so it exists before the parent exits), the helper removes it when done; a marker whose pid is gone is stale.
  */
-const markerDir = (stateDir: string): string => join(stateDir, 'pool');
 const MARKER = /^refill-(\d+)\.pid$/;
+const markerPath = (stateDir: string, pid: number): string => join(poolDir(stateDir), `refill-${pid}.pid`);
 
 /**
  * Starts `clawbox pool-refill` (`entry` is the CLI script this process runs) detached, hands it the job on its
@@ -51,8 +51,8 @@ export function startDetachedRefill(job: RefillJob, entry: string): Promise<void
     const child = spawn(process.execPath, [entry, 'pool-refill'], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
     child.once('error', () => resolve()); // no helper: the next run starts cold and refills then
     if (child.pid !== undefined) {
-      mkdirSync(markerDir(job.stateDir), { recursive: true, mode: 0o700 });
-      writeFileSync(join(markerDir(job.stateDir), `refill-${child.pid}.pid`), String(child.pid));
+      mkdirSync(poolDir(job.stateDir), { recursive: true, mode: 0o700 });
+      writeFileSync(markerPath(job.stateDir, child.pid), String(child.pid));
     }
     child.stdin?.once('error', () => resolve());
     child.stdin?.end(JSON.stringify(job), () => resolve());
@@ -65,7 +65,7 @@ export async function runRefillJob(docker: Dockerode, job: RefillJob): Promise<v
   try {
     await refillPool(docker, job);
   } finally {
-    rmSync(join(markerDir(job.stateDir), `refill-${process.pid}.pid`), { force: true });
+    rmSync(markerPath(job.stateDir, process.pid), { force: true });
   }
 }
 
@@ -76,7 +76,7 @@ export async function waitForRefillHelpers(stateDir: string, limitMs = 60_000): 
     let working = false;
     let names: string[];
     try {
-      names = readdirSync(markerDir(stateDir));
+      names = readdirSync(poolDir(stateDir));
     } catch {
       return; // no pool directory: no helper ever ran
     }
@@ -84,7 +84,7 @@ export async function waitForRefillHelpers(stateDir: string, limitMs = 60_000): 
       const pid = MARKER.exec(name)?.[1];
       if (pid === undefined) continue;
       if (processAlive(Number(pid))) working = true;
-      else rmSync(join(markerDir(stateDir), name), { force: true });
+      else rmSync(markerPath(stateDir, Number(pid)), { force: true });
     }
     if (!working || Date.now() >= until) return;
     await new Promise((resolve) => setTimeout(resolve, 25));

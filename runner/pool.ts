@@ -15,11 +15,14 @@ export interface PooledSandbox {
   readonly ip: string;
 }
 
+/** Where the pool keeps its lock files (and refill helpers their markers, see pool-refill.ts). */
+export const poolDir = (stateDir: string): string => join(stateDir, 'pool');
+
 export class WarmPool {
   private readonly lockDir: string;
 
   constructor(private readonly docker: Dockerode, stateDir: string) {
-    this.lockDir = join(stateDir, 'pool');
+    this.lockDir = poolDir(stateDir);
     mkdirSync(this.lockDir, { recursive: true, mode: 0o700 });
   }
 

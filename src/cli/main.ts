@@ -24,7 +24,10 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   verify: async () => (await import('./verify-command.js')).verifyCommand,
   gc: async () => (await import('./gc-command.js')).gcCommand,
   firewall: async () => (await import('./firewall-command.js')).firewallCommand,
-  // Internal: what `clawbox run` starts, detached, to refill the warm pool after it exits (runner/pool-refill.ts).
+};
+
+/** Commands clawbox starts itself, not listed: the detached warm-pool refill (runner/pool-refill.ts). */
+const INTERNAL_COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   'pool-refill': async () => (await import('./pool-refill-command.js')).poolRefillCommand,
 };
 
@@ -34,9 +37,9 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name === undefined ? 2 : 0;
   }
-  const load = COMMANDS[name];
+  const load = COMMANDS[name] ?? INTERNAL_COMMANDS[name];
   if (!load) {
-    process.stderr.write(`clawbox: unknown command '${name}'; commands: ${Object.keys(COMMANDS).filter((c) => c !== 'pool-refill').join(', ')}\n`);
+    process.stderr.write(`clawbox: unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}\n`);
     return 2;
   }
   return (await load())(rest);
