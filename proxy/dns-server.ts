@@ -8,7 +8,7 @@ import dns from 'node:dns';
 import net, { type AddressInfo } from 'node:net';
 import dnsPacket, { type DecodedPacket, type Question } from 'dns-packet';
 import type { Logger } from 'pino';
-import type { AuditSink, DecisionEvent } from '../src/audit/types.js';
+import type { AuditSink, DecisionEvent, SerializedEvent } from '../src/audit/types.js';
 import { parseHost } from '../src/net/host.js';
 import type { IpAddress } from '../src/net/types.js';
 import type { Decision, Policy, PolicyTable } from '../src/policy/types.js';
@@ -43,8 +43,11 @@ const MAX_TCP_INFLIGHT_PER_CONN = 16;
 const MAX_TCP_CONNECTIONS = 256;
 const BIND_ATTEMPTS = 10;
 
-/** A query's audit line and the one response to send for it (over UDP, the truncated one if the full one is too big). */
-interface Answered {
+/**
+ * A query's audit event with its JSON, and the one response to send for it (over UDP, the truncated one if the
+ * full one is too big).
+ */
+interface Answered extends SerializedEvent {
   readonly event: DecisionEvent;
   readonly response: Buffer;
 }
@@ -71,7 +74,7 @@ const literalLookup = (
 
 export function createDnsServer(opts: DnsServerOptions): DnsServer {
   const tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 10_000;
-  const cache = new DnsAnswerCache<CachedOutcome>();
+  const cache = new DnsAnswerCache<PreparedOutcome>();
   let udp: dgram.Socket | null = null;
   let tcp: net.Server | null = null;
   const tcpConnections = new Set<net.Socket>();
@@ -82,7 +85,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   // answers of that batch are sent once it is written. An answer whose line could not be written is not sent.
   let batch: { readonly committed: Promise<void>; readonly sends: QueuedSend[] } | null = null;
   const queueUdp = (answered: Answered, rinfo: dgram.RemoteInfo): void => {
-    const committed = opts.audit.record(answered.event);
+    const committed = opts.audit.recordSerialized(answered);
     if (batch?.committed !== committed) {
       const sends: QueuedSend[] = [];
       batch = { committed, sends };
@@ -258,10 +261,24 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   };
 }
 
-/** A finished outcome kept per policy; `qtype` is the type's name for the audit line. */
-interface CachedOutcome {
+/**
+ * An outcome with what each answer's audit line repeats: the question type's name, the answers' text (`dialed`;
+ * null for a malformed query, which had no question to answer), and the JSON of every field after `client`. The
+ * answer cache keeps these, so a hit serialises only the connection id and the client.
+ */
+interface PreparedOutcome {
   readonly outcome: Outcome;
   readonly qtype: string;
+  readonly dialed: readonly string[] | null;
+  readonly fixedJson: string;
+}
+
+function prepare(outcome: Outcome, qtype: string, withAnswers: boolean): PreparedOutcome {
+  const { host, decision, rule, reason } = outcome;
+  const dialed = withAnswers ? outcome.answers.map((a) => a.text) : null;
+  // The same fields in the same order as the event decisionEvent makes: the line must be JSON.stringify(event).
+  const fixed = dialed === null ? { host, port: 53, decision, rule, reason, qtype } : { host, port: 53, dialed, decision, rule, reason, qtype };
+  return { outcome, qtype, dialed, fixedJson: JSON.stringify(fixed).slice(1, -1) };
 }
 
 /** The answer to a repeated question, from the cache, with the TTL counted down; null on a miss. */
@@ -269,19 +286,13 @@ function answerFromCache(
   query: SimpleQuery,
   client: string,
   transport: 'udp' | 'tcp',
-  cache: DnsAnswerCache<CachedOutcome>,
+  cache: DnsAnswerCache<PreparedOutcome>,
   opts: DnsServerOptions,
 ): Answered | null {
-  const hit = cache.get(opts.policies.forClient(client), cacheKey(query));
+  const hit = cache.get(opts.policies.forClient(client), query.key);
   if (!hit) return null;
-  const { outcome, qtype } = hit.value;
-  return {
-    event: decisionEvent(client, outcome, qtype),
-    response: respond(query, outcome, hit.ttl, transport),
-  };
+  return answer(client, hit.value, respond(query, hit.value.outcome, hit.ttl, transport));
 }
-
-const cacheKey = (query: SimpleQuery): string => `${query.qtype} ${query.name}`;
 
 /** The general path: dns-packet decodes, the policy and the resolver decide. Null when the packet must be dropped. */
 async function handleQuery(
@@ -289,7 +300,7 @@ async function handleQuery(
   simple: SimpleQuery | null,
   client: string,
   transport: 'udp' | 'tcp',
-  cache: DnsAnswerCache<CachedOutcome>,
+  cache: DnsAnswerCache<PreparedOutcome>,
   opts: DnsServerOptions,
 ): Promise<Answered | null> {
   let query: DecodedPacket;
@@ -309,14 +320,15 @@ async function handleQuery(
   if (opcode !== 'QUERY' || questions.length !== 1 || !first) {
     const why = opcode !== 'QUERY' ? `opcode ${opcode ?? '?'} is not QUERY` : `${questions.length} questions, expected 1`;
     const outcome: Outcome = { host: printable(first?.name ?? ''), rcode: 'FORMERR', ...NO_ANSWER, decision: 'deny', rule: 'protocol', reason: why, cacheFor: 0 };
-    return { event: decisionEvent(client, outcome, first?.type ?? '', false), response: respond({ ...parts, question: EMPTY }, outcome, 0, transport) };
+    return answer(client, prepare(outcome, first?.type ?? '', false), respond({ ...parts, question: EMPTY }, outcome, 0, transport));
   }
 
   const policy = opts.policies.forClient(client);
   const outcome = await decide(first, policy, opts);
+  const prepared = prepare(outcome, first.type, true);
   // Only questions the strict reader accepts are cached: the fast path looks them up with the same key.
-  if (simple) cache.set(policy, cacheKey(simple), { outcome, qtype: first.type }, outcome.cacheFor);
-  return { event: decisionEvent(client, outcome, first.type), response: respond(parts, outcome, outcome.ttl, transport) };
+  if (simple) cache.set(policy, simple.key, prepared, outcome.cacheFor);
+  return answer(client, prepared, respond(parts, outcome, outcome.ttl, transport));
 }
 
 interface QueryParts {
@@ -428,29 +440,29 @@ function fromDecision(d: Decision): Pick<Outcome, 'decision' | 'rule' | 'reason'
   return { decision: d.allow ? 'allow' : 'deny', rule: d.rule, reason: d.reason };
 }
 
-/** `withAnswers`: false for a malformed query, which had no question to answer (the line has no `dialed`). */
-function decisionEvent(client: string, outcome: Outcome, qtype: string, withAnswers = true): DecisionEvent {
-  return {
-    event: 'decision',
-    conn: nextConnId(),
-    channel: 'dns',
-    client,
-    host: outcome.host,
-    port: 53,
-    ...(withAnswers ? { dialed: outcome.answers.map((a) => a.text) } : {}),
-    decision: outcome.decision,
-    rule: outcome.rule,
-    reason: outcome.reason,
-    qtype,
-  };
+/**
+ * The answer's audit event and its JSON. Each branch is one object literal, so every event of a kind has one shape
+ * for V8; the connection id needs no escaping (hex and base-36 digits).
+ */
+function answer(client: string, prepared: PreparedOutcome, response: Buffer): Answered {
+  const { outcome, qtype, dialed } = prepared;
+  const conn = nextConnId();
+  const event: DecisionEvent =
+    dialed === null
+      ? { event: 'decision', conn, channel: 'dns', client, host: outcome.host, port: 53, decision: outcome.decision, rule: outcome.rule, reason: outcome.reason, qtype }
+      : { event: 'decision', conn, channel: 'dns', client, host: outcome.host, port: 53, dialed, decision: outcome.decision, rule: outcome.rule, reason: outcome.reason, qtype };
+  const json = `{"event":"decision","conn":"${conn}","channel":"dns","client":${JSON.stringify(client)},${prepared.fixedJson}}`;
+  return { event, json, response };
 }
 
 /** The response for the transport: over UDP, one that does not fit becomes an empty truncated one. */
 function respond(parts: QueryParts, outcome: Outcome, ttl: number, transport: 'udp' | 'tcp'): Buffer {
-  const full = encodeResponse({ ...parts, rcode: outcome.rcode, addresses: outcome.answers, ttl });
+  // Literals of one shape, not spreads of `parts`: a SimpleQuery and a QueryParts would give V8 two shapes to copy.
+  const { id, echoedFlags, question, edns } = parts;
+  const full = encodeResponse({ id, echoedFlags, question, edns, rcode: outcome.rcode, addresses: outcome.answers, ttl, truncated: false });
   if (transport === 'tcp' || full.length <= parts.udpLimit) return full;
   // RFC 2181 §9: a truncated answer carries no partial RRset; the client retries over TCP.
-  return encodeResponse({ ...parts, rcode: outcome.rcode, addresses: [], ttl: 0, truncated: true });
+  return encodeResponse({ id, echoedFlags, question, edns, rcode: outcome.rcode, addresses: [], ttl: 0, truncated: true });
 }
 
 /** Names from the wire can hold any byte; keep audit lines and logs free of control characters. */

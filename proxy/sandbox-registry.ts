@@ -1,4 +1,4 @@
-import type { AuditEvent, AuditSink } from '../src/audit/types.js';
+import type { AuditEvent, AuditSink, SerializedEvent } from '../src/audit/types.js';
 
 /** What the runner tells the gateway about a sandbox before it starts. */
 export interface SandboxRegistration {
@@ -62,8 +62,17 @@ export class SandboxRegistry {
       write: (event: AuditEvent) => sink.write(this.account(event)),
       record: (event: AuditEvent) => sink.record(this.account(event)),
       recordThen: (event: AuditEvent, done: (err: Error | null) => void) => sink.recordThen(this.account(event), done),
+      recordSerialized: (serialized: SerializedEvent) => sink.recordSerialized(this.accountSerialized(serialized)),
       close: () => sink.close(),
     };
+  }
+
+  /** `account` for an event with its JSON: the names go at the JSON's end, where they go in the event. */
+  private accountSerialized(serialized: SerializedEvent): SerializedEvent {
+    const event = this.account(serialized.event);
+    if (event === serialized.event) return serialized;
+    const names = JSON.stringify(event.tool === undefined ? { sandbox: event.sandbox } : { sandbox: event.sandbox, tool: event.tool });
+    return { event, json: `${serialized.json.slice(0, -1)},${names.slice(1)}` };
   }
 
   /** Counts the event against its sandbox and names the sandbox and tool in it. */

@@ -1,7 +1,7 @@
 import { appendFileSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Level, LevelWithSilent } from 'pino';
-import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink, type DecisionEvent, type RunEvent } from './types.js';
+import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditSink, type DecisionEvent, type RunEvent, type SerializedEvent } from './types.js';
 
 export interface AuditOptions {
   /** File to append to (created with its directory), or a file descriptor (1 = stdout). */
@@ -36,6 +36,7 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       write: () => undefined,
       record: () => Promise.resolve(),
       recordThen: (_event, done) => queueMicrotask(() => done(null)),
+      recordSerialized: () => Promise.resolve(),
       close: () => Promise.resolve(),
     };
   }
@@ -48,9 +49,9 @@ export function createAuditSink(options: AuditOptions): AuditSink {
   }
   let closed = false;
   /** The event's line, or '' when `logging.level` filters it out. */
-  const lineFor = (event: AuditEvent): string => {
+  const lineFor = (event: AuditEvent, json?: string): string => {
     const level = LEVEL_VALUES[levelOf(event)];
-    return level >= threshold ? lineOf(level, event) : '';
+    return level >= threshold ? lineOf(level, event, json) : '';
   };
 
   // record() and recordThen(): the lines of one event-loop turn, written together when the turn ends; then the
@@ -90,12 +91,28 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       return failure;
     }
   };
-  const enqueue = (event: AuditEvent): void => {
-    queued += lineFor(event);
+  const enqueue = (event: AuditEvent, json?: string): void => {
+    queued += lineFor(event, json);
     if (!flushPending) {
       flushPending = true;
       setImmediate(flushQueued);
     }
+  };
+
+  /** Queues the line with the batch of this turn; the promise settles after the batch's write. */
+  const recordBatched = (event: AuditEvent, json: string | undefined): Promise<void> => {
+    if (closed) return Promise.resolve();
+    enqueue(event, json);
+    if (batch === null) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      batch = { promise, resolve, reject };
+    }
+    return batch.promise;
   };
 
   return {
@@ -107,20 +124,8 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       writeQueued();
       if (line.length > 0) tryWrite(line);
     },
-    record(event) {
-      if (closed) return Promise.resolve();
-      enqueue(event);
-      if (batch === null) {
-        let resolve!: () => void;
-        let reject!: (err: unknown) => void;
-        const promise = new Promise<void>((res, rej) => {
-          resolve = res;
-          reject = rej;
-        });
-        batch = { promise, resolve, reject };
-      }
-      return batch.promise;
-    },
+    record: (event) => recordBatched(event, undefined),
+    recordSerialized: ({ event, json }) => recordBatched(event, json),
     recordThen(event, done) {
       if (closed) {
         queueMicrotask(() => done(null));
@@ -169,8 +174,8 @@ function writeLine(fd: number, line: string): void {
  * by field was tried twice and measured no faster (alternating A/B runs of the gateway): V8 serialises the object
  * into one flat string, where a template of a dozen pieces builds a tree of string parts to flatten at the write.
  */
-function lineOf(level: number, event: AuditEvent | RunEvent): string {
-  const body = JSON.stringify(event);
+function lineOf(level: number, event: AuditEvent | RunEvent, json?: string): string {
+  const body = json ?? JSON.stringify(event);
   const msg = event.event === 'decision' ? 'egress decision' : event.event === 'close' ? 'egress close' : 'sandbox run';
   return `{"level":${level},"time":"${isoNow()}","v":${AUDIT_SCHEMA_VERSION},${body.slice(1, -1)},"msg":"${msg}"}\n`;
 }
@@ -238,6 +243,12 @@ export class MemoryAuditSink implements AuditSink {
   recordThen(event: AuditEvent, done: (err: Error | null) => void): void {
     this.events.push(event);
     queueMicrotask(() => done(null));
+  }
+  /** Also holds the caller to its promise: a line whose JSON is not its event's is a bug, and throws here. */
+  recordSerialized({ event, json }: SerializedEvent): Promise<void> {
+    const expected = JSON.stringify(event);
+    if (json !== expected) throw new Error(`serialized audit event differs from its event:\n  made     ${json}\n  expected ${expected}`);
+    return this.record(event);
   }
   decisions(): DecisionEvent[] {
     return this.events.filter((e): e is DecisionEvent => e.event === 'decision');

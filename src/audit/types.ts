@@ -66,6 +66,15 @@ export interface RunEvent {
 
 export type AuditEvent = DecisionEvent | CloseEvent;
 
+/**
+ * An event with its JSON already made, exactly `JSON.stringify(event)`: for a hot path that builds most of the text
+ * once and reuses it (the DNS answer cache), where serialising every line anew was a tenth of the work per query.
+ */
+export interface SerializedEvent {
+  readonly event: AuditEvent;
+  readonly json: string;
+}
+
 export interface AuditSink {
   write(event: AuditEvent): void;
   /**
@@ -78,6 +87,8 @@ export interface AuditSink {
    * write, never synchronously, with the write's error or null.
    */
   recordThen(event: AuditEvent, done: (err: Error | null) => void): void;
+  /** `record` for an event whose JSON the caller made. */
+  recordSerialized(serialized: SerializedEvent): Promise<void>;
   /** Flushes and closes the underlying file. Idempotent. */
   close(): Promise<void>;
 }

@@ -87,6 +87,9 @@ function query(name: string, type: string, extra: Partial<Packet> = {}): { id: n
   return { id, bytes };
 }
 
+/** A liveness bound, not a timing check: answers here take milliseconds. */
+const NO_ANSWER_MS = 10_000;
+
 /** A UDP client socket that collects every datagram it receives. */
 class UdpClient {
   readonly socket = dgram.createSocket('udp4');
@@ -108,9 +111,17 @@ class UdpClient {
     this.socket.send(bytes, this.server.port, this.server.address);
   }
 
-  /** The next datagram, in arrival order. */
+  /** The next datagram, in arrival order. A server that never answers fails the test instead of hanging it. */
   async next(): Promise<Buffer> {
-    while (this.received.length === 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    while (this.received.length === 0) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no datagram from ${this.server.address}:${this.server.port} within ${NO_ANSWER_MS} ms`)), NO_ANSWER_MS);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     return this.received.shift() as Buffer;
   }
 

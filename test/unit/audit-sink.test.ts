@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createAuditSink, LEVEL_VALUES } from '../../src/audit/sink.js';
+import { createAuditSink, LEVEL_VALUES, MemoryAuditSink } from '../../src/audit/sink.js';
 import type { AuditEvent } from '../../src/audit/types.js';
 
 const decision = (conn: string, allow: boolean): AuditEvent => ({
@@ -152,6 +152,29 @@ describe('createAuditSink', () => {
       assert.equal(msg, events[i].event === 'decision' ? 'egress decision' : 'egress close');
       assert.deepEqual(fields, events[i], `line ${i}`);
     });
+  });
+
+  it("recordSerialized: the caller's JSON goes in the line as given, at the event's level, in turn with record", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'audit.log');
+    const sink = createAuditSink({ destination: file, level: 'info', enabled: true });
+    const denied = decision('b', false);
+    void sink.record(decision('a', true));
+    // A marker the event does not have shows that the sink wrote the JSON it was given instead of making its own.
+    void sink.recordSerialized({ event: denied, json: JSON.stringify({ ...denied, marker: 1 }) });
+    await sink.record(decision('c', true));
+    await sink.close();
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines.map((l) => [l.conn, l.level, l.marker]), [['a', 30, undefined], ['b', 40, 1], ['c', 30, undefined]]);
+  });
+
+  it('MemoryAuditSink refuses a serialized event whose JSON is not its event', async () => {
+    const sink = new MemoryAuditSink();
+    const event = decision('a', true);
+    await sink.recordSerialized({ event, json: JSON.stringify(event) });
+    assert.throws(() => sink.recordSerialized({ event, json: JSON.stringify({ ...event, conn: 'b' }) }), /differs from its event/);
+    assert.equal(sink.events.length, 1);
   });
 
   it('disabled: writes nothing and creates no file', (t) => {

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import dnsPacket, { type Packet, type RecordType, type StringAnswer } from 'dns-packet';
-import { encodeResponse, parseSimpleQuery } from '../../proxy/dns-wire.js';
+import { encodeResponse, parseSimpleQuery, questionName } from '../../proxy/dns-wire.js';
 import { parseIp } from '../../src/net/ip.js';
 
 const BUDGET = { interruptAfterTimeLimit: 5000, numRuns: 1000 } as const;
@@ -41,8 +41,12 @@ describe('parseSimpleQuery', () => {
           assert.ok(q, `${name} ${type} not read`);
           assert.equal(q.id, id);
           assert.equal(q.echoedFlags, flags);
-          assert.equal(q.name, name.toLowerCase());
+          assert.equal(questionName(q), name.toLowerCase());
           assert.equal(q.qtype, TYPE_NUMBER[type]);
+          // The key is the question in lower case: the same for every spelling, different for another type.
+          assert.equal(q.key, parseSimpleQuery(query(name.toLowerCase(), type))?.key);
+          assert.equal(q.key, parseSimpleQuery(query(name.toUpperCase(), type))?.key);
+          assert.notEqual(q.key, parseSimpleQuery(query(name, type === 'A' ? 'AAAA' : 'A'))?.key);
           assert.equal(q.edns, payload !== null);
           assert.equal(q.udpLimit, payload === null ? 512 : Math.min(Math.max(payload, 512), 1232));
           // The question section as sent, case included, so the answer echoes it byte for byte.
@@ -52,6 +56,16 @@ describe('parseSimpleQuery', () => {
       ),
       BUDGET,
     );
+  });
+
+  it('lower-cases only the labels in the key: a type whose bytes read as capital letters stays that type', () => {
+    // Type 0x4142 is two bytes that are 'A' and 'B' in ASCII; folding them would turn it into type 0x6162.
+    const bytes = Buffer.concat([query('Mixed.Example', 'A').subarray(0, -4), Buffer.from([0x41, 0x42, 0, 1])]);
+    const q = parseSimpleQuery(bytes);
+    assert.ok(q);
+    assert.equal(q.qtype, 0x4142);
+    assert.equal(questionName(q), 'mixed.example');
+    assert.equal(q.key.slice(-4), '\x41\x42\x00\x01');
   });
 
   it('leaves every other shape to the general path', () => {
@@ -88,7 +102,7 @@ describe('encodeResponse', () => {
   const ips = ['192.0.2.1', '192.0.2.2'].map((text) => parseIp(text)!);
 
   it('writes a response dns-packet reads back: the echoed question, compressed answers with the TTL, an OPT', () => {
-    const r = dnsPacket.decode(encodeResponse({ ...q, rcode: 'NOERROR', addresses: ips, ttl: 42 }));
+    const r = dnsPacket.decode(encodeResponse({ ...q, rcode: 'NOERROR', addresses: ips, ttl: 42, truncated: false }));
     assert.equal(r.id, 4660);
     assert.equal(r.type, 'response');
     assert.equal(r.flag_rd, true);
