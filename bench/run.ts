@@ -125,7 +125,7 @@ const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
-  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http', 'rate'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http | rate)`);
+  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http', 'rate', 'dns'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http | rate | dns)`);
   const quick = process.env.BENCH_QUICK === '1';
   const p = paramsFor(quick);
   const t0 = Date.now();
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
   progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
 
   const onlyTcp = mode === 'bulk' || mode === 'http' || mode === 'rate';
-  const installed = mode === 'all' || onlyTcp ? installPeers() : { unavailable: {}, proxyChainMain: null };
+  const installed = mode === 'all' || mode === 'dns' || onlyTcp ? installPeers() : { unavailable: {}, proxyChainMain: null };
   buildNative();
   const proxyChainEntry = installed.proxyChainMain === null ? null : join(installed.proxyChainMain, (JSON.parse(readFileSync(join(installed.proxyChainMain, 'package.json'), 'utf8')) as { main: string }).main);
   const ctx: PeerContext = { dir, proxyChainEntry };
@@ -173,20 +173,35 @@ async function main(): Promise<void> {
   const u = installed.unavailable;
   const peers: Started[] = [];
   peers.push(await start('clawbox', noDist, () => startClawbox(ctx)));
-  peers.push(await start('squid', u.squid, () => startSquid(ctx)));
-  peers.push(await start('tinyproxy', u.tinyproxy, () => startTinyproxy(ctx)));
-  peers.push(await start('dante', u['dante-server'], () => startDante(ctx)));
-  peers.push(await start('proxy-chain', u['proxy-chain'], () => startProxyChain(ctx)));
-  peers.push(await start('node-floor', undefined, () => startNodeFloor(ctx)));
-  // The single-scenario selectors are for iterating on the TCP paths: resolvers play no part in them.
+  // The single-scenario selectors are for iterating on one path: TCP peers play no part in DNS, nor resolvers in TCP.
+  if (mode !== 'dns') {
+    peers.push(await start('squid', u.squid, () => startSquid(ctx)));
+    peers.push(await start('tinyproxy', u.tinyproxy, () => startTinyproxy(ctx)));
+    peers.push(await start('dante', u['dante-server'], () => startDante(ctx)));
+    peers.push(await start('proxy-chain', u['proxy-chain'], () => startProxyChain(ctx)));
+    peers.push(await start('node-floor', undefined, () => startNodeFloor(ctx)));
+  }
   if (!onlyTcp) {
     peers.push(await start('dnsmasq', u.dnsmasq, () => startDnsmasq(ctx)));
     peers.push(await start('unbound', u.unbound, () => startUnbound(ctx)));
   }
   const peer = (name: string): Started => peers.find((x) => x.name === name)!;
+  const clawbox = peer('clawbox');
+  const dnsTarget = (label: string, s: Started): DnsTarget =>
+    failedPeer(s) ? { label, host: '127.0.0.1', port: 0, na: s.failed } : { label, host: '127.0.0.1', port: s.dnsPort!, pid: s.child.pid };
+  const dnsTargets = (): DnsTarget[] => [
+    u.dnsperf ? { label: 'direct', host: DNS_STUB.host, port: DNS_STUB.port, na: u.dnsperf } : { label: 'direct', host: DNS_STUB.host, port: DNS_STUB.port, pid: upstreams.dns.pid },
+    ...[dnsTarget('clawbox', clawbox), dnsTarget('dnsmasq', peer('dnsmasq')), dnsTarget('unbound', peer('unbound'))].map((t) =>
+      u.dnsperf && t.na === undefined ? { ...t, na: `dnsperf: ${u.dnsperf}` } : t,
+    ),
+  ];
+  if (mode === 'dns') {
+    const targets = dnsTargets();
+    await scenarioOnly('dns', () => dnsScenario(targets, p, dir), peers, targets, p, t0);
+    return;
+  }
 
   const direct: Target = { label: 'direct', proto: 'direct' };
-  const clawbox = peer('clawbox');
   const tunnelTargets: Target[] = [
     direct,
     tcpTarget('clawbox', clawbox, 'http'),
@@ -216,15 +231,6 @@ async function main(): Promise<void> {
     await scenarioOnly('rate', both, peers, tunnelTargets, p, t0);
     return;
   }
-  const dnsTarget = (label: string, s: Started): DnsTarget =>
-    failedPeer(s) ? { label, host: '127.0.0.1', port: 0, na: s.failed } : { label, host: '127.0.0.1', port: s.dnsPort!, pid: s.child.pid };
-  const dnsTargets: DnsTarget[] = [
-    u.dnsperf ? { label: 'direct', host: DNS_STUB.host, port: DNS_STUB.port, na: u.dnsperf } : { label: 'direct', host: DNS_STUB.host, port: DNS_STUB.port, pid: upstreams.dns.pid },
-    ...[dnsTarget('clawbox', clawbox), dnsTarget('dnsmasq', peer('dnsmasq')), dnsTarget('unbound', peer('unbound'))].map((t) =>
-      u.dnsperf && t.na === undefined ? { ...t, na: `dnsperf: ${u.dnsperf}` } : t,
-    ),
-  ];
-
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
   const step = async (name: string, fn: () => Promise<{ rows: Row[]; raw: unknown }>): Promise<void> => {
@@ -244,7 +250,7 @@ async function main(): Promise<void> {
   await step('latency', () => lowLoadLatency([...tunnelTargets].reverse(), p).then((r) => ({ ...r, rows: r.rows.map(reorder(tunnelTargets)) })));
   await step('bulk', () => bulk(tunnelTargets, p).then((r) => ({ ...r, rows: r.rows.map(reorder(tunnelTargets)) })));
   await step('plain HTTP', () => plainHttp(httpTargets, p));
-  await step('dns', () => dnsScenario(dnsTargets, p, dir));
+  await step('dns', () => dnsScenario(dnsTargets(), p, dir));
   await step('sandbox start', () => sandboxStart({ params: p, dir }));
   await step('policy', () => Promise.resolve(policyBench()));
 
@@ -284,12 +290,12 @@ async function main(): Promise<void> {
   progress(`results: ${file}; took ${took.toFixed(0)} s`);
 }
 
-/** `npm run bench -- bulk | http | rate`: one scenario alone, same table and results file as the full run. */
+/** `npm run bench -- bulk | http | rate | dns`: one scenario alone, same table and results file as the full run. */
 async function scenarioOnly(
-  mode: 'bulk' | 'http' | 'rate',
+  mode: 'bulk' | 'http' | 'rate' | 'dns',
   scenario: () => Promise<{ rows: Row[]; raw: unknown }>,
   peers: readonly Started[],
-  targets: readonly Target[],
+  targets: readonly { readonly label: string }[],
   p: BenchParams,
   t0: number,
 ): Promise<void> {
@@ -317,7 +323,7 @@ async function scenarioOnly(
 }
 
 /** Scenarios that ran targets in reverse print them in the usual column order. */
-function reorder(targets: readonly Target[]): (row: Row) => Row {
+function reorder(targets: readonly { readonly label: string }[]): (row: Row) => Row {
   return (row) => ({ ...row, cells: Object.fromEntries(targets.filter((t) => t.label in row.cells).map((t) => [t.label, row.cells[t.label]])) });
 }
 
