@@ -3,6 +3,7 @@
  * the next `clawbox run`, another process, may skip it for as long as a long-lived caller reuses its own check
  * (environment.ts, RECHECK_MS). Root's tmpfs (/run/clawbox, mode 0700); a record that does not parse is no record.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -18,13 +19,15 @@ export interface EnvironmentRecord {
   readonly auditTrail: string;
 }
 
-const recordPath = (stateDir: string): string => join(stateDir, 'gateway', 'checked.json');
+/** One record per key: runs with different gateway settings each keep their own. */
+export const recordPath = (stateDir: string, key: string): string =>
+  join(stateDir, 'gateway', `checked-${createHash('sha256').update(key).digest('hex').slice(0, 16)}.json`);
 
 /** The record, if there is one for `key` checked within `maxAgeMs` of `now`. */
 export function readEnvironmentRecord(stateDir: string, key: string, now: number, maxAgeMs: number): EnvironmentRecord | null {
   let record: EnvironmentRecord | null;
   try {
-    record = parseEnvironmentRecord(readFileSync(recordPath(stateDir), 'utf8'));
+    record = parseEnvironmentRecord(readFileSync(recordPath(stateDir, key), 'utf8'));
   } catch {
     return null; // none yet
   }
@@ -35,7 +38,7 @@ export function readEnvironmentRecord(stateDir: string, key: string, now: number
 
 /** Never throws: without a record, the next process checks everything again. */
 export function writeEnvironmentRecord(stateDir: string, record: EnvironmentRecord): void {
-  const path = recordPath(stateDir);
+  const path = recordPath(stateDir, record.key);
   const temporary = `${path}.${process.pid}.tmp`;
   try {
     writeFileSync(temporary, JSON.stringify(record), { mode: 0o600 });

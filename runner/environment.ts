@@ -1,6 +1,7 @@
 /**
- * The shared sandbox environment on this host: an internal-only network whose only way out is the gateway
+ * The shared sandbox environment on this host: an internal-only network whose only way out is a gateway
  * container, which also sits on an egress network. Created once (labelled), reused by every run, swept by gc.
+ * There is a gateway per set of gateway settings in use (gateway-container.ts); runs with the same settings share it.
  *
  *   sandbox ──(clawbox-sandboxes: internal, no ICC, host INPUT dropped)──▶ gateway ──(clawbox-egress)──▶ world
  */
@@ -13,24 +14,33 @@ import { ClawboxError } from '../src/errors.js';
 import { localAddresses } from '../proxy/local-addresses.js';
 import { ensureBridgeRules } from './firewall.js';
 import { GatewayControl } from './gateway-control.js';
+import {
+  addressOn,
+  controlSocketOf,
+  ensureGatewayContainer,
+  gatewayBlock,
+  gatewayContainerName,
+  gatewayDir,
+  GATEWAY_DIGEST_LABEL,
+  GATEWAY_PORTS,
+  markGatewayUsed,
+  waitForControl,
+} from './gateway-container.js';
 import { digestLabelOf, GATEWAY_IMAGE, requireImage } from './images.js';
-import { ignoringGone } from './docker-client.js';
 import { readEnvironmentRecord, writeEnvironmentRecord } from './environment-record.js';
 import { labelsFor } from './labels.js';
 
 export const SANDBOX_NETWORK = 'clawbox-sandboxes';
 export const EGRESS_NETWORK = 'clawbox-egress';
 export const SANDBOX_BRIDGE = 'clawbox-sbx0';
-export const GATEWAY_CONTAINER = 'clawbox-gateway';
 export const DEFAULT_STATE_DIR = '/run/clawbox';
 export const DEFAULT_AUDIT_TRAIL = '/var/log/clawbox/audit.log';
-
-const GATEWAY_DIGEST_LABEL = 'dev.clawbox.gateway-digest';
-/** The gateway's listeners inside its container. */
-export const GATEWAY_PORTS = { http: 3128, socks: 1080, dns: 53 } as const;
+export { GATEWAY_PORTS };
 
 export interface Environment {
   readonly network: { readonly name: string; readonly subnet: string; readonly gatewayIp: string };
+  /** The name of the gateway container these settings got. */
+  readonly gatewayContainer: string;
   readonly control: GatewayControl;
   /** `nameserver <gateway>`: bind-mounted over each sandbox's /etc/resolv.conf. */
   readonly resolvConf: string;
@@ -42,7 +52,7 @@ export interface Environment {
 
 export interface EnvironmentOptions {
   readonly stateDir?: string;
-  /** Sandbox subnet; the gateway takes .2, sandboxes .10 and up. */
+  /** Sandbox subnet (a /24); gateways take .2 to .7, sandboxes .10 and up. */
   readonly subnet?: string;
   readonly onProgress?: (step: string) => void;
 }
@@ -96,16 +106,22 @@ const alive = (control: GatewayControl): Promise<boolean> => control.setHostAddr
 async function reuseRecorded(docker: Dockerode, stateDir: string, key: string): Promise<Checked | null> {
   const record = readEnvironmentRecord(stateDir, key, Date.now(), RECHECK_MS);
   if (record === null) return null;
-  const gateway = await docker.getContainer(GATEWAY_CONTAINER).inspect().catch(() => null);
+  const gatewayContainer = gatewayContainerName(record.digest);
+  const gateway = await docker.getContainer(gatewayContainer).inspect().catch(() => null);
   if (!gateway?.State.Running || gateway.Config.Labels[GATEWAY_DIGEST_LABEL] !== record.digest) return null;
-  const control = await GatewayControl.open(controlSocket(stateDir)).catch(() => null);
+  // A gateway made again (after a removal) may hold another address than the one the record hands out.
+  if (addressOn(gateway, SANDBOX_NETWORK) !== record.network.gatewayIp) return null;
+  const dir = gatewayDir(stateDir, record.digest);
+  const control = await GatewayControl.open(controlSocketOf(dir)).catch(() => null);
   if (control === null) return null;
   if (!(await alive(control))) {
     control.close();
     return null;
   }
+  markGatewayUsed(dir);
   const env: Environment = {
     network: record.network,
+    gatewayContainer,
     control,
     resolvConf: record.resolvConf,
     proxyEnv: record.proxyEnv,
@@ -114,8 +130,6 @@ async function reuseRecorded(docker: Dockerode, stateDir: string, key: string): 
   };
   return { env, checkedAt: record.checkedAt, digest: record.digest };
 }
-
-const controlSocket = (stateDir: string): string => join(stateDir, 'gateway', 'control', 'control.sock');
 
 /** Closes the control connections this process holds (tests and long-lived callers that want to exit). */
 export async function closeEnvironments(): Promise<void> {
@@ -145,7 +159,6 @@ async function bringUp(docker: Dockerode, { auditTrail, configText }: GatewaySet
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const subnet = options.subnet ?? '10.213.0.0/24';
   const prefix = subnet.split('.').slice(0, 3).join('.');
-  const gatewayIp = `${prefix}.2`;
   const progress = options.onProgress ?? (() => undefined);
 
   await ensureNetwork(docker, SANDBOX_NETWORK, {
@@ -158,38 +171,27 @@ async function bringUp(docker: Dockerode, { auditTrail, configText }: GatewaySet
     },
   });
   await ensureNetwork(docker, EGRESS_NETWORK, {});
-  await ensureBridgeRules({ bridge: SANDBOX_BRIDGE, gatewayIp });
+  await ensureBridgeRules({ bridge: SANDBOX_BRIDGE, gateways: gatewayBlock(prefix) });
 
-  const gatewayDir = join(stateDir, 'gateway');
-  const controlDir = join(gatewayDir, 'control');
-  mkdirSync(controlDir, { recursive: true, mode: 0o700 });
-  mkdirSync(dirname(auditTrail), { recursive: true });
-  writeFileSync(join(gatewayDir, 'config.yml'), configText);
   const gatewayImage = await requireImage(docker, GATEWAY_IMAGE);
-  // The host's addresses are not part of the digest: they change (new bridges, DHCP) and are sent over the
-  // control socket instead, so a change never restarts the gateway under running sandboxes.
-  const digest = createHash('sha256')
-    .update(configText)
-    .update(digestLabelOf(gatewayImage) ?? '')
-    .update(gatewayIp)
-    .digest('hex')
-    .slice(0, 16);
-
-  const running = await docker.getContainer(GATEWAY_CONTAINER).inspect().catch(() => null);
-  if (!running || !running.State.Running || running.Config.Labels[GATEWAY_DIGEST_LABEL] !== digest) {
-    progress(running ? 'gateway: restarting with the new settings' : 'gateway: starting');
-    if (running) await ignoringGone(() => docker.getContainer(GATEWAY_CONTAINER).remove({ force: true }));
-    try {
-      await startGatewayContainer(docker, { digest, gatewayIp, gatewayDir, controlDir, auditTrail });
-    } catch (err) {
-      // Another runner is starting the same gateway right now: use theirs.
-      if ((err as { statusCode?: number }).statusCode !== 409) throw err;
-    }
-  }
-  const control = await waitForControl(controlSocket(stateDir));
+  // The gateway's identity: its settings and its image. Not the host's addresses: they change (new bridges,
+  // DHCP) and are sent over the control socket instead, so a change never restarts a gateway under its sandboxes.
+  const digest = createHash('sha256').update(configText).update(digestLabelOf(gatewayImage) ?? '').digest('hex').slice(0, 16);
+  const dir = gatewayDir(stateDir, digest);
+  mkdirSync(join(dir, 'control'), { recursive: true, mode: 0o700 });
+  mkdirSync(dirname(auditTrail), { recursive: true });
+  writeFileSync(join(dir, 'config.yml'), configText);
+  markGatewayUsed(dir);
+  const gatewayContainer = gatewayContainerName(digest);
+  const gatewayIp = await ensureGatewayContainer(
+    docker,
+    { stateDir, digest, auditTrail, sandboxNetwork: SANDBOX_NETWORK, egressNetwork: EGRESS_NETWORK, prefix },
+    progress,
+  );
+  const control = await waitForControl(dir, gatewayContainer);
   await control.setHostAddresses(localAddresses());
 
-  const resolvConf = join(gatewayDir, 'resolv.conf');
+  const resolvConf = join(dir, 'resolv.conf');
   writeFileSync(resolvConf, `nameserver ${gatewayIp}\noptions ndots:0 timeout:2 attempts:2\n`);
   const httpProxy = `http://${gatewayIp}:${GATEWAY_PORTS.http}`;
   const proxyEnv = {
@@ -204,6 +206,7 @@ async function bringUp(docker: Dockerode, { auditTrail, configText }: GatewaySet
   };
   const env: Environment = {
     network: { name: SANDBOX_NETWORK, subnet, gatewayIp },
+    gatewayContainer,
     control,
     resolvConf,
     proxyEnv,
@@ -247,72 +250,4 @@ async function ensureNetwork(docker: Dockerode, name: string, options: Partial<D
       throw new ClawboxError('SANDBOX_FAILED', `cannot create Docker network ${name}: ${(err as Error).message}`, { cause: err });
     }
   }
-}
-
-interface GatewayContainerSpec {
-  readonly digest: string;
-  readonly gatewayIp: string;
-  readonly gatewayDir: string;
-  readonly controlDir: string;
-  readonly auditTrail: string;
-}
-
-async function startGatewayContainer(docker: Dockerode, spec: GatewayContainerSpec): Promise<void> {
-  const auditDir = dirname(spec.auditTrail);
-  const container = await docker.createContainer({
-    name: GATEWAY_CONTAINER,
-    Image: GATEWAY_IMAGE,
-    Entrypoint: ['/usr/local/bin/node', '/opt/clawbox/dist/src/cli/main.js'],
-    // Root in the container but with no capability at all: it may write the root-owned control and audit
-    // directories mounted in, nothing more. Port 53 is bound thanks to the namespaced sysctl below.
-    User: '0:0',
-    Cmd: [
-      'proxy',
-      '--config', '/etc/clawbox/config.yml',
-      '--http', `0.0.0.0:${GATEWAY_PORTS.http}`,
-      '--socks', `0.0.0.0:${GATEWAY_PORTS.socks}`,
-      '--dns', `0.0.0.0:${GATEWAY_PORTS.dns}`,
-      '--control', '/run/clawbox/control.sock',
-    ],
-    Labels: labelsFor('gateway', { [GATEWAY_DIGEST_LABEL]: spec.digest }),
-    HostConfig: {
-      NetworkMode: EGRESS_NETWORK,
-      Binds: [
-        `${join(spec.gatewayDir, 'config.yml')}:/etc/clawbox/config.yml:ro`,
-        `${spec.controlDir}:/run/clawbox:rw`,
-        `${auditDir}:${auditDir}:rw`,
-      ],
-      RestartPolicy: { Name: 'unless-stopped' },
-      ReadonlyRootfs: true,
-      CapDrop: ['ALL'],
-      Sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
-      SecurityOpt: ['no-new-privileges:true'],
-      Memory: 512 * 1024 * 1024,
-      PidsLimit: 256,
-      Init: true,
-    },
-  });
-  await docker.getNetwork(SANDBOX_NETWORK).connect({
-    Container: container.id,
-    EndpointConfig: { IPAMConfig: { IPv4Address: spec.gatewayIp } },
-  });
-  await container.start();
-}
-
-async function waitForControl(path: string): Promise<GatewayControl> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 100; attempt++) {
-    try {
-      const control = await GatewayControl.open(path);
-      await control.ping();
-      return control;
-    } catch (err) {
-      lastError = err;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new ClawboxError(
-    'SANDBOX_FAILED',
-    `the gateway container did not come up (control socket ${path}: ${(lastError as Error).message}); see 'docker logs ${GATEWAY_CONTAINER}'`,
-  );
 }

@@ -15,22 +15,23 @@ const COMMENT = 'clawbox';
  */
 export interface BridgeRules {
   readonly bridge: string;
-  readonly gatewayIp: string;
+  /** The gateway's address, or the block of gateway addresses (the runner's gateways are .2-.7: a /29). */
+  readonly gateways: string;
 }
 
 /**
  * In chain order. What is neither to nor from the gateway is logged (rate-limited, with DIRECT_LOG_PREFIX) just
  * before it is dropped, so the runner can put direct attempts into the audit trail.
  */
-function ruleSpecs({ bridge, gatewayIp }: BridgeRules): Array<{ table: 'iptables' | 'ip6tables'; chain: string; spec: string[] }> {
+function ruleSpecs({ bridge, gateways }: BridgeRules): Array<{ table: 'iptables' | 'ip6tables'; chain: string; spec: string[] }> {
   const tag = ['-m', 'comment', '--comment', COMMENT];
   const log = ['-m', 'limit', '--limit', '50/second', '--limit-burst', '200', ...tag, '-j', 'LOG', '--log-prefix', DIRECT_LOG_PREFIX];
   return [
     { table: 'iptables', chain: 'INPUT', spec: ['-i', bridge, ...log] },
     { table: 'iptables', chain: 'INPUT', spec: ['-i', bridge, ...tag, '-j', 'DROP'] },
     { table: 'ip6tables', chain: 'INPUT', spec: ['-i', bridge, ...tag, '-j', 'DROP'] },
-    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-d', gatewayIp, ...tag, '-j', 'ACCEPT'] },
-    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-s', gatewayIp, ...tag, '-j', 'ACCEPT'] },
+    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-d', gateways, ...tag, '-j', 'ACCEPT'] },
+    { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, '-o', bridge, '-s', gateways, ...tag, '-j', 'ACCEPT'] },
     { table: 'iptables', chain: 'DOCKER-USER', spec: ['-i', bridge, ...log] },
   ];
 }

@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
-import { DEFAULT_STATE_DIR, EGRESS_NETWORK, GATEWAY_CONTAINER, SANDBOX_NETWORK } from './environment.js';
+import { DEFAULT_STATE_DIR, EGRESS_NETWORK, SANDBOX_NETWORK } from './environment.js';
 import { WarmPool } from './pool.js';
 import { removeAllRules } from './firewall.js';
+import { removeIdleGateways } from './gateway-container.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
 import { processAlive } from './process-alive.js';
 
@@ -27,19 +28,23 @@ export async function sweepLeftovers(docker: Dockerode): Promise<string[]> {
 
 export interface GcReport {
   readonly sandboxes: string[];
-  readonly gateway: boolean;
+  /** Gateway containers removed: those that served nobody, or with `all` every one. */
+  readonly gateways: string[];
   readonly networks: string[];
   readonly firewallRules: number;
 }
 
 /**
- * `clawbox gc`: leftover sandboxes always; with `all`, also the gateway, the networks and the firewall rules
- * (the next run recreates them).
+ * `clawbox gc`: leftover sandboxes and gateways that serve nobody always; with `all`, also every gateway, the
+ * networks and the firewall rules (the next run recreates them).
  */
 export async function collectGarbage(docker: Dockerode, all: boolean, stateDir = DEFAULT_STATE_DIR): Promise<GcReport> {
   const pool = new WarmPool(docker, stateDir);
   const sandboxes = [...(await sweepLeftovers(docker)), ...(await pool.sweep())];
-  if (!all) return { sandboxes, gateway: false, networks: [], firewallRules: 0 };
+  if (!all) {
+    const idle = await removeIdleGateways(docker, stateDir, SANDBOX_NETWORK);
+    return { sandboxes, gateways: idle.map((g) => g.name), networks: [], firewallRules: 0 };
+  }
   for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
     await pool.discard(info.Id);
     sandboxes.push(info.Id.slice(0, 12));
@@ -48,13 +53,11 @@ export async function collectGarbage(docker: Dockerode, all: boolean, stateDir =
   if (running.length > 0) {
     throw new Error(`${running.length} sandbox(es) of live runners are still running; stop them first or run 'clawbox gc' without --all`);
   }
-  let gateway = false;
-  const gateways = await docker.listContainers({ all: true, filters: labelFilter('gateway') });
-  for (const info of gateways) {
+  const gateways: string[] = [];
+  for (const info of await docker.listContainers({ all: true, filters: labelFilter('gateway') })) {
     await ignoringGone(() => docker.getContainer(info.Id).remove({ force: true }));
-    gateway = true;
+    gateways.push((info.Names[0] ?? info.Id).replace(/^\//, ''));
   }
-  await ignoringGone(() => docker.getContainer(GATEWAY_CONTAINER).remove({ force: true }));
   const networks: string[] = [];
   for (const name of [SANDBOX_NETWORK, EGRESS_NETWORK]) {
     const found = await docker.getNetwork(name).inspect().catch(() => null);
@@ -63,5 +66,5 @@ export async function collectGarbage(docker: Dockerode, all: boolean, stateDir =
     networks.push(name);
   }
   const firewallRules = await removeAllRules();
-  return { sandboxes, gateway, networks, firewallRules };
+  return { sandboxes, gateways, networks, firewallRules };
 }

@@ -14,6 +14,12 @@ export const LABEL_CONFIG_DIGEST = 'dev.clawbox.config-digest';
 export const LABEL_POOL_KEY = 'dev.clawbox.pool-key';
 export const LABEL_POOL_EXPIRES = 'dev.clawbox.pool-expires';
 
+/**
+ * On sandboxes and pool entries: the address of the gateway they use. A gateway that no container names this way
+ * serves nobody, and may give its address to a gateway with other settings when all are taken.
+ */
+export const LABEL_GATEWAY_IP = 'dev.clawbox.gateway-ip';
+
 export type Role = 'sandbox' | 'gateway' | 'network' | 'pool';
 
 export function labelsFor(role: Role, extra: Record<string, string> = {}): Record<string, string> {

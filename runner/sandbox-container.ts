@@ -1,6 +1,7 @@
 import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
 import { freeSandboxIp, isAddressConflict } from './ip-allocator.js';
+import { LABEL_GATEWAY_IP } from './labels.js';
 
 /** The sandbox network as a container needs it: its name, and the gateway's address (which fixes the subnet). */
 export interface SandboxNetwork {
@@ -24,7 +25,7 @@ export async function createSandbox(
     try {
       const container = await docker.createContainer({
         ...shape,
-        Labels: { ...shape.Labels, ...labels },
+        Labels: { ...shape.Labels, ...labels, [LABEL_GATEWAY_IP]: network.gatewayIp },
         NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
       });
       return { container, ip };

@@ -236,13 +236,13 @@ function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: s
 }
 
 /**
- * The gateway's control connection failed under a run. One gateway serves every run on the host, and a run whose
- * gateway settings differ restarts it: the runs it was serving lose their registrations (they are denied
- * everything from then on, which fails closed) and their traffic totals.
+ * The gateway's control connection failed under a run: the gateway stopped, crashed or was removed. The runs it
+ * was serving lose their registrations (they are denied everything from then on, which fails closed) and their
+ * traffic totals.
  */
-function gatewayLost(sandbox: string, err: unknown, consequence: string): ClawboxError {
+function gatewayLost(sandbox: string, gatewayContainer: string, err: unknown, consequence: string): ClawboxError {
   return new ClawboxError('SANDBOX_FAILED', `sandbox ${sandbox}: ${(err as Error).message}; ${consequence}`, {
-    details: ['the gateway restarts when a run brings other gateway settings (sandbox.logging, sandbox.gateway); give runs that overlap the same ones'],
+    details: [`see 'docker logs ${gatewayContainer}'; 'clawbox gc --all' and a rebuilt gateway image also remove the gateways of running sandboxes`],
     cause: err,
   });
 }
@@ -297,7 +297,7 @@ async function drive(
       network_policy: config.network_policy,
       default_ports: config.gateway.default_ports,
     }).catch((err: unknown) => {
-      throw gatewayLost(id, err, 'the tool was not started');
+      throw gatewayLost(id, env.gatewayContainer, err, 'the tool was not started');
     });
     registered = true;
 
@@ -336,7 +336,7 @@ async function drive(
     const exitCode = aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status;
     const traffic = await env.control.unregister(ip).catch((err: unknown) => {
       registered = false; // nothing left to unregister: the gateway that held it is gone
-      throw gatewayLost(id, err, `the tool exited with ${exitCode}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
+      throw gatewayLost(id, env.gatewayContainer, err, `the tool exited with ${exitCode}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
     });
     registered = false;
     const direct = directDenials(kernelLog, ip, id, options.tool);

@@ -28,7 +28,7 @@ export async function firewallCommand(args: readonly string[]): Promise<number> 
   if (!gateway.ok || gateway.host.kind !== 'ip' || gateway.host.ip.family !== 4) {
     throw new ClawboxError('CLI_USAGE', `clawbox firewall --gateway: expected the gateway's IPv4 address, got '${values.gateway ?? ''}'`);
   }
-  const rules = { bridge, gatewayIp: gateway.host.ip.text };
+  const rules = { bridge, gateways: gateway.host.ip.text };
   if (!values.check) await ensureBridgeRules(rules);
   const missing = await missingBridgeRules(rules);
   process.stdout.write(missing.length === 0 ? `firewall rules for ${bridge} are in place\n` : `missing:\n${missing.map((m) => `  ${m}\n`).join('')}`);

@@ -4,8 +4,9 @@ import { parseCommandArgs } from './args.js';
 
 export const GC_HELP = `Usage: clawbox gc [--all]
 
-Removes sandboxes left behind by runners that crashed or were killed. With --all, also removes the gateway
-container, clawbox's networks and its firewall rules (the next run recreates them).`;
+Removes sandboxes left behind by runners that crashed or were killed, and gateway containers that serve no
+sandbox and that no run has asked for in the last minute. With --all, also removes every gateway container,
+clawbox's networks and its firewall rules (the next run recreates them).`;
 
 export async function gcCommand(args: readonly string[]): Promise<number> {
   const { values } = parseCommandArgs('gc', args, { all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
@@ -17,9 +18,8 @@ export async function gcCommand(args: readonly string[]): Promise<number> {
   process.stdout.write(
     [
       `sandboxes removed: ${report.sandboxes.length ? report.sandboxes.join(', ') : 'none'}`,
-      ...(values.all
-        ? [`gateway removed: ${report.gateway ? 'yes' : 'no'}`, `networks removed: ${report.networks.join(', ') || 'none'}`, `firewall rules removed: ${report.firewallRules}`]
-        : []),
+      `gateways removed: ${report.gateways.join(', ') || 'none'}`,
+      ...(values.all ? [`networks removed: ${report.networks.join(', ') || 'none'}`, `firewall rules removed: ${report.firewallRules}`] : []),
       '',
     ].join('\n'),
   );

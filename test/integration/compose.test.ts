@@ -65,7 +65,7 @@ after(async () => {
   try {
     compose('down', '--remove-orphans');
   } finally {
-    await removeBridgeRules({ bridge: 'clawbox-cmp0', gatewayIp: '10.213.1.2' });
+    await removeBridgeRules({ bridge: 'clawbox-cmp0', gateways: '10.213.1.2' });
     hostService?.close();
     rmSync(dir, { recursive: true, force: true });
     await world?.close();

@@ -7,11 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, type RunOptions, type RunResult } from '../../runner/sandbox.js';
-import { GATEWAY_CONTAINER, SANDBOX_NETWORK } from '../../runner/environment.js';
+import { ensureEnvironment, SANDBOX_NETWORK, type Environment } from '../../runner/environment.js';
 import { LABEL_MANAGED, LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter, labelsFor } from '../../runner/labels.js';
 import { SANDBOX_IMAGE } from '../../runner/images.js';
 import { ClawboxError } from '../../src/errors.js';
@@ -52,6 +52,11 @@ async function run(command: string, options: Partial<RunOptions> & { yaml?: stri
 async function sandboxContainers(): Promise<number> {
   return (await docker.listContainers({ all: true, filters: labelFilter('sandbox') })).length;
 }
+
+/** The environment (and so the gateway) the world's config gets, with `logging` lines added. */
+const environmentOf = (logging?: string): Promise<Environment> => ensureEnvironment(docker, world.config(undefined, logging).config);
+const gatewayDigestOf = async (env: Environment): Promise<string> =>
+  (await docker.getContainer(env.gatewayContainer).inspect()).Config.Labels['dev.clawbox.gateway-digest'];
 
 const decisionsOf = (sandbox: string): DecisionEvent[] =>
   world.auditLines().filter((e): e is DecisionEvent => e.event === 'decision' && e.sandbox === sandbox);
@@ -243,9 +248,8 @@ describe('limits and lifecycle', () => {
     assert.deepEqual(record.command, ['sh', '-c', 'echo out; exit 3']);
   });
 
-  it("reuses an earlier run's environment check for a while, but never for a gateway with other settings", async () => {
+  it("reuses an earlier run's environment check for a while, but never another gateway's", async () => {
     const { path } = world.config();
-    const gatewayConfig = '/run/clawbox/gateway/config.yml';
     const cli = async (): Promise<string> => {
       const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--', 'sh', '-c', 'curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -253,21 +257,64 @@ describe('limits and lifecycle', () => {
       await once(child, 'exit');
       return stdout;
     };
-    const gatewayDigest = async (): Promise<string | undefined> => (await docker.getContainer(GATEWAY_CONTAINER).inspect()).Config.Labels['dev.clawbox.gateway-digest'];
+    const recordOf = (digest: string): { checkedAt: number } | undefined =>
+      readdirSync('/run/clawbox/gateway')
+        .filter((f) => /^checked-[0-9a-f]{16}\.json$/.test(f))
+        .map((f) => JSON.parse(readFileSync(join('/run/clawbox/gateway', f), 'utf8')) as { digest: string; checkedAt: number })
+        .find((r) => r.digest === digest);
 
-    // Another config's gateway settings: the gateway is restarted for them and the record is theirs.
+    // Another config's gateway settings: that run gets a gateway of its own and a record of its own.
     await run('true', { logging: 'level: debug' });
-    const theirs = await gatewayDigest();
-    assert.equal(await cli(), '200', 'a full check brings this config\'s gateway back');
-    const ours = await gatewayDigest();
+    const theirs = await gatewayDigestOf(await environmentOf('level: debug'));
+    assert.equal(await cli(), '200');
+    const ours = await gatewayDigestOf(await environmentOf());
     assert.notEqual(ours, theirs);
-    const record = JSON.parse(readFileSync('/run/clawbox/gateway/checked.json', 'utf8')) as { digest: string };
-    assert.equal(record.digest, ours, 'the check is recorded with the gateway it checked');
+    const record = recordOf(ours);
+    assert.ok(record, 'the check is recorded with the gateway it checked');
     // A full check writes the gateway's config file each time; the next run within RECHECK_MS does not.
+    const gatewayConfig = `/run/clawbox/gateway/${ours}/config.yml`;
     const written = statSync(gatewayConfig).mtimeMs;
     assert.equal(await cli(), '200');
-    assert.equal(statSync(gatewayConfig).mtimeMs, written, 'the second run reused the first one\'s check');
-    assert.equal(await gatewayDigest(), ours);
+    assert.equal(statSync(gatewayConfig).mtimeMs, written, "the second run reused the first one's check");
+    assert.equal(recordOf(ours)?.checkedAt, record.checkedAt);
+  });
+
+  it('gives runs with other gateway settings a gateway each: overlapping runs do not disturb each other', async () => {
+    const ours = await environmentOf();
+    const started = (await docker.getContainer(ours.gatewayContainer).inspect()).State.StartedAt;
+    const stdout = new Collected();
+    const first = run('echo started; sleep 2; curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/', { stdout });
+    while (!stdout.text.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50));
+    // While the first run works, runs at two other levels come and go, each through a gateway of its own.
+    for (const level of ['debug', 'warn']) {
+      const other = await run('curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/', { logging: `level: ${level}` });
+      assert.equal(other.stdout, '200', `the ${level}-level run`);
+    }
+    const { result } = await first;
+    assert.equal(result.exit_code, 0);
+    assert.match(stdout.text, /started\n200$/);
+    assert.equal(result.connections_allowed, 1, "the first run's traffic totals were kept");
+    assert.equal((await docker.getContainer(ours.gatewayContainer).inspect()).State.StartedAt, started, 'its gateway was never restarted');
+    const gateways = new Set([ours, await environmentOf('level: debug'), await environmentOf('level: warn')].map((e) => e.network.gatewayIp));
+    assert.equal(gateways.size, 3, 'three settings, three gateway addresses');
+  });
+
+  it('gc removes gateways that serve nobody, and only those', async () => {
+    const idle = await environmentOf('level: error');
+    const busy = await environmentOf('level: fatal');
+    const longAgo = new Date(Date.now() - 5 * 60_000);
+    const backdate = async (env: Environment): Promise<void> => utimesSync(`/run/clawbox/gateway/${await gatewayDigestOf(env)}/used`, longAgo, longAgo);
+    const stdout = new Collected();
+    const running = run('echo started; sleep 3', { logging: 'level: fatal', stdout });
+    while (!stdout.text.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50));
+    await backdate(idle);
+    await backdate(busy); // asked for long ago, but a sandbox still uses it
+    const out = execFileSync(process.execPath, [CLI, 'gc']).toString();
+    assert.match(out, new RegExp(`gateways removed: .*${idle.gatewayContainer}`));
+    assert.doesNotMatch(out, new RegExp(busy.gatewayContainer));
+    assert.equal(await docker.getContainer(idle.gatewayContainer).inspect().catch(() => null), null);
+    assert.equal((await docker.getContainer(busy.gatewayContainer).inspect()).State.Running, true);
+    assert.equal((await running).result.exit_code, 0, 'the busy gateway served its run to the end');
   });
 
   it('stops and removes the sandbox on Ctrl-C', async () => {
@@ -298,10 +345,11 @@ describe('limits and lifecycle', () => {
   });
 
   it('leaves sandboxes with no network at all while the gateway is down', async () => {
-    await docker.getContainer(GATEWAY_CONTAINER).stop({ t: 0 });
+    const env = await environmentOf();
+    await docker.getContainer(env.gatewayContainer).stop({ t: 0 });
     const probe = await docker.createContainer({
       Image: SANDBOX_IMAGE,
-      Cmd: ['sh', '-c', `curl -sS -m 3 -x http://10.213.0.2:3128 http://allowed.test/ >/dev/null 2>&1; echo proxy=$?; curl -sS -m 3 http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`],
+      Cmd: ['sh', '-c', `curl -sS -m 3 -x http://${env.network.gatewayIp}:3128 http://allowed.test/ >/dev/null 2>&1; echo proxy=$?; curl -sS -m 3 http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`],
       Labels: { ...labelsFor('sandbox'), [LABEL_OWNER_PID]: String(process.pid), [LABEL_OWNER_HOST]: hostname() },
       HostConfig: { NetworkMode: SANDBOX_NETWORK },
     });
@@ -325,15 +373,15 @@ describe('limits and lifecycle', () => {
     const running = run('echo started; sleep 3; echo done', { stdout });
     running.catch(() => undefined); // asserted below
     while (!stdout.text.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50));
-    // What another run with other gateway settings does: the gateway process that held this sandbox is gone.
-    await docker.getContainer(GATEWAY_CONTAINER).restart({ t: 0 });
+    // A gateway that crashed and was restarted by its restart policy: the process that held this sandbox is gone.
+    await docker.getContainer((await environmentOf()).gatewayContainer).restart({ t: 0 });
     await assert.rejects(running, (err: unknown) => {
       assert.ok(err instanceof ClawboxError, String(err));
       assert.equal(err.code, 'SANDBOX_FAILED');
       // Told at once by the closed connection, not after a time-out.
       assert.match(err.message, /gateway closed its control connection \(it stopped or was restarted\)/);
       assert.match(err.message, /the tool exited with 0, but its traffic totals .* are lost/);
-      assert.match(err.details.join(' '), /other gateway settings/);
+      assert.match(err.details.join(' '), /docker logs clawbox-gateway-[0-9a-f]{16}/);
       return true;
     });
     assert.match(stdout.text, /done/);

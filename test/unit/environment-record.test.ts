@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseEnvironmentRecord, readEnvironmentRecord, writeEnvironmentRecord, type EnvironmentRecord } from '../../runner/environment-record.js';
+import { parseEnvironmentRecord, readEnvironmentRecord, recordPath, writeEnvironmentRecord, type EnvironmentRecord } from '../../runner/environment-record.js';
 
 const RECORD: EnvironmentRecord = {
   key: 'k',
@@ -22,18 +22,22 @@ describe('environment record', () => {
     mkdirSync(join(dir, 'gateway'));
     assert.equal(readEnvironmentRecord(dir, 'k', RECORD.checkedAt, 30_000), null, 'none yet');
     writeEnvironmentRecord(dir, RECORD);
-    assert.equal(statSync(join(dir, 'gateway', 'checked.json')).mode & 0o777, 0o600);
+    assert.equal(statSync(recordPath(dir, 'k')).mode & 0o777, 0o600);
     assert.deepEqual(readEnvironmentRecord(dir, 'k', RECORD.checkedAt + 29_999, 30_000), RECORD);
     assert.equal(readEnvironmentRecord(dir, 'other', RECORD.checkedAt, 30_000), null, 'other settings');
     assert.equal(readEnvironmentRecord(dir, 'k', RECORD.checkedAt + 30_000, 30_000), null, 'too old');
     assert.equal(readEnvironmentRecord(dir, 'k', RECORD.checkedAt - 1, 30_000), null, 'from the future (the clock went back)');
+    // Runs with other gateway settings keep a record of their own, beside this one.
+    writeEnvironmentRecord(dir, { ...RECORD, key: 'other', digest: 'd2' });
+    assert.equal(readEnvironmentRecord(dir, 'other', RECORD.checkedAt, 30_000)?.digest, 'd2');
+    assert.equal(readEnvironmentRecord(dir, 'k', RECORD.checkedAt, 30_000)?.digest, 'd1');
   });
 
   it('refuses a record that does not parse or lacks a field, as no record', (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-record-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     mkdirSync(join(dir, 'gateway'));
-    writeFileSync(join(dir, 'gateway', 'checked.json'), '{"key":"k",');
+    writeFileSync(recordPath(dir, 'k'), '{"key":"k",');
     assert.equal(readEnvironmentRecord(dir, 'k', RECORD.checkedAt, 30_000), null);
     assert.deepEqual(parseEnvironmentRecord(JSON.stringify(RECORD)), RECORD);
     for (const broken of [
