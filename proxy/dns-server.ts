@@ -276,7 +276,7 @@ interface PreparedOutcome {
 function prepare(outcome: Outcome, qtype: string, withAnswers: boolean): PreparedOutcome {
   const { host, decision, rule, reason } = outcome;
   const dialed = withAnswers ? outcome.answers.map((a) => a.text) : null;
-  // The same fields in the same order as the event decisionEvent makes: the line must be JSON.stringify(event).
+  // The same fields in the same order as the event `answer` makes: the line must be JSON.stringify(event).
   const fixed = dialed === null ? { host, port: 53, decision, rule, reason, qtype } : { host, port: 53, dialed, decision, rule, reason, qtype };
   return { outcome, qtype, dialed, fixedJson: JSON.stringify(fixed).slice(1, -1) };
 }

@@ -242,7 +242,7 @@ function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: s
  */
 function gatewayLost(sandbox: string, gatewayContainer: string, err: unknown, consequence: string): ClawboxError {
   return new ClawboxError('SANDBOX_FAILED', `sandbox ${sandbox}: ${(err as Error).message}; ${consequence}`, {
-    details: [`see 'docker logs ${gatewayContainer}'; 'clawbox gc --all' and a rebuilt gateway image also remove the gateways of running sandboxes`],
+    details: [`the gateway container ${gatewayContainer} stopped or restarted under the run (a crash, or a docker command); see 'docker logs ${gatewayContainer}'`],
     cause: err,
   });
 }

@@ -367,6 +367,30 @@ describe('limits and lifecycle', () => {
     assert.equal(stdout, '200');
   });
 
+  it('with all six gateway addresses held, a new gateway takes the address of one that serves nobody, or the run fails saying so', async () => {
+    for (const gateway of await docker.listContainers({ all: true, filters: labelFilter('gateway') })) {
+      await docker.getContainer(gateway.Id).remove({ force: true });
+    }
+    const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+    const held: Environment[] = [];
+    for (const level of levels) held.push(await environmentOf(`level: ${level}`));
+    assert.equal(new Set(held.map((e) => e.network.gatewayIp)).size, 6);
+    // A seventh set of settings while every gateway was asked for just now.
+    const seventh = (): Promise<Environment> => ensureEnvironment(docker, world.config(undefined, undefined, 'connect_timeout: 7s').config);
+    await assert.rejects(seventh(), (err: unknown) => {
+      assert.ok(err instanceof ClawboxError, String(err));
+      assert.equal(err.code, 'SANDBOX_FAILED');
+      assert.match(err.message, /all 6 gateway addresses are held by gateways that are in use/);
+      return true;
+    });
+    const longAgo = new Date(Date.now() - 5 * 60_000);
+    utimesSync(`/run/clawbox/gateway/${await gatewayDigestOf(held[0])}/used`, longAgo, longAgo);
+    const env = await seventh();
+    assert.equal(env.network.gatewayIp, held[0].network.gatewayIp, 'the address of the gateway nobody had asked for lately');
+    assert.equal(await docker.getContainer(held[0].gatewayContainer).inspect().catch(() => null), null);
+    for (const other of held.slice(1)) assert.equal((await docker.getContainer(other.gatewayContainer).inspect()).State.Running, true);
+  });
+
   it('fails a run whose gateway restarted under it, saying so, and the next run gets the gateway back', async () => {
     const before = await sandboxContainers();
     const stdout = new Collected();

@@ -116,6 +116,11 @@ describe('encodeResponse', () => {
     assert.equal(r.additionals?.[0]?.type, 'OPT');
   });
 
+  it('writes a TTL above 16 bits whole', () => {
+    const r = dnsPacket.decode(encodeResponse({ ...q, rcode: 'NOERROR', addresses: ips, ttl: 0x12345, truncated: false }));
+    assert.deepEqual((r.answers ?? []).map((a) => (a as StringAnswer).ttl), [0x12345, 0x12345]);
+  });
+
   it('truncated: the TC bit and no records; no question: no records either', () => {
     const tc = dnsPacket.decode(encodeResponse({ ...q, rcode: 'NOERROR', addresses: ips, ttl: 42, truncated: true }));
     assert.equal(tc.flag_tc, true);
