@@ -4,8 +4,9 @@
  * (environment.ts, RECHECK_MS). Root's tmpfs (/run/clawbox, mode 0700); a record that does not parse is no record.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeStateFile } from './state-file.js';
 
 export interface EnvironmentRecord {
   /** Which settings were checked: the state directory, subnet, audit trail and gateway settings. */
@@ -38,14 +39,7 @@ export function readEnvironmentRecord(stateDir: string, key: string, now: number
 
 /** Never throws: without a record, the next process checks everything again. */
 export function writeEnvironmentRecord(stateDir: string, record: EnvironmentRecord): void {
-  const path = recordPath(stateDir, record.key);
-  const temporary = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(temporary, JSON.stringify(record), { mode: 0o600 });
-    renameSync(temporary, path); // readers see the old record or the whole new one
-  } catch {
-    rmSync(temporary, { force: true });
-  }
+  writeStateFile(recordPath(stateDir, record.key), JSON.stringify(record));
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string';

@@ -52,7 +52,8 @@ export interface ProbeOptions {
   readonly fsRoot?: string;
 }
 
-type DockerInfo = Record<string, unknown>;
+/** `docker info`, as the daemon sends it. */
+export type DockerInfo = Record<string, unknown>;
 
 const yes = (reason = 'supported'): Support => ({ supported: true, reason });
 const no = (reason: string): Support => ({ supported: false, reason });

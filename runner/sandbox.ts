@@ -17,7 +17,8 @@ import { connectDocker, ignoringGone } from './docker-client.js';
 import { DEFAULT_STATE_DIR, ensureEnvironment, type Environment } from './environment.js';
 import { explainDenied, explainOom, explainTimeout, mountAccessWarnings } from './explain.js';
 import { sweepLeftovers } from './gc.js';
-import { probeHost, type HostSupport } from './host-support.js';
+import { recordedDockerInfo } from './docker-info-record.js';
+import { probeFromInfo, type HostSupport } from './host-support.js';
 import { requireImage } from './images.js';
 import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_TOOL, labelsFor } from './labels.js';
 import { ensureLauncher, launchMessage, LAUNCHER_PATH } from './launcher.js';
@@ -110,7 +111,7 @@ export async function prepareRun(options: RunOptions, docker: Dockerode) {
   if ('problems' in seccomp) {
     throw new ClawboxError('CONFIG_INVALID', 'the seccomp settings are refused; nothing was started', { details: seccomp.problems });
   }
-  hostSupport ??= probeHost(docker);
+  hostSupport ??= recordedDockerInfo(docker, options.stateDir ?? DEFAULT_STATE_DIR).then((info) => probeFromInfo(info, ''));
   const host = await hostSupport;
   const image = options.image ?? tool?.image ?? config.default_image;
   const warnings = [
