@@ -75,7 +75,10 @@ export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig
     const cached = await previous?.catch(() => null);
     // Within a process, a checked environment is reused for a while. Sending the host's current addresses
     // both keeps them fresh and proves the gateway still answers.
-    if (cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env.control))) return cached;
+    if (cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env.control))) {
+      markGatewayUsed(gatewayDir(stateDir, cached.digest));
+      return cached;
+    }
     cached?.env.close();
     // Another process's check (an earlier `clawbox run`) is reused for as long, if its gateway still runs.
     const recorded = await reuseRecorded(docker, stateDir, key);

@@ -35,14 +35,21 @@ export function gatewayDir(stateDir: string, digest: string): string {
 }
 export const controlSocketOf = (dir: string): string => join(dir, 'control', 'control.sock');
 
-/** Marks the gateway as asked for now: its address is not given away while runs keep asking for it. */
+/**
+ * Marks the gateway as asked for now: its address is not given away while runs keep asking for it. Best effort: a
+ * gateway without a mark is only given away when all addresses are held and no container uses it.
+ */
 export function markGatewayUsed(dir: string): void {
   const stamp = join(dir, 'used');
   const now = new Date();
   try {
     utimesSync(stamp, now, now);
   } catch {
-    writeFileSync(stamp, '');
+    try {
+      writeFileSync(stamp, '');
+    } catch {
+      // the state directory went away under us; the next full check makes it again
+    }
   }
 }
 
