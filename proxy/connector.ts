@@ -1,5 +1,5 @@
 import { connect, type OnReadOpts, type Socket } from 'node:net';
-import type { AuditSink, ConnectionFields, DecisionEvent } from '../src/audit/types.js';
+import type { AuditSink, ConnectionKey, DecisionEvent } from '../src/audit/types.js';
 import { hostToString } from '../src/net/host.js';
 import type { IpAddress } from '../src/net/types.js';
 import type { Decision, PolicyTable } from '../src/policy/types.js';
@@ -31,7 +31,7 @@ export function createConnector(options: ConnectorOptions): Connector {
   const idle = new IdleSweep(options.idleTimeoutMs);
 
   const openThen = (req: OpenRequest, done: (result: OpenResult) => void): void => {
-    const base: ConnectionFields = {
+    const base: ConnectionKey = {
       conn: nextConnId(),
       channel: req.channel,
       client: req.client,
@@ -41,14 +41,14 @@ export function createConnector(options: ConnectorOptions): Connector {
     // The decision line is in the trail before the act (the dial, or the refusal sent to the client): `then` runs
     // after the batch holding it was written. A line that could not be written stops the connection (fail closed).
     const recordThen = (decision: Decision | UpstreamError, dialed: string | undefined, then: () => void): void => {
-      const event: DecisionEvent = {
-        event: 'decision',
-        ...base,
-        ...(dialed === undefined ? {} : { dialed }),
-        decision: decision.allow === 'error' ? 'error' : decision.allow ? 'allow' : 'deny',
-        rule: decision.rule,
-        reason: decision.reason,
-      };
+      const verdict = decision.allow === 'error' ? 'error' : decision.allow ? 'allow' : 'deny';
+      const { conn, channel, client, host, port } = base;
+      // Literals of one shape per branch, not spreads: a spread builds the object a property at a time, in V8's
+      // slow path, on every connection. Same fields, same order as before.
+      const event: DecisionEvent =
+        dialed === undefined
+          ? { event: 'decision', conn, channel, client, host, port, decision: verdict, rule: decision.rule, reason: decision.reason }
+          : { event: 'decision', conn, channel, client, host, port, dialed, decision: verdict, rule: decision.rule, reason: decision.reason };
       audit.recordThen(event, (err) => {
         if (err === null) then();
         else done({ ok: false, kind: 'audit', message: `audit trail write failed (${(err as NodeJS.ErrnoException).code ?? err.message}); refused` });

@@ -1,11 +1,11 @@
 import type { OnReadOpts, Socket } from 'node:net';
-import type { AuditSink, ConnectionFields } from '../src/audit/types.js';
+import type { AuditSink, CloseEvent, ConnectionKey } from '../src/audit/types.js';
 import { clock, type IdleSweep, type Watched } from './idle-sweep.js';
 import { FirstBytesGate, type FirstBytesVerdict } from './sni-gate.js';
 import type { Tunnel } from './types.js';
 
 export interface TunnelContext {
-  readonly fields: ConnectionFields;
+  readonly fields: ConnectionKey;
   readonly dialed: string;
   /** The name the policy allowed; a ClientHello must not name another. Null for IP-literal targets. */
   readonly sniHost: string | null;
@@ -166,15 +166,17 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
   // The close already happened: the line joins the turn's batch, nothing waits for it. A failed write is logged
   // by the sink and surfaces on the next decision, which does wait.
   const writeCloseLine = (error?: string): void => {
-    ctx.audit.recordThen({
-      event: 'close',
-      ...ctx.fields,
-      dialed: ctx.dialed,
-      bytes_up: (upstream?.bytesWritten ?? 0) - baseUp,
-      bytes_down: (upstream?.bytesRead ?? 0) - baseDown,
-      duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
-      ...(error === undefined ? {} : { error }),
-    }, nothingWaits);
+    const { conn, channel, client, host, port } = ctx.fields;
+    const dialed = ctx.dialed;
+    const bytes_up = (upstream?.bytesWritten ?? 0) - baseUp;
+    const bytes_down = (upstream?.bytesRead ?? 0) - baseDown;
+    const duration_ms = Math.round((performance.now() - ctx.startedAt) * 1000) / 1000;
+    // One literal per branch, not spreads (see the connector's decision line); same fields, same order.
+    const event: CloseEvent =
+      error === undefined
+        ? { event: 'close', conn, channel, client, host, port, dialed, bytes_up, bytes_down, duration_ms }
+        : { event: 'close', conn, channel, client, host, port, dialed, bytes_up, bytes_down, duration_ms, error };
+    ctx.audit.recordThen(event, nothingWaits);
   };
 
   const close = (error?: string): void => {

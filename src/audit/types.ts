@@ -3,17 +3,21 @@ import type { Channel, RuleId } from '../policy/types.js';
 /** Bumped when a field changes meaning or is removed; adding a field does not bump it. */
 export const AUDIT_SCHEMA_VERSION = 1;
 
-/** The fields that tie every line of one connection together. */
-export interface ConnectionFields {
+/** What a channel knows of a connection: the gateway's registry adds the sandbox and the tool (ConnectionFields). */
+export interface ConnectionKey {
   readonly conn: string;
   readonly channel: Channel;
   readonly client: string;
-  /** Sandbox (container id) and tool, when the client is a known sandbox. */
-  readonly sandbox?: string;
-  readonly tool?: string;
   /** The host as requested, after normalisation. */
   readonly host: string;
   readonly port: number;
+}
+
+/** The fields that tie every line of one connection together. */
+export interface ConnectionFields extends ConnectionKey {
+  /** Sandbox (container id) and tool, when the client is a known sandbox. */
+  readonly sandbox?: string;
+  readonly tool?: string;
 }
 
 /** One line per decision (smokescreen's CANONICAL-PROXY-DECISION). */
