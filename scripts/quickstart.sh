@@ -12,7 +12,16 @@ work="$(mktemp -d)"
 ip addr add "$demo_ip/32" dev lo 2>/dev/null || true
 node -e "require('http').createServer((q, s) => s.end('hello from the allowed demo API\n')).listen(80, '$demo_ip')" &
 server=$!
-cleanup() { kill "$server" 2>/dev/null || true; ip addr del "$demo_ip/32" dev lo 2>/dev/null || true; rm -rf "$work"; }
+# The demo's audit trail is its own, so its run gets a gateway of its own: remove that one (it mounts $work) too.
+remove_demo_gateway() {
+  local id
+  for id in $(docker ps -aq --filter label=dev.clawbox.role=gateway 2>/dev/null); do
+    if docker inspect -f '{{range .Mounts}}{{.Source}} {{end}}' "$id" 2>/dev/null | grep -qF "$work"; then
+      docker rm -f "$id" >/dev/null 2>&1 || true
+    fi
+  done
+}
+cleanup() { kill "$server" 2>/dev/null || true; ip addr del "$demo_ip/32" dev lo 2>/dev/null || true; remove_demo_gateway; rm -rf "$work"; }
 trap cleanup EXIT
 
 cat >"$work/config.yml" <<YAML
