@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import type { DockerInfo } from './host-support.js';
-import { writeStateFile } from './state-file.js';
+import { writeWhole } from '../src/write-whole.js';
 
 /** A daemon answer older than this is asked again, even from the same daemon. */
 const MAX_AGE_MS = 10 * 60_000;
@@ -70,5 +70,5 @@ function readInfoRecord(stateDir: string): InfoRecord | null {
 }
 
 function writeInfoRecord(stateDir: string, record: InfoRecord): void {
-  writeStateFile(infoRecordPath(stateDir), JSON.stringify(record));
+  writeWhole(infoRecordPath(stateDir), JSON.stringify(record));
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeStateFile } from './state-file.js';
+import { writeWhole } from '../src/write-whole.js';
 
 export interface EnvironmentRecord {
   /** Which settings were checked: the state directory, subnet, audit trail and gateway settings. */
@@ -39,7 +39,7 @@ export function readEnvironmentRecord(stateDir: string, key: string, now: number
 
 /** Never throws: without a record, the next process checks everything again. */
 export function writeEnvironmentRecord(stateDir: string, record: EnvironmentRecord): void {
-  writeStateFile(recordPath(stateDir, record.key), JSON.stringify(record));
+  writeWhole(recordPath(stateDir, record.key), JSON.stringify(record));
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string';

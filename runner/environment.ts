@@ -75,14 +75,14 @@ export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig
     const cached = await previous?.catch(() => null);
     // Within a process, a checked environment is reused for a while. Sending the host's current addresses
     // both keeps them fresh and proves the gateway still answers.
-    if (cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env.control))) {
-      markGatewayUsed(gatewayDir(stateDir, cached.digest));
-      return cached;
-    }
-    cached?.env.close();
+    const fresh = cached && Date.now() - cached.checkedAt < RECHECK_MS && (await alive(cached.env.control)) ? cached : null;
+    if (fresh === null) cached?.env.close();
     // Another process's check (an earlier `clawbox run`) is reused for as long, if its gateway still runs.
-    const recorded = await reuseRecorded(docker, stateDir, key);
-    if (recorded) return recorded;
+    const reused = fresh ?? (await reuseRecorded(docker, stateDir, key));
+    if (reused) {
+      markGatewayUsed(gatewayDir(stateDir, reused.digest));
+      return reused;
+    }
     const checked = await bringUp(docker, { auditTrail, configText }, options);
     const { env } = checked;
     writeEnvironmentRecord(stateDir, {
@@ -114,14 +114,12 @@ async function reuseRecorded(docker: Dockerode, stateDir: string, key: string): 
   if (!gateway?.State.Running || gateway.Config.Labels[GATEWAY_DIGEST_LABEL] !== record.digest) return null;
   // A gateway made again (after a removal) may hold another address than the one the record hands out.
   if (addressOn(gateway, SANDBOX_NETWORK) !== record.network.gatewayIp) return null;
-  const dir = gatewayDir(stateDir, record.digest);
-  const control = await GatewayControl.open(controlSocketOf(dir)).catch(() => null);
+  const control = await GatewayControl.open(controlSocketOf(gatewayDir(stateDir, record.digest))).catch(() => null);
   if (control === null) return null;
   if (!(await alive(control))) {
     control.close();
     return null;
   }
-  markGatewayUsed(dir);
   const env: Environment = {
     network: record.network,
     gatewayContainer,

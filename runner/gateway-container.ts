@@ -29,6 +29,9 @@ const STARTING_MS = 15_000;
 
 export const gatewayContainerName = (digest: string): string => `clawbox-gateway-${digest}`;
 
+/** A listed container's name as `docker ps` shows it (the API puts a slash before it). */
+export const containerNameOf = (info: Dockerode.ContainerInfo): string => (info.Names[0] ?? info.Id).replace(/^\//, '');
+
 /** Where one gateway's config, control socket and resolv.conf live on the host. */
 export function gatewayDir(stateDir: string, digest: string): string {
   return join(stateDir, 'gateway', digest);
@@ -140,7 +143,7 @@ export async function removeIdleGateways(
     const ip = gateway.NetworkSettings?.Networks?.[sandboxNetwork]?.IPAddress ?? '';
     if (!(await servesNobody(docker, gateway, ip, stateDir))) continue;
     await ignoringGone(() => docker.getContainer(gateway.Id).remove({ force: true }));
-    removed.push({ name: (gateway.Names[0] ?? gateway.Id).replace(/^\//, ''), ip });
+    removed.push({ name: containerNameOf(gateway), ip });
   }
   return removed;
 }

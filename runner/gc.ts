@@ -4,7 +4,7 @@ import { ignoringGone } from './docker-client.js';
 import { DEFAULT_STATE_DIR, EGRESS_NETWORK, SANDBOX_NETWORK } from './environment.js';
 import { WarmPool } from './pool.js';
 import { removeAllRules } from './firewall.js';
-import { removeIdleGateways } from './gateway-container.js';
+import { containerNameOf, removeIdleGateways } from './gateway-container.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
 import { processAlive } from './process-alive.js';
 
@@ -56,7 +56,7 @@ export async function collectGarbage(docker: Dockerode, all: boolean, stateDir =
   const gateways: string[] = [];
   for (const info of await docker.listContainers({ all: true, filters: labelFilter('gateway') })) {
     await ignoringGone(() => docker.getContainer(info.Id).remove({ force: true }));
-    gateways.push((info.Names[0] ?? info.Id).replace(/^\//, ''));
+    gateways.push(containerNameOf(info));
   }
   const networks: string[] = [];
   for (const name of [SANDBOX_NETWORK, EGRESS_NETWORK]) {

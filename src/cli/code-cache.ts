@@ -7,11 +7,12 @@
  * that directory is writable (whoever can write there can change the bundle itself), else in the user's own
  * cache directory, and only if no one else can write there: cached code is code that runs.
  */
-import { accessSync, constants, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import vm from 'node:vm';
+import { writeWhole } from '../write-whole.js';
 
 /** How the bundle was compiled: from the cache, or anew (no cache yet, or V8 refused it: other V8 or flags). */
 export type CacheUse = 'used' | 'absent' | 'rejected' | 'off';
@@ -91,18 +92,16 @@ export function launchBundle(bundle: string, cacheDir: string | null, command: s
     cache,
     saveCache(): boolean {
       if (cachePath === null || cacheDir === null) return false;
+      if (!writeWhole(cachePath, script.createCachedData())) return false;
       try {
-        const temporary = `${cachePath}.${process.pid}.tmp`;
-        writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
-        renameSync(temporary, cachePath); // readers see the old file or the whole new one
         const current = `-${buildKey(bundle)}${CACHE_SUFFIX}`;
         for (const name of readdirSync(cacheDir)) {
           if (name.startsWith('clawbox-') && name.endsWith(CACHE_SUFFIX) && !name.endsWith(current)) unlinkSync(join(cacheDir, name)); // earlier builds
         }
-        return true;
       } catch {
-        return false; // a cache is an optimisation: without one the next run compiles again
+        // an earlier build's cache left behind is only disk space
       }
+      return true;
     },
   };
 }
