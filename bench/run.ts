@@ -125,7 +125,7 @@ const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
 
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
-  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http', 'rate', 'dns'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http | rate | dns)`);
+  if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http', 'rate', 'idle', 'dns'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http | rate | idle | dns)`);
   const quick = process.env.BENCH_QUICK === '1';
   const p = paramsFor(quick);
   const t0 = Date.now();
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
   onCleanup('temp dir', () => rmSync(dir, { recursive: true, force: true }));
   progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
 
-  const onlyTcp = mode === 'bulk' || mode === 'http' || mode === 'rate';
+  const onlyTcp = mode === 'bulk' || mode === 'http' || mode === 'rate' || mode === 'idle';
   const installed = mode === 'all' || mode === 'dns' || onlyTcp ? installPeers() : { unavailable: {}, proxyChainMain: null };
   buildNative();
   const proxyChainEntry = installed.proxyChainMain === null ? null : join(installed.proxyChainMain, (JSON.parse(readFileSync(join(installed.proxyChainMain, 'package.json'), 'utf8')) as { main: string }).main);
@@ -216,6 +216,10 @@ async function main(): Promise<void> {
   const httpTargets = tunnelTargets.filter((t) => t.proto !== 'socks' && t.label !== 'node-floor');
   if (mode === 'bulk') {
     await scenarioOnly('bulk', () => bulk(tunnelTargets, p), peers, tunnelTargets, p, t0);
+    return;
+  }
+  if (mode === 'idle') {
+    await scenarioOnly('idle', () => idleCapacity(tunnelTargets, p), peers, tunnelTargets, p, t0);
     return;
   }
   if (mode === 'http') {
@@ -290,9 +294,9 @@ async function main(): Promise<void> {
   progress(`results: ${file}; took ${took.toFixed(0)} s`);
 }
 
-/** `npm run bench -- bulk | http | rate | dns`: one scenario alone, same table and results file as the full run. */
+/** `npm run bench -- bulk | http | rate | idle | dns`: one scenario alone, same table and results file as the full run. */
 async function scenarioOnly(
-  mode: 'bulk' | 'http' | 'rate' | 'dns',
+  mode: 'bulk' | 'http' | 'rate' | 'idle' | 'dns',
   scenario: () => Promise<{ rows: Row[]; raw: unknown }>,
   peers: readonly Started[],
   targets: readonly { readonly label: string }[],

@@ -6,6 +6,7 @@ import { hostToString, parseAuthority } from '../src/net/host.js';
 import type { Host } from '../src/net/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
+import { Deadlines } from './deadlines.js';
 import { countHeader, endToEndHeaders } from './http-headers.js';
 import { refusalOf, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
 import { serveForward, type ForwardOptions } from './http-forward.js';
@@ -52,15 +53,24 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   // the strict grammars do not match) goes to node:http with its bytes put back, so every refusal (400, 408, 431)
   // comes from the same code as before.
   // The accept path runs per connection: its handlers are made once per server and find the socket in `this`.
-  // A client that sends nothing at all is refused as node:http would refuse a head that never completes.
-  function onSilent(this: Socket): void {
+  // A client that sends nothing at all is refused as node:http would refuse a head that never completes. Its time
+  // limit is one sweep for every connection (`deadlines.ts`), not a Node timer per socket.
+  const silent = new Deadlines<Socket>(options.handshakeTimeoutMs, (socket) => {
+    if (socket.destroyed) return;
+    // It sent nothing and closed its side: there was no request to refuse or to audit.
+    if (socket.readableEnded) {
+      socket.destroy();
+      return;
+    }
     const refusal = clientErrorRefusal(Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
-    protocolError(options, this, refusal.message);
-    refuseOnSocket(this, refusal);
+    protocolError(options, socket, refusal.message);
+    refuseOnSocket(socket, refusal);
+  });
+  function forgetSilent(this: Socket): void {
+    silent.delete(this);
   }
   function onFirstChunk(this: Socket, chunk: Buffer): void {
-    this.setTimeout(0);
-    this.removeListener('timeout', onSilent);
+    silent.delete(this);
     const fast = parseConnectHead(chunk, options.maxHeaderSize);
     if (fast === null) {
       const forward = parseForwardHead(chunk, options.maxHeaderSize);
@@ -75,7 +85,8 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   const front = createNetServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
     // Errors after a reply was sent (client reset) must never reach the process.
     socket.on('error', destroySelf);
-    socket.setTimeout(options.handshakeTimeoutMs, onSilent);
+    socket.on('close', forgetSilent);
+    silent.add(socket);
     socket.once('data', onFirstChunk);
   });
   // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.
@@ -98,6 +109,9 @@ function createNodeHttpServer(options: HttpProxyOptions, idle: IdleUpstreams): S
     maxHeaderSize: options.maxHeaderSize,
     headersTimeout: options.handshakeTimeoutMs,
     requestTimeout: 0, // bodies may stream for long; idleness is handled per socket
+    // How often node:http looks for heads past headersTimeout. Its default, 30 s, let a head that never completes
+    // hold its connection for up to 30 s past handshake_timeout.
+    connectionsCheckingInterval: Math.min(1000, Math.max(10, Math.floor(options.handshakeTimeoutMs / 8))),
     keepAliveTimeout: options.idleTimeoutMs,
     insecureHTTPParser: false,
   });

@@ -20,6 +20,7 @@ import { ipFromBytes, parseIpv4, parseIpv6 } from '../src/net/ip.js';
 import type { Host } from '../src/net/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
+import { Deadlines } from './deadlines.js';
 import { socksReplyOf } from './errors.js';
 import type { Connector, OpenResult } from './types.js';
 
@@ -163,22 +164,27 @@ function reply(code: number, bound?: { address: string | undefined; port: number
 }
 
 export function createSocks5Server(opts: Socks5ServerOptions): net.Server {
-  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
+  // One sweep holds every handshake's time limit (`deadlines.ts`); each connection's entry is its own expiry.
+  const handshakes = new Deadlines<() => void>(opts.handshakeTimeoutMs ?? 10_000, (expire) => expire());
   // noDelay as on the HTTP front: small writes (replies, interactive bytes) leave at once instead of waiting
   // behind an unacknowledged segment.
   return net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    handleConnection(socket, opts, handshakeTimeoutMs);
+    handleConnection(socket, opts, handshakes);
   });
 }
 
 type State = 'greeting' | 'request' | 'connecting' | 'tunnel' | 'closing';
 
-function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handshakeTimeoutMs: number): void {
+function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handshakes: Deadlines<() => void>): void {
   const conn = nextConnId();
   const client = clientAddress(socket.remoteAddress);
-  const log = opts.log.child({ conn, channel: 'socks5', client });
+  // The connection's lines are debug level: its fields are put together only for a line that is written (a child
+  // logger made per connection cost more than the handshake's own parsing).
+  const debug = (fields: Record<string, unknown>, msg: string): void => {
+    if (opts.log.isLevelEnabled('debug')) opts.log.debug({ conn, channel: 'socks5', client, ...fields }, msg);
+  };
   socket.on('error', (err: NodeJS.ErrnoException) => {
-    log.debug({ err: err.code ?? err.message }, 'socks5 client socket error');
+    debug({ err: err.code ?? err.message }, 'socks5 client socket error');
   });
 
   let state: State = 'greeting';
@@ -186,15 +192,15 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
   let clientGone = false;
   let lingerTimer: NodeJS.Timeout | undefined;
 
-  const handshakeTimer = setTimeout(() => {
-    log.debug({ state }, 'socks5 handshake timed out');
+  const handshakeTimedOut = (): void => {
+    debug({ state }, 'socks5 handshake timed out');
     socket.destroy();
-  }, handshakeTimeoutMs);
-  handshakeTimer.unref();
+  };
+  handshakes.add(handshakeTimedOut);
 
   socket.on('close', () => {
     clientGone = true;
-    clearTimeout(handshakeTimer);
+    handshakes.delete(handshakeTimedOut);
     clearTimeout(lingerTimer);
   });
   socket.on('end', () => {
@@ -208,8 +214,8 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
   });
 
   const fail = (answer: Buffer | null, why: string): void => {
-    log.debug({ state, why }, 'socks5 request refused');
-    clearTimeout(handshakeTimer);
+    debug({ state, why }, 'socks5 request refused');
+    handshakes.delete(handshakeTimedOut);
     state = 'closing';
     buffer = Buffer.alloc(0);
     if (answer === null) {
@@ -228,7 +234,7 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
     buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
     if (state === 'connecting') {
       if (buffer.length > MAX_EARLY_DATA) {
-        log.debug('socks5 client sent too much data before the reply');
+        debug({}, 'socks5 client sent too much data before the reply');
         socket.destroy();
       }
       return;
@@ -278,7 +284,7 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
         fail(reply(r.reply), r.why);
         return;
       }
-      clearTimeout(handshakeTimer);
+      handshakes.delete(handshakeTimedOut);
       buffer = buffer.subarray(r.consumed);
       state = 'connecting';
       void connect(r.host, r.port);
@@ -290,7 +296,7 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
     try {
       result = await opts.connector.open({ channel: 'socks5', client, host, port });
     } catch (err) {
-      log.error({ err }, 'socks5 connector failed');
+      opts.log.error({ err, conn, channel: 'socks5', client }, 'socks5 connector failed');
       if (!clientGone) fail(reply(REPLY.generalFailure), 'internal error');
       return;
     }

@@ -26,7 +26,7 @@ before(async () => {
   removeAlias = addLoopbackAlias(UPSTREAM_IP);
   echo = await startEchoServer(UPSTREAM_IP, 443);
   dns = await startTestDnsServer({ 'base.test': { A: [UPSTREAM_IP] }, 'extra.test': { A: [UPSTREAM_IP] } });
-  gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, join(dir, 'control.sock'));
+  gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: join(dir, 'control.sock') });
   control = await GatewayControl.open(join(dir, 'control.sock'));
 });
 

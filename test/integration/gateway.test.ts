@@ -9,6 +9,8 @@ import { Agent } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import dnsPacket from 'dns-packet';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
 import { addLoopbackAlias, startEchoServer, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
@@ -336,5 +338,54 @@ describe('DNS channel', () => {
     const rebind = await ask('rebind.test', 'A');
     assert.notEqual(rcodeOf(rebind), 'NOERROR');
     assert.equal(rebind.answers?.length ?? 0, 0, 'a metadata answer is never handed out');
+  });
+});
+
+describe('handshake time limit (sandbox.gateway.handshake_timeout)', () => {
+  let slow: TestGateway;
+  before(async () => {
+    slow = await startTestGateway(CONFIG, dns, { gatewayYaml: 'handshake_timeout: 300ms' });
+  });
+  after(async () => {
+    await slow?.close();
+  });
+  const protocolLines = (): DecisionEvent[] => slow.decisions().filter((d) => d.rule === 'protocol');
+  /** The limit must be enforced, not merely eventually: 10 s is 33 times the limit and a third of node:http's own check interval. */
+  const within10s = <T>(reply: Promise<T>, what: string): Promise<T> =>
+    Promise.race([reply, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer within 10 s, with handshake_timeout 300ms`)), 10_000).unref())]);
+
+  it('answers 408 to a client that sends nothing, audits it, then serves the next client', async () => {
+    const reply = await within10s(rawHttp(slow.gateway.addresses.http, ''), 'silent client');
+    assert.equal(reply.status, 408);
+    reply.socket.destroy();
+    const line = await slow.waitFor((e): e is DecisionEvent => e.event === 'decision' && e.rule === 'protocol', 'the 408 line');
+    assert.equal(line.decision, 'deny');
+    assert.match(line.reason, /not received within sandbox\.gateway\.handshake_timeout/);
+    const ok = await httpViaProxy(slow.gateway.addresses.http, 'http://allowed.test/after-silence');
+    assert.equal(ok.status, 200);
+  });
+
+  it('answers 408 to a head that never completes (node:http\'s path), then serves the next client', async () => {
+    const reply = await within10s(rawHttp(slow.gateway.addresses.http, 'GET http://allowed.test/ HTTP/1.1\r\nHost: allo'), 'partial head');
+    assert.equal(reply.status, 408);
+    reply.socket.destroy();
+    const ok = await httpViaProxy(slow.gateway.addresses.http, 'http://allowed.test/after-partial-head');
+    assert.equal(ok.status, 200);
+  });
+
+  it('leaves no line for a client that leaves before sending, nor for one whose head came in time', async () => {
+    const before = protocolLines().length;
+    const leaver = connect(slow.gateway.addresses.http.port, slow.gateway.addresses.http.address);
+    leaver.on('error', () => undefined);
+    await once(leaver, 'connect');
+    leaver.destroy();
+    const prompt = await connectTunnel(slow.gateway.addresses.http, `${UPSTREAM_IP}:443`);
+    assert.equal(prompt.status, 200);
+    // Well past the limit: had either connection's deadline stayed armed, its 408 line would be here by now.
+    await new Promise((r) => setTimeout(r, 900));
+    prompt.socket.write('still here');
+    assert.equal((await nextChunk(prompt.socket))?.toString(), 'still here', 'the tunnel outlived the handshake limit');
+    prompt.socket.destroy();
+    assert.equal(protocolLines().length, before);
   });
 });

@@ -1,0 +1,59 @@
+const MIN_TICK_MS = 10;
+const MAX_TICK_MS = 1000;
+
+/**
+ * One time limit (a handshake's) for many keys (sockets), checked by one interval timer instead of a Node timer
+ * per connection. `socket.setTimeout` costs a Timeout, a listener and a move in the timer list per connection,
+ * and its removal as much again: on the CONNECT path that was 10 µs of CPU per tunnel, about 5 % of the rate.
+ *
+ * Every key has the same limit, so the order keys were added in is the order they fall due: a tick reads only
+ * the keys that are due and the first one that is not.
+ * Precision: a tick is an eighth of the limit (10 ms to 1 s). A key expires once its limit has passed, never
+ * before, and at most one tick after. The timer runs only while keys are held, and does not keep the process alive.
+ */
+export class Deadlines<K> {
+  /** Key → when it falls due (performance.now(), ms), in the order the keys were added. */
+  private readonly due = new Map<K, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly tickMs: number;
+
+  constructor(
+    readonly limitMs: number,
+    private readonly onExpired: (key: K) => void,
+  ) {
+    this.tickMs = Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, Math.floor(limitMs / 8)));
+  }
+
+  /** Starts the key's limit now. A key already held keeps its place (and its first deadline). */
+  add(key: K): void {
+    if (this.due.has(key)) return;
+    this.due.set(key, performance.now() + this.limitMs);
+    if (this.timer === null) {
+      this.timer = setInterval(this.tick, this.tickMs);
+      this.timer.unref();
+    }
+  }
+
+  /** The key met its deadline (or went away): it never expires. */
+  delete(key: K): void {
+    this.due.delete(key);
+  }
+
+  /** How many keys are held (for tests). */
+  get size(): number {
+    return this.due.size;
+  }
+
+  private readonly tick = (): void => {
+    const now = performance.now();
+    for (const [key, at] of this.due) {
+      if (at > now) break;
+      this.due.delete(key);
+      this.onExpired(key);
+    }
+    if (this.due.size === 0 && this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  };
+}

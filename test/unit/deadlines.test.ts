@@ -1,0 +1,80 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Deadlines } from '../../proxy/deadlines.js';
+
+/** Deadlines whose expiries are recorded as [key, ms after `start`]. */
+function recorded(limitMs: number): { deadlines: Deadlines<string>; expired: Array<[string, number]>; start: number } {
+  const start = performance.now();
+  const expired: Array<[string, number]> = [];
+  const deadlines = new Deadlines<string>(limitMs, (key) => expired.push([key, performance.now() - start]));
+  return { deadlines, expired, start };
+}
+
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await sleep(10);
+}
+
+describe('Deadlines', () => {
+  it('expires a key once its limit has passed, never before', async () => {
+    const { deadlines, expired } = recorded(100);
+    deadlines.add('a');
+    await sleep(60);
+    assert.equal(expired.length, 0, 'not before the limit');
+    await until(() => expired.length > 0);
+    assert.equal(expired.length, 1);
+    const [key, at] = expired[0];
+    assert.equal(key, 'a');
+    assert.ok(at >= 100, `expired after ${at} ms, limit 100`);
+    assert.equal(deadlines.size, 0);
+  });
+
+  it('a deleted key never expires, and the others still do, in the order they were added', async () => {
+    const { deadlines, expired } = recorded(50);
+    deadlines.add('first');
+    deadlines.add('gone');
+    await sleep(20);
+    deadlines.add('last');
+    deadlines.delete('gone');
+    await until(() => expired.length >= 2);
+    await sleep(100);
+    assert.deepEqual(
+      expired.map(([key]) => key),
+      ['first', 'last'],
+    );
+    assert.equal(deadlines.size, 0);
+  });
+
+  it('keeps a key\'s first deadline when it is added again', async () => {
+    const { deadlines, expired } = recorded(100);
+    deadlines.add('a');
+    await sleep(60);
+    deadlines.add('b');
+    deadlines.add('a');
+    // 'a' falls due 100 ms after its first add, 'b' 60 ms later: 'a' goes alone. Had the second add pushed 'a'
+    // back, both would fall due together.
+    await until(() => expired.length > 0);
+    assert.deepEqual(
+      expired.map(([key]) => key),
+      ['a'],
+    );
+    await until(() => expired.length > 1);
+    assert.deepEqual(
+      expired.map(([key]) => key),
+      ['a', 'b'],
+    );
+  });
+
+  it('starts its timer again for keys added after it stopped', async () => {
+    const { deadlines, expired } = recorded(30);
+    deadlines.add('a');
+    await until(() => expired.length === 1);
+    await sleep(50); // a tick with nothing held stops the timer
+    deadlines.add('b');
+    await until(() => expired.length === 2);
+    assert.deepEqual(
+      expired.map(([key]) => key),
+      ['a', 'b'],
+    );
+  });
+});
