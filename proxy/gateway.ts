@@ -120,6 +120,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const control = options.controlSocket
     ? await createControlServer(options.controlSocket, { register: registerSandbox, unregister: unregisterSandbox, setHostAddresses }, log)
     : null;
+  // Runners' control connections are closed with the rest at shutdown: that is how a runner learns the gateway went.
+  if (control) track(control, openSockets);
 
   let closing: Promise<void> | null = null;
   return {

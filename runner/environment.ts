@@ -100,7 +100,9 @@ export async function ensureEnvironment(docker: Dockerode, config: SandboxConfig
   return (await mine).env;
 }
 
-const alive = (control: GatewayControl): Promise<boolean> => control.setHostAddresses(localAddresses()).then(() => true, () => false);
+/** A connection that is down (its gateway gone, or coming back) is not waited for: the environment is checked again. */
+const alive = (control: GatewayControl): Promise<boolean> =>
+  control.connected ? control.setHostAddresses(localAddresses()).then(() => true, () => false) : Promise.resolve(false);
 
 /**
  * The environment another process checked less than RECHECK_MS ago, if the gateway it checked (same digest

@@ -237,13 +237,14 @@ function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: s
 }
 
 /**
- * The gateway's control connection failed under a run: the gateway stopped, crashed or was removed. The runs it
- * was serving lose their registrations (they are denied everything from then on, which fails closed) and their
+ * The gateway's control connection failed under a run and did not come back (a gateway that restarts is told its
+ * runs again, `gateway-control.ts`): the gateway was stopped or removed, or a request was cut off by the restart.
+ * The run's registration is gone (it is denied everything from then on, which fails closed) and so are its
  * traffic totals.
  */
 function gatewayLost(sandbox: string, gatewayContainer: string, err: unknown, consequence: string): ClawboxError {
   return new ClawboxError('SANDBOX_FAILED', `sandbox ${sandbox}: ${(err as Error).message}; ${consequence}`, {
-    details: [`the gateway container ${gatewayContainer} stopped or restarted under the run (a crash, or a docker command); see 'docker logs ${gatewayContainer}'`],
+    details: [`the gateway container ${gatewayContainer} stopped, or restarted while a request to it was in flight (a crash, or a docker command); see 'docker logs ${gatewayContainer}'`],
     cause: err,
   });
 }
@@ -301,6 +302,7 @@ async function drive(
       throw gatewayLost(id, env.gatewayContainer, err, 'the tool was not started');
     });
     registered = true;
+    const restartsAtRegister = env.control.restarts;
 
     const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
     const streamEnded = new Promise<void>((resolve) => stream.once('end', resolve).once('close', resolve));
@@ -340,6 +342,12 @@ async function drive(
       throw gatewayLost(id, env.gatewayContainer, err, `the tool exited with ${exitCode}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
     });
     registered = false;
+    const warnings = [...ctx.warnings];
+    if (env.control.restarts !== restartsAtRegister) {
+      const warning = `the gateway ${env.gatewayContainer} restarted during the run and was told about this sandbox again: its connections in between were refused, and the traffic totals count only from then (the audit trail has every connection)`;
+      warnings.push(warning);
+      options.onWarning?.(warning);
+    }
     const direct = directDenials(kernelLog, ip, id, options.tool);
     const explanation = timedOut
       ? explainTimeout(timeoutMs)
@@ -366,7 +374,7 @@ async function drive(
       oom_killed: state.OOMKilled,
       timed_out: timedOut,
       output_truncated: stdout.truncated || stderr.truncated,
-      warnings: ctx.warnings,
+      warnings,
       ...(explanation === undefined ? {} : { explanation }),
     };
     appendToTrail(env.auditTrail, config.logging.enabled ? config.logging.level : 'silent', [...direct, record]);

@@ -11,6 +11,7 @@ import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
 import { addLoopbackAlias, startEchoServer, type Upstream } from '../fixtures/upstreams.js';
 import { connectTunnel, nextChunk, readAll } from '../fixtures/clients.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
+import type { DecisionEvent } from '../../src/audit/types.js';
 
 const UPSTREAM_IP = '198.19.1.5';
 
@@ -78,5 +79,67 @@ describe('the control socket', () => {
     assert.match(reply.toString(), /not JSON/);
     raw.destroy();
     await control.ping();
+  });
+});
+
+describe('a gateway that restarts under its runner', () => {
+  it('is told the sandboxes and host addresses again, and their traffic is allowed as before', async () => {
+    const path = join(dir, 'control.sock');
+    await control.setHostAddresses(['192.0.2.77']);
+    await control.register({ client: '127.0.0.1', sandbox: 'c0meback', allowed_hosts: ['extra.test'], denied_hosts: [] });
+    assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 200);
+    const restartsBefore = control.restarts;
+    // The gateway process goes away and a new one comes up on the same control socket, knowing nothing.
+    await gw.close();
+    gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: path });
+    for (let i = 0; i < 100 && control.restarts === restartsBefore; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(control.restarts, restartsBefore + 1);
+
+    const tunnel = await connectTunnel(gw.gateway.addresses.http, 'extra.test:443');
+    assert.equal(tunnel.status, 200, 'the new gateway process was told the sandbox');
+    tunnel.socket.destroy();
+    const decision = await gw.waitFor((e): e is DecisionEvent => e.event === 'decision' && e.host === 'extra.test', 'decision');
+    assert.equal(decision.sandbox, 'c0meback');
+    // The host addresses were told again too: one of them is refused as the host's own.
+    const own = await connectTunnel(gw.gateway.addresses.http, '192.0.2.77:443');
+    assert.equal(own.status, 403);
+    assert.match(own.headers['x-clawbox-rule'] ?? '', /host/);
+    const traffic = await control.unregister('127.0.0.1');
+    assert.equal(traffic.allowed, 1, 'the totals count from the new registration');
+  });
+
+  it('an unregistered sandbox is not told again', async () => {
+    const path = join(dir, 'control.sock');
+    await control.register({ client: '127.0.0.1', sandbox: 'g0ne', allowed_hosts: ['extra.test'], denied_hosts: [] });
+    await control.unregister('127.0.0.1');
+    const restartsBefore = control.restarts;
+    await gw.close();
+    gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: path });
+    for (let i = 0; i < 100 && control.restarts === restartsBefore; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(control.restarts, restartsBefore + 1);
+    assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 403);
+  });
+
+  it('gives up on a gateway that does not come back, and every call then fails at once, naming why', async () => {
+    const path = join(dir, 'lonely.sock');
+    const lonely = await startTestGateway(`allowed_hosts: [base.test]`, dns, { controlSocket: path });
+    const short = await GatewayControl.open(path, { reconnectWithinMs: 300 });
+    await short.register({ client: '127.0.0.9', sandbox: 'l0st', allowed_hosts: [], denied_hosts: [] });
+    await lonely.close();
+    for (let i = 0; i < 100 && short.connected; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(short.connected, false);
+    await assert.rejects(short.unregister('127.0.0.9'), /closed its control connection .* and was not back within 0\.3 s/);
+    await assert.rejects(short.ping(), /was not back within 0\.3 s/);
+  });
+
+  it('keeps a connection that close() was asked to end until its registered sandboxes are unregistered', async () => {
+    const path = join(dir, 'control.sock');
+    const held = await GatewayControl.open(path);
+    await held.register({ client: '127.0.0.1', sandbox: 'l0ng', allowed_hosts: ['extra.test'], denied_hosts: [] });
+    held.close(); // an environment replaced while this run still goes on
+    assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 200);
+    const traffic = await held.unregister('127.0.0.1');
+    assert.equal(traffic.allowed, 1, 'the run got its totals');
+    await assert.rejects(held.ping(), /closed by this process/);
   });
 });
