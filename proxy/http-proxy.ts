@@ -7,6 +7,7 @@ import type { Host } from '../src/net/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { Deadlines } from './deadlines.js';
+import { tickMsFor } from './idle-sweep.js';
 import { countHeader, endToEndHeaders } from './http-headers.js';
 import { refusalOf, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
 import { serveForward, type ForwardOptions } from './http-forward.js';
@@ -111,7 +112,7 @@ function createNodeHttpServer(options: HttpProxyOptions, idle: IdleUpstreams): S
     requestTimeout: 0, // bodies may stream for long; idleness is handled per socket
     // How often node:http looks for heads past headersTimeout. Its default, 30 s, let a head that never completes
     // hold its connection for up to 30 s past handshake_timeout.
-    connectionsCheckingInterval: Math.min(1000, Math.max(10, Math.floor(options.handshakeTimeoutMs / 8))),
+    connectionsCheckingInterval: tickMsFor(options.handshakeTimeoutMs),
     keepAliveTimeout: options.idleTimeoutMs,
     insecureHTTPParser: false,
   });

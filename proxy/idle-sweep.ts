@@ -13,6 +13,11 @@ export const clock = { now: performance.now() };
 const MIN_TICK_MS = 10;
 const MAX_TICK_MS = 1000;
 
+/** A sweep's tick for a limit: an eighth of it, from 10 ms to 1 s (the sweeps' precision, see below). */
+export function tickMsFor(limitMs: number): number {
+  return Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, Math.floor(limitMs / 8)));
+}
+
 /**
  * Time-outs by inactivity (connect, idle tunnel) checked by one interval timer per limit instead of a
  * Node timer per socket. A socket's own timer is re-armed on every read and every write (a call into libuv for
@@ -29,7 +34,7 @@ export class IdleSweep {
   private readonly tickMs: number;
 
   constructor(readonly limitMs: number) {
-    this.tickMs = Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, Math.floor(limitMs / 8)));
+    this.tickMs = tickMsFor(limitMs);
   }
 
   /** Starts watching `item` as active now. */
