@@ -56,15 +56,19 @@ export class GatewayControl {
   }
 
   async register(registration: SandboxRegistration): Promise<void> {
-    await this.call({ op: 'register', sandbox: registration });
+    await this.callAcrossRestart({ op: 'register', sandbox: registration });
     this.registered.set(registration.client, registration);
   }
 
+  /**
+   * The gateway's totals for the sandbox. After a restart they count from the registration told again; an
+   * unregister cut off by the restart itself gets the new process's answer for a sandbox it never had: zeros.
+   */
   async unregister(client: string): Promise<SandboxTraffic> {
     // Forgotten first: a registration whose unregister failed must not be told to a gateway that comes back.
     this.registered.delete(client);
     try {
-      const reply = await this.call({ op: 'unregister', client });
+      const reply = await this.callAcrossRestart({ op: 'unregister', client });
       return reply.traffic ?? { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] };
     } finally {
       if (this.closing && this.registered.size === 0) this.shutDown();
@@ -104,7 +108,7 @@ export class GatewayControl {
       if (this.socket !== socket) return;
       this.socket = null;
       this.buffered = '';
-      const err = new Error('the gateway closed its control connection (it stopped or was restarted)');
+      const err = new CutOff('the gateway closed its control connection (it stopped or was restarted)');
       this.failAll(err);
       if (this.lost === null) this.reconnecting = this.reconnect(err);
     });
@@ -141,6 +145,20 @@ export class GatewayControl {
       await new Promise((resolve) => setTimeout(resolve, RECONNECT_EVERY_MS).unref());
     }
     this.reconnecting = null;
+  }
+
+  /**
+   * A request whose connection closed before its answer (the gateway restarted under it) is sent once more, to the
+   * gateway that comes back. Both kinds are safe to repeat: a register (its tool has not started yet) reaches the
+   * new process, and an unregister finds nothing there to remove.
+   */
+  private async callAcrossRestart(body: RequestBody): Promise<Extract<ControlReply, { ok: true }>> {
+    try {
+      return await this.call(body);
+    } catch (err) {
+      if (!(err instanceof CutOff)) throw err;
+      return this.call(body);
+    }
   }
 
   /** Waits while the connection is being made again (a second restart starts a second attempt), then sends. */
@@ -195,6 +213,9 @@ export class GatewayControl {
     }
   }
 }
+
+/** The connection closed before the request's answer came. */
+class CutOff extends Error {}
 
 function connectTo(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {

@@ -237,14 +237,13 @@ function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: s
 }
 
 /**
- * The gateway's control connection failed under a run and did not come back (a gateway that restarts is told its
- * runs again, `gateway-control.ts`): the gateway was stopped or removed, or a request was cut off by the restart.
- * The run's registration is gone (it is denied everything from then on, which fails closed) and so are its
- * traffic totals.
+ * The gateway's control connection failed under a run and did not come back within 30 s (a gateway that restarts
+ * is told its runs again, `gateway-control.ts`): it was stopped or removed, or it refused a request. The run's
+ * registration is gone (it is denied everything from then on, which fails closed) and so are its traffic totals.
  */
 function gatewayLost(sandbox: string, gatewayContainer: string, err: unknown, consequence: string): ClawboxError {
   return new ClawboxError('SANDBOX_FAILED', `sandbox ${sandbox}: ${(err as Error).message}; ${consequence}`, {
-    details: [`the gateway container ${gatewayContainer} stopped, or restarted while a request to it was in flight (a crash, or a docker command); see 'docker logs ${gatewayContainer}'`],
+    details: [`see 'docker logs ${gatewayContainer}': a gateway that stops and is not back within 30 s (a crash past its restart policy, or a docker command) has lost the runs it served`],
     cause: err,
   });
 }

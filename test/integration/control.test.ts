@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { once } from 'node:events';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
@@ -118,6 +118,63 @@ describe('a gateway that restarts under its runner', () => {
     for (let i = 0; i < 100 && control.restarts === restartsBefore; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(control.restarts, restartsBefore + 1);
     assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 403);
+  });
+
+  /** A control socket whose gateway answers `answered` requests, then dies on the next one before answering it. */
+  async function gatewayDyingAfter(path: string, answered: number): Promise<Server> {
+    const dying = createServer((socket) => {
+      let seen = 0;
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => {
+        for (const line of chunk.split('\n').filter(Boolean)) {
+          if (seen++ < answered) {
+            socket.write(`${JSON.stringify({ id: (JSON.parse(line) as { id: number }).id, ok: true })}\n`);
+            continue;
+          }
+          socket.destroy();
+          dying.close();
+          return;
+        }
+      });
+    });
+    await new Promise<void>((resolve) => dying.listen(path, resolve));
+    return dying;
+  }
+
+  it('sends a register cut off by the restart again, to the gateway that comes back', async () => {
+    const path = join(dir, 'cut-register.sock');
+    const dying = await gatewayDyingAfter(path, 0);
+    const cut = await GatewayControl.open(path);
+    const registering = cut.register({ client: '127.0.0.1', sandbox: 'cutreg', allowed_hosts: ['extra.test'], denied_hosts: [] });
+    await once(dying, 'close');
+    const back = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: path });
+    try {
+      await registering;
+      assert.equal(cut.restarts, 1);
+      assert.equal((await connectTunnel(back.gateway.addresses.http, 'extra.test:443')).status, 200, 'the gateway that came back has it');
+      assert.equal((await cut.unregister('127.0.0.1')).allowed, 1);
+    } finally {
+      cut.close();
+      await back.close();
+    }
+  });
+
+  it('an unregister cut off by the restart gets the new gateway\'s zeros, not an error', async () => {
+    const path = join(dir, 'cut-unregister.sock');
+    const dying = await gatewayDyingAfter(path, 1);
+    const cut = await GatewayControl.open(path);
+    await cut.register({ client: '127.0.0.1', sandbox: 'cutunreg', allowed_hosts: ['extra.test'], denied_hosts: [] });
+    const unregistering = cut.unregister('127.0.0.1');
+    await once(dying, 'close');
+    const back = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: path });
+    try {
+      assert.deepEqual(await unregistering, { allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] });
+      assert.equal(cut.restarts, 1);
+      assert.equal((await connectTunnel(back.gateway.addresses.http, 'extra.test:443')).status, 403, 'not told again: it was being unregistered');
+    } finally {
+      cut.close();
+      await back.close();
+    }
   });
 
   it('gives up on a gateway that does not come back, and every call then fails at once, naming why', async () => {
