@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
 import { connectTunnel, httpViaProxy, readAll, socks5Connect } from '../fixtures/clients.js';
+import { waitUntil } from '../fixtures/wait.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
@@ -363,13 +364,6 @@ describe('clawbox proxy with a bad config', () => {
   });
 });
 
-async function waitUntil(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function freePort(): Promise<number> {
   const server = createServer();

@@ -12,6 +12,7 @@ import { addLoopbackAlias, startEchoServer, type Upstream } from '../fixtures/up
 import { connectTunnel, nextChunk, readAll } from '../fixtures/clients.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
+import { waitUntil } from '../fixtures/wait.js';
 
 const UPSTREAM_IP = '198.19.1.5';
 
@@ -92,7 +93,7 @@ describe('a gateway that restarts under its runner', () => {
     // The gateway process goes away and a new one comes up on the same control socket, knowing nothing.
     await gw.close();
     gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: path });
-    for (let i = 0; i < 100 && control.restarts === restartsBefore; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(() => control.restarts !== restartsBefore, 'the control connection to come back', 2000);
     assert.equal(control.restarts, restartsBefore + 1);
 
     const tunnel = await connectTunnel(gw.gateway.addresses.http, 'extra.test:443');
@@ -115,7 +116,7 @@ describe('a gateway that restarts under its runner', () => {
     const restartsBefore = control.restarts;
     await gw.close();
     gw = await startTestGateway(`allowed_hosts: [base.test, '${UPSTREAM_IP}']`, dns, { controlSocket: path });
-    for (let i = 0; i < 100 && control.restarts === restartsBefore; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(() => control.restarts !== restartsBefore, 'the control connection to come back', 2000);
     assert.equal(control.restarts, restartsBefore + 1);
     assert.equal((await connectTunnel(gw.gateway.addresses.http, 'extra.test:443')).status, 403);
   });
@@ -183,7 +184,7 @@ describe('a gateway that restarts under its runner', () => {
     const short = await GatewayControl.open(path, { reconnectWithinMs: 300 });
     await short.register({ client: '127.0.0.9', sandbox: 'l0st', allowed_hosts: [], denied_hosts: [] });
     await lonely.close();
-    for (let i = 0; i < 100 && short.connected; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => !short.connected, 'the control connection to see the close', 1000);
     assert.equal(short.connected, false);
     await assert.rejects(short.unregister('127.0.0.9'), /closed its control connection .* and was not back within 0\.3 s/);
     await assert.rejects(short.ping(), /was not back within 0\.3 s/);

@@ -6,6 +6,7 @@ import { createSocks5Server } from '../../proxy/socks5.js';
 import type { Connector, OpenRequest, OpenResult, Tunnel, UpstreamFailure } from '../../proxy/types.js';
 import { hostToString } from '../../src/net/host.js';
 import { RawClient } from '../fixtures/raw-client.js';
+import { waitUntil } from '../fixtures/wait.js';
 import { MemoryAuditSink } from '../../src/audit/sink.js';
 
 
@@ -128,10 +129,6 @@ async function start(t: TestContext, opts: { handshakeTimeoutMs?: number; listen
 }
 
 const GREETING = [5, 1, 0];
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
-}
 
 function domainRequest(name: string | Buffer, port: number, cmd = 1): Buffer {
   const raw = typeof name === 'string' ? Buffer.from(name) : name;
@@ -337,12 +334,12 @@ void test('upstream failures map to RFC 1928 reply codes', async (t) => {
 void test('a client that leaves while the connector is busy gets its tunnel closed', async (t) => {
   const h = await start(t);
   const c = await afterGreeting(t, h, domainRequest('slow.test', 443));
-  await until(() => h.requests.length > 0);
+  await waitUntil(() => h.requests.length > 0, 'the connector to be asked');
   c.socket.destroy();
   await c.closed;
-  await until(() => h.openSockets() === 0); // the server has seen the close
+  await waitUntil(() => h.openSockets() === 0, 'the server to see the close');
   h.release();
-  await until(() => h.tunnels.length > 0 && h.tunnels[0]?.closedWith !== null);
+  await waitUntil(() => h.tunnels.length > 0 && h.tunnels[0]?.closedWith !== null, 'the tunnel to close');
   assert.match(h.tunnels[0]?.closedWith ?? '', /client disconnected/);
   await assertServes(t, h);
 });

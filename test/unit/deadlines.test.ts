@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Deadlines } from '../../proxy/deadlines.js';
+import { waitUntil } from '../fixtures/wait.js';
 
 /** Deadlines whose expiries are recorded as [key, ms after `start`]. */
 function recorded(limitMs: number): { deadlines: Deadlines<string>; expired: Array<[string, number]>; start: number } {
@@ -11,9 +12,7 @@ function recorded(limitMs: number): { deadlines: Deadlines<string>; expired: Arr
   return { deadlines, expired, start };
 }
 
-async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !done(); i++) await sleep(10);
-}
+const until = (done: () => boolean): Promise<void> => waitUntil(done, 'expiries', 2000);
 
 describe('Deadlines', () => {
   it('expires a key once its limit has passed, never before', async () => {
