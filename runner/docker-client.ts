@@ -1,10 +1,53 @@
+import { Agent, type AgentOptions } from 'node:http';
+import { inspect } from 'node:util';
 import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
 import { dockerodeClass } from './dockerode.js';
 
 /** The Docker engine client (DOCKER_HOST respected), checked to answer before anything is attempted. */
 export async function connectDocker(): Promise<Dockerode> {
+  const docker = dockerClient();
+  await pingDocker(docker);
+  return docker;
+}
+
+/** The modem's transport as docker-modem's constructor sets it (its typings leave these fields out). */
+interface ModemTransport {
+  readonly protocol: string;
+  agent?: Agent;
+}
+
+/**
+ * The agent for requests to the engine over plain HTTP (its Unix socket, or tcp:// without TLS).
+ * - Node's agent works out a TLS server name for every request unless one is given, and testing the host for an
+ *   IP address (net.isIP) first compiles a long IPv6 pattern: about 5 ms of a `clawbox run`'s start, for a name
+ *   that plain HTTP never sends. This agent gives an empty one.
+ * - docker-modem formats every request's options for its debug log (util.inspect, hidden properties, no depth
+ *   limit) whether or not that log is on, and so would walk the agent's sockets and functions each time: the
+ *   agent formats as its name.
+ * Otherwise the settings of Node's global agent.
+ */
+class EngineAgent extends Agent {
+  [inspect.custom](): string {
+    return 'EngineAgent';
+  }
+}
+let plainHttpAgent: EngineAgent | null = null;
+
+/** The Docker engine client (DOCKER_HOST respected), not yet checked: pair it with `pingDocker`. */
+export function dockerClient(): Dockerode {
   const docker = new (dockerodeClass())();
+  const modem = docker.modem as unknown as ModemTransport;
+  if (modem.protocol === 'http' && modem.agent === undefined) {
+    // Node's agent adds its own options to every request's (a server name given is not worked out).
+    const options: AgentOptions & { readonly servername: string } = { keepAlive: true, scheduling: 'lifo', timeout: 5000, servername: '' };
+    modem.agent = plainHttpAgent ??= new EngineAgent(options);
+  }
+  return docker;
+}
+
+/** Resolves once the engine answers; else rejects with DOCKER_UNAVAILABLE, saying how to start it. */
+export async function pingDocker(docker: Dockerode): Promise<void> {
   try {
     await docker.ping();
   } catch (err) {
@@ -14,7 +57,6 @@ export async function connectDocker(): Promise<Dockerode> {
       { cause: err },
     );
   }
-  return docker;
 }
 
 /** HTTP status of a Docker API error (404 no such object, 409 conflict, 304 already in that state). */

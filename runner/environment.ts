@@ -112,14 +112,21 @@ async function reuseRecorded(docker: Dockerode, stateDir: string, key: string): 
   const record = readEnvironmentRecord(stateDir, key, Date.now(), RECHECK_MS);
   if (record === null) return null;
   const gatewayContainer = gatewayContainerName(record.digest);
-  const gateway = await docker.getContainer(gatewayContainer).inspect().catch(() => null);
-  if (!gateway?.State.Running || gateway.Config.Labels[GATEWAY_DIGEST_LABEL] !== record.digest) return null;
-  // A gateway made again (after a removal) may hold another address than the one the record hands out.
-  if (addressOn(gateway, SANDBOX_NETWORK) !== record.network.gatewayIp) return null;
-  const control = await GatewayControl.open(controlSocketOf(gatewayDir(stateDir, record.digest))).catch(() => null);
-  if (control === null) return null;
-  if (!(await alive(control))) {
-    control.close();
+  // The container's check and the control connection's are independent round trips: both at once.
+  const [gateway, control] = await Promise.all([
+    docker.getContainer(gatewayContainer).inspect().catch(() => null),
+    GatewayControl.open(controlSocketOf(gatewayDir(stateDir, record.digest))).then(
+      async (opened) => ((await alive(opened)) ? opened : (opened.close(), null)),
+      () => null,
+    ),
+  ]);
+  const sameGateway =
+    gateway?.State.Running === true &&
+    gateway.Config.Labels[GATEWAY_DIGEST_LABEL] === record.digest &&
+    // A gateway made again (after a removal) may hold another address than the one the record hands out.
+    addressOn(gateway, SANDBOX_NETWORK) === record.network.gatewayIp;
+  if (!sameGateway || control === null) {
+    control?.close();
     return null;
   }
   const env: Environment = {

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import type Dockerode from 'dockerode';
 import { appendToTrail } from '../src/audit/sink.js';
@@ -13,7 +14,7 @@ import type { DecisionEvent, RunEvent } from '../src/audit/types.js';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
 import { attemptsOf, KernelLogCursor } from './direct-attempts.js';
-import { connectDocker, ignoringGone } from './docker-client.js';
+import { dockerClient, ignoringGone, pingDocker } from './docker-client.js';
 import { DEFAULT_STATE_DIR, ensureEnvironment, type Environment } from './environment.js';
 import { explainDenied, explainOom, explainTimeout, mountAccessWarnings } from './explain.js';
 import { sweepLeftovers } from './gc.js';
@@ -111,7 +112,14 @@ export async function prepareRun(options: RunOptions, docker: Dockerode) {
   if ('problems' in seccomp) {
     throw new ClawboxError('CONFIG_INVALID', 'the seccomp settings are refused; nothing was started', { details: seccomp.problems });
   }
-  hostSupport ??= recordedDockerInfo(docker, options.stateDir ?? DEFAULT_STATE_DIR).then((info) => probeFromInfo(info, ''));
+  if (hostSupport === null) {
+    const probing = recordedDockerInfo(docker, options.stateDir ?? DEFAULT_STATE_DIR).then((info) => probeFromInfo(info, ''));
+    hostSupport = probing;
+    // A probe that failed (the engine was down) is not kept: the next run asks again.
+    probing.catch(() => {
+      if (hostSupport === probing) hostSupport = null;
+    });
+  }
   const host = await hostSupport;
   const image = options.image ?? tool?.image ?? config.default_image;
   const warnings = [
@@ -124,11 +132,23 @@ export async function prepareRun(options: RunOptions, docker: Dockerode) {
 type Prepared = Awaited<ReturnType<typeof prepareRun>>;
 
 export async function runSandbox(options: RunOptions): Promise<RunResult> {
-  const docker = options.docker ?? (await connectDocker());
+  const docker = options.docker ?? dockerClient();
+  // The engine's ping goes out beside the first requests instead of ahead of them. Its error, when it has one,
+  // is the one reported: it explains why the others failed.
+  const reachable = options.docker ? Promise.resolve() : pingDocker(docker);
+  reachable.catch(() => undefined); // awaited below; this only marks it handled until then
+  const engineFirst = async <T>(work: Promise<T>): Promise<T> => {
+    try {
+      return await work;
+    } catch (err) {
+      await reachable;
+      throw err;
+    }
+  };
   const { config } = options;
   const progress = options.onProgress ?? (() => undefined);
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const prepared = await prepareRun(options, docker);
+  const prepared = await engineFirst(prepareRun(options, docker));
   const configDigest = createHash('sha256').update(options.configText ?? JSON.stringify(config)).digest('hex').slice(0, 16);
 
   // A dry spec first: an unenforceable limit stops the run before any container or network exists.
@@ -138,9 +158,16 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   }
   const warnings = [...prepared.warnings, ...dry.warnings];
   for (const warning of warnings) options.onWarning?.(warning);
-  const [launcher] = await Promise.all([ensureLauncher(), requireImage(docker, prepared.image), sweepOnce(docker, stateDir)]);
-
-  const env = await ensureEnvironment(docker, config, { stateDir, onProgress: progress });
+  // Independent of each other, so at once: a warm run's start is mostly these round trips to the engine.
+  const [launcher, , , env] = await engineFirst(
+    allSettledOrThrow([
+      ensureLauncher(),
+      requireImage(docker, prepared.image),
+      sweepOnce(docker, stateDir),
+      ensureEnvironment(docker, config, { stateDir, onProgress: progress }),
+      reachable,
+    ]),
+  );
   const built = containerSpec(config, specOptions(prepared, env.network.name, env.proxyEnv), prepared.host);
   if ('problems' in built) throw new ClawboxError('LIMIT_UNENFORCEABLE', 'the config cannot be enforced', { details: built.problems });
   const shape = sandboxShape(built.spec, env, launcher);
@@ -206,6 +233,12 @@ function sandboxShape(spec: Dockerode.ContainerCreateOptions, env: Environment, 
       Mounts: [...(host.Mounts ?? []), { Type: 'bind', Source: launcher, Target: LAUNCHER_PATH, ReadOnly: true }],
     },
   };
+}
+
+/** Promise.all that settles only once every one has: a failure leaves nothing of the others still running. */
+async function allSettledOrThrow<T extends readonly unknown[] | []>(work: T): Promise<{ -readonly [P in keyof T]: Awaited<T[P]> }> {
+  for (const result of await Promise.allSettled(work)) if (result.status === 'rejected') throw result.reason;
+  return Promise.all(work);
 }
 
 let lastSweep = 0;
@@ -280,7 +313,6 @@ async function drive(
     void ignoringGone(() => container.kill());
   };
   const started = performance.now();
-  const kernelLog = KernelLogCursor.open();
   let toolStartedCalled = false;
   const toolStarted = (): void => {
     if (toolStartedCalled) return;
@@ -289,21 +321,39 @@ async function drive(
   };
 
   try {
-    await env.control.register({
-      client: ip,
-      sandbox: id,
-      ...(options.tool === undefined ? {} : { tool: options.tool }),
-      allowed_hosts: [...config.allowed_hosts, ...(toolCfg?.allowed_hosts ?? []), ...(options.allowHosts ?? [])],
-      denied_hosts: [...config.denied_hosts, ...(toolCfg?.denied_hosts ?? [])],
-      network_policy: config.network_policy,
-      default_ports: config.gateway.default_ports,
-    }).catch((err: unknown) => {
-      throw gatewayLost(id, env.gatewayContainer, err, 'the tool was not started');
-    });
-    registered = true;
-    const restartsAtRegister = env.control.restarts;
-
-    const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
+    let restartsAtRegister = 0;
+    const registering = env.control
+      .register({
+        client: ip,
+        sandbox: id,
+        ...(options.tool === undefined ? {} : { tool: options.tool }),
+        allowed_hosts: [...config.allowed_hosts, ...(toolCfg?.allowed_hosts ?? []), ...(options.allowHosts ?? [])],
+        denied_hosts: [...config.denied_hosts, ...(toolCfg?.denied_hosts ?? [])],
+        network_policy: config.network_policy,
+        default_ports: config.gateway.default_ports,
+      })
+      .then(
+        () => {
+          registered = true;
+          restartsAtRegister = env.control.restarts;
+        },
+        (err: unknown) => {
+          throw gatewayLost(id, env.gatewayContainer, err, 'the tool was not started');
+        },
+      );
+    // Attaching starts nothing (the tool waits for its message, or for the start below), so it need not wait for
+    // the registration. The kernel log is read up to now while both are answered: the tool cannot send a packet
+    // before either.
+    // (A hijacked attach is the engine's socket: a net.Socket, which the typings call a ReadWriteStream.)
+    const attaching = container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as Promise<Socket>;
+    const kernelLog = KernelLogCursor.open();
+    const [registration, attached] = await Promise.allSettled([registering, attaching]);
+    if (registration.status === 'rejected') {
+      if (attached.status === 'fulfilled') attached.value.destroy();
+      throw registration.reason;
+    }
+    if (attached.status === 'rejected') throw attached.reason;
+    const stream = attached.value;
     const streamEnded = new Promise<void>((resolve) => stream.once('end', resolve).once('close', resolve));
     docker.modem.demuxStream(stream, stdout, stderr);
     // A pooled sandbox is already running: 'not-running' also catches a tool that ends before Docker has

@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { attemptsOf, parseDirectAttempt } from '../../runner/direct-attempts.js';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { attemptsOf, KernelLogCursor, parseDirectAttempt, sequenceOf } from '../../runner/direct-attempts.js';
 
 // Kernel log messages as the LOG target writes them (IN/OUT/MAC elided where irrelevant).
 const SYN = 'clawbox-direct: IN=clawbox-sbx0 OUT=eth0 MAC=02:42 SRC=10.213.0.9 DST=198.19.2.20 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=80 WINDOW=64240 RES=0x00 SYN URGP=0';
@@ -25,5 +27,35 @@ describe('direct attempts from the firewall log', () => {
   it('caps the number of lines', () => {
     const many = Array.from({ length: 500 }, (_, i) => SYN.replace('SPT=40000', `SPT=${1000 + i}`));
     assert.equal(attemptsOf(many, '10.213.0.9', 100).length, 100);
+  });
+});
+
+describe('the kernel log cursor', () => {
+  it('reads the sequence number from a record\'s bytes', () => {
+    const bytes = (text: string): Buffer => Buffer.from(text);
+    assert.equal(sequenceOf(bytes('6,162684,48373018247,-;clawbox-sbx0: port 1'), 44), 162684);
+    assert.equal(sequenceOf(bytes('4,0,1,-;first'), 13), 0);
+    // Only the record's own bytes count: a stale tail in the buffer is not read.
+    assert.ok(Number.isNaN(sequenceOf(bytes('6,12,345'), 4)));
+    assert.ok(Number.isNaN(sequenceOf(bytes('6,,345,-;x'), 10)));
+    assert.ok(Number.isNaN(sequenceOf(bytes('6;no fields'), 11)));
+    assert.ok(Number.isNaN(sequenceOf(bytes('6,12x,3,-;x'), 11)));
+  });
+
+  it('returns what was logged after it was opened, once', (t) => {
+    const cursor = KernelLogCursor.open();
+    if (cursor === null) {
+      t.skip('this host does not let us read /dev/kmsg (root only)');
+      return;
+    }
+    const before = `clawbox-test before ${randomUUID()}`;
+    const after = `clawbox-test after ${randomUUID()}`;
+    // A write to /dev/kmsg is one record in the kernel's log (root only, like the read).
+    writeFileSync('/dev/kmsg', `${before}\n`);
+    const fresh = KernelLogCursor.open()!;
+    writeFileSync('/dev/kmsg', `${after}\n`);
+    assert.deepEqual(fresh.readNew().filter((m) => m.startsWith('clawbox-test')), [after]);
+    assert.deepEqual(fresh.readNew().filter((m) => m.startsWith('clawbox-test')), []);
+    assert.deepEqual(cursor.readNew().filter((m) => m.startsWith('clawbox-test')), [before, after]);
   });
 });
