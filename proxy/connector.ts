@@ -136,6 +136,8 @@ function dialChecked(
   const socket = connect({ host: ip.text, port, family: ip.family, noDelay: true, ...(onread ? { onread } : {}) });
   const pending: Watched = {
     lastActive: 0,
+    prev: null,
+    next: null,
     expire: () => {
       const err: NodeJS.ErrnoException = new Error('connect timed out');
       err.code = 'ETIMEDOUT';

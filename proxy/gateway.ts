@@ -10,6 +10,7 @@ import { GatewayPolicies } from './gateway-policies.js';
 import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
 import { createHttpProxyServer } from './http-proxy.js';
+import { LinkedList, type Linked } from './linked-list.js';
 import { UpstreamResolver } from './resolver.js';
 import { createSocks5Server } from './socks5.js';
 import type { Resolver } from './types.js';
@@ -87,7 +88,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   });
   const socks = createSocks5Server({ connector, audit, log, handshakeTimeoutMs: gw.handshake_timeout });
   const dns = createDnsServer({ policies, resolver, audit, log, host: gw.dns.host, port: gw.dns.port });
-  const openSockets = new Set<Socket>();
+  const openSockets = new LinkedList<OpenSocket>();
   for (const server of [http, socks]) track(server, openSockets);
 
   let dnsAddress: AddressInfo;
@@ -137,7 +138,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
         await Promise.race([stopped, deadline]);
         if (openSockets.size > 0) log.info({ open: openSockets.size }, 'closing connections still open at shutdown');
-        for (const socket of openSockets) socket.destroy();
+        for (const open of openSockets.toArray()) open.socket.destroy();
         await stopped;
         resolver.close();
         if (!options.audit) await trail.close();
@@ -147,14 +148,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   };
 }
 
-function track(server: Server, sockets: Set<Socket>): void {
-  // One handler per server, not a closure per connection: the socket is `this`.
-  function untrack(this: Socket): void {
-    sockets.delete(this);
-  }
+/** An open connection, as the gateway keeps it for its shutdown. */
+interface OpenSocket extends Linked<OpenSocket> {
+  readonly socket: Socket;
+}
+
+function track(server: Server, sockets: LinkedList<OpenSocket>): void {
   server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', untrack);
+    const open: OpenSocket = { socket, prev: null, next: null };
+    sockets.push(open);
+    socket.once('close', () => sockets.remove(open));
   });
 }
 

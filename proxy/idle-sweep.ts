@@ -1,5 +1,10 @@
-/** Something a sweep watches: stamp `lastActive` with `clock.now` on activity; `expire` runs once it has had none. */
-export interface Watched {
+import { LinkedList, type Linked } from './linked-list.js';
+
+/**
+ * Something a sweep watches: stamp `lastActive` with `clock.now` on activity; `expire` runs once it has had none.
+ * `prev` and `next` are the sweep's (see linked-list.ts); make them null.
+ */
+export interface Watched extends Linked<Watched> {
   lastActive: number;
   readonly expire: () => void;
 }
@@ -29,7 +34,7 @@ export function tickMsFor(limitMs: number): number {
  * The timer runs only while entries were watched since its last tick, and does not keep the process alive.
  */
 export class IdleSweep {
-  private readonly watched = new Set<Watched>();
+  private readonly watched = new LinkedList<Watched>();
   private timer: NodeJS.Timeout | null = null;
   private readonly tickMs: number;
 
@@ -45,11 +50,11 @@ export class IdleSweep {
       this.timer.unref();
     }
     item.lastActive = clock.now;
-    this.watched.add(item);
+    this.watched.push(item);
   }
 
   unwatch(item: Watched): void {
-    this.watched.delete(item);
+    this.watched.remove(item);
   }
 
   /** How many entries are watched (for tests and for the gateway's shutdown log). */
@@ -61,11 +66,9 @@ export class IdleSweep {
     const now = performance.now();
     clock.now = now;
     const cutoff = now - this.limitMs - this.tickMs;
-    for (const item of this.watched) {
-      if (item.lastActive > cutoff) continue;
-      this.watched.delete(item);
-      item.expire();
-    }
+    // All taken out first, then expired in the order they were watched: each entry found idle at this tick expires,
+    // even if another's expiry unwatches it meanwhile.
+    for (const item of this.watched.removeWhere((entry) => entry.lastActive <= cutoff)) item.expire();
     // Stopped here, not in unwatch: a gateway that serves one connection at a time would otherwise start and stop
     // the timer for every connection.
     if (this.watched.size === 0 && this.timer !== null) {

@@ -232,7 +232,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       client = socket;
       socket.on('error', (err: NodeJS.ErrnoException) => close(err.code ?? err.message));
       socket.on('close', () => close());
-      const watched: Watched = { lastActive: 0, expire: () => close('idle timeout') };
+      const watched: Watched = { lastActive: 0, prev: null, next: null, expire: () => close('idle timeout') };
       activity = watched;
       ctx.idle.watch(watched);
       if (relay) {

@@ -5,9 +5,11 @@ import { IdleSweep, clock, type Watched } from '../../proxy/idle-sweep.js';
 
 /** An entry that records when it expired (ms after `start`). */
 function entry(start: number): Watched & { expiredAt: number | null } {
-  const item = {
+  const item: Watched & { expiredAt: number | null } = {
     lastActive: 0,
-    expiredAt: null as number | null,
+    prev: null,
+    next: null,
+    expiredAt: null,
     expire: () => {
       item.expiredAt = performance.now() - start;
     },
@@ -60,10 +62,30 @@ describe('IdleSweep', () => {
     assert.equal(sweep.size, 0);
   });
 
+  it('expires the entries a tick finds idle in the order they were watched, and keeps the others', async () => {
+    const sweep = new IdleSweep(40);
+    const order: string[] = [];
+    const named = (name: string): Watched => ({ lastActive: 0, prev: null, next: null, expire: () => order.push(name) });
+    const [a, b, c, fresh] = [named('a'), named('b'), named('c'), named('fresh')];
+    for (const e of [a, b, c]) sweep.watch(e);
+    sweep.unwatch(b);
+    sweep.watch(b); // watched again: now after c
+    sweep.watch(fresh);
+    const stamp = setInterval(() => (fresh.lastActive = clock.now), 5);
+    try {
+      for (let i = 0; i < 100 && order.length < 3; i++) await sleep(10);
+    } finally {
+      clearInterval(stamp);
+    }
+    assert.deepEqual(order, ['a', 'c', 'b']);
+    assert.equal(sweep.size, 1);
+    sweep.unwatch(fresh);
+  });
+
   it('does not keep the process alive', async () => {
     const { spawnSync } = await import('node:child_process');
     const script = `import { IdleSweep } from ${JSON.stringify(new URL('../../proxy/idle-sweep.ts', import.meta.url).href)};
-new IdleSweep(60_000).watch({ lastActive: 0, expire: () => {} });`;
+new IdleSweep(60_000).watch({ lastActive: 0, prev: null, next: null, expire: () => {} });`;
     const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000, encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr);
   });
