@@ -116,7 +116,11 @@ async function reuseRecorded(docker: Dockerode, stateDir: string, key: string): 
   const [gateway, control] = await Promise.all([
     docker.getContainer(gatewayContainer).inspect().catch(() => null),
     GatewayControl.open(controlSocketOf(gatewayDir(stateDir, record.digest))).then(
-      async (opened) => ((await alive(opened)) ? opened : (opened.close(), null)),
+      async (opened) => {
+        if (await alive(opened)) return opened;
+        opened.close();
+        return null;
+      },
       () => null,
     ),
   ]);

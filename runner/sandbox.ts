@@ -342,9 +342,9 @@ async function drive(
         },
       );
     // Attaching starts nothing (the tool waits for its message, or for the start below), so it need not wait for
-    // the registration. The kernel log is read up to now while both are answered: the tool cannot send a packet
-    // before either.
-    // (A hijacked attach is the engine's socket: a net.Socket, which the typings call a ReadWriteStream.)
+    // the registration. The kernel log is read up to now meanwhile: the tool cannot send a packet before that
+    // message or start either. (A hijacked attach is the engine's socket: a net.Socket, which the typings call a
+    // ReadWriteStream.)
     const attaching = container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as Promise<Socket>;
     const kernelLog = KernelLogCursor.open();
     const [registration, attached] = await Promise.allSettled([registering, attaching]);
