@@ -27,8 +27,7 @@ export const LEVEL_VALUES: Readonly<Record<LevelWithSilent, number>> = { trace: 
  * logged is in the file even if the process is killed the next instant; pino's asynchronous mode would lose the
  * last buffered lines (pino docs/asynchronous.md). `write` is one write(2) at once; `record` batches the lines of
  * one event-loop turn into one write(2) at the turn's end, and its promise settles after that write, so a caller
- * that awaits it before acting still has its line in the file before the act. `recordThen` writes its batch
- * sooner, at the end of the current callback (see there).
+ * that awaits it before acting still has its line in the file before the act.
  * Levels: allow → info, deny → warn, upstream errors → error, close → info; `logging.level` filters them.
  */
 export function createAuditSink(options: AuditOptions): AuditSink {
@@ -55,19 +54,11 @@ export function createAuditSink(options: AuditOptions): AuditSink {
     return level >= threshold ? lineOf(level, event, json) : '';
   };
 
-  // record() and recordThen(): the lines queued, written together; then the batch's callbacks run and its promise
-  // (made only if record() asked for one) settles, with the write's error. The batch is written at the end of
-  // the event-loop turn, or sooner, at the end of the current callback, once a recordThen() line is in it:
-  // - recordThen() is the connection path's: the dial (or the refusal) waits for the decision line. At the turn's
-  //   end, each connection paid a turn of the loop before its dial, and the loop an idle handle and a poll for
-  //   the immediate. Alternating A/B runs of the rate harness (4 rounds × 5 s, 2 workers, medians): +5.1 %
-  //   tunnels/s (7.25k against 6.89k). The low-load latency did not move beyond its drift.
-  // - DNS answers (recordSerialized) stay at the turn's end: libuv hands a turn up to 32 datagrams, one callback
-  //   each, and they share one write. Written per callback, the DNS rate fell from 150k to 96k queries/s.
+  // record() and recordThen(): the lines of one event-loop turn, written together when the turn ends; then the
+  // batch's callbacks run and its promise (made only if record() asked for one) settles, with the write's error.
   let queued = '';
   let queuedFailure: Error | null = null;
   let flushPending = false;
-  let flushSoonPending = false;
   let callbacks: ((err: Error | null) => void)[] = [];
   let batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | null = null;
   const writeQueued = (): void => {
@@ -84,6 +75,7 @@ export function createAuditSink(options: AuditOptions): AuditSink {
     queuedFailure = null;
     callbacks = [];
     batch = null;
+    flushPending = false;
     for (const done of waiting) done(failure);
     if (failure) settling?.reject(failure);
     else settling?.resolve();
@@ -99,25 +91,18 @@ export function createAuditSink(options: AuditOptions): AuditSink {
       return failure;
     }
   };
-  // Each schedule clears only its own flag: a flush finds whatever is queued by then, and one that finds nothing
-  // does nothing.
-  const flushAtTurnEnd = (): void => {
-    flushPending = false;
-    flushQueued();
-  };
-  const flushAtCallbackEnd = (): void => {
-    flushSoonPending = false;
-    flushQueued();
+  const enqueue = (event: AuditEvent, json?: string): void => {
+    queued += lineFor(event, json);
+    if (!flushPending) {
+      flushPending = true;
+      setImmediate(flushQueued);
+    }
   };
 
   /** Queues the line with the batch of this turn; the promise settles after the batch's write. */
   const recordBatched = (event: AuditEvent, json: string | undefined): Promise<void> => {
     if (closed) return Promise.resolve();
-    queued += lineFor(event, json);
-    if (!flushPending) {
-      flushPending = true;
-      setImmediate(flushAtTurnEnd);
-    }
+    enqueue(event, json);
     if (batch === null) {
       let resolve!: () => void;
       let reject!: (err: unknown) => void;
@@ -146,12 +131,8 @@ export function createAuditSink(options: AuditOptions): AuditSink {
         queueMicrotask(() => done(null));
         return;
       }
-      queued += lineFor(event);
+      enqueue(event);
       callbacks.push(done);
-      if (!flushSoonPending) {
-        flushSoonPending = true;
-        process.nextTick(flushAtCallbackEnd);
-      }
     },
     close() {
       if (closed) return Promise.resolve();

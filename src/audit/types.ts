@@ -88,8 +88,7 @@ export interface AuditSink {
   record(event: AuditEvent): Promise<void>;
   /**
    * `record` with a callback instead of a promise, for the per-connection path: `done` runs after the batch's
-   * write, never synchronously, with the write's error or null. The batch is written at the end of the current
-   * callback (process.nextTick), not of the event-loop turn: the caller's act waits for it.
+   * write, never synchronously, with the write's error or null.
    */
   recordThen(event: AuditEvent, done: (err: Error | null) => void): void;
   /** `record` for an event whose JSON the caller made. */

@@ -113,27 +113,6 @@ describe('createAuditSink', () => {
     await sink.close();
   });
 
-  it('recordThen writes at the end of the callback; record and recordSerialized at the end of the turn', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'clawbox-audit-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const sink = createAuditSink({ destination: join(dir, 'audit.log'), level: 'info', enabled: true });
-    const order: string[] = [];
-    // An immediate queued before the line runs after a callback-end write, and before a turn-end one.
-    await new Promise<void>((resolve) => {
-      setImmediate(() => order.push('immediate queued first'));
-      sink.recordThen(decision('a', true), () => order.push('recordThen written'));
-      setTimeout(resolve, 20);
-    });
-    await new Promise<void>((resolve) => {
-      setImmediate(() => order.push('immediate queued first'));
-      void sink.record(decision('b', true)).then(() => order.push('record written'));
-      void sink.recordSerialized({ event: decision('c', true), json: JSON.stringify(decision('c', true)) }).then(() => order.push('recordSerialized written'));
-      setTimeout(resolve, 20);
-    });
-    assert.deepEqual(order, ['recordThen written', 'immediate queued first', 'immediate queued first', 'record written', 'recordSerialized written']);
-    await sink.close();
-  });
-
   it('a trail that cannot be written: record rejects, recordThen gets the error, write does not throw, each is reported', async () => {
     const reported: string[] = [];
     // /dev/full takes the open and fails every write with ENOSPC, as a full disk does.
