@@ -37,7 +37,7 @@ YAML
 
 echo
 echo "[quickstart] clawbox run -- sh -c '<three requests>'"
-node dist/src/cli/launch.js run --config "$work/config.yml" -- sh -c "
+bin/clawbox run --config "$work/config.yml" -- sh -c "
   echo '--- allowed:  curl http://$demo_ip/';            curl -sS -m 10 http://$demo_ip/
   echo '--- denied:   curl http://169.254.169.254/ (cloud metadata)'; curl -sS -m 10 http://169.254.169.254/latest/meta-data/
   echo '--- denied:   curl http://api.example.com/ (not in allowed_hosts)'; curl -sS -m 10 http://api.example.com/

@@ -33,7 +33,8 @@ interface Sample {
   readonly total: number;
 }
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli/launch.js');
+/** What a user types: the package's bin. */
+const CLI = join(import.meta.dirname, '../../bin/clawbox');
 
 /** The limits clawbox applies by default, spelled as docker run flags, for a like-for-like baseline. */
 const DOCKER_RUN = [
@@ -102,8 +103,8 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   writeFileSync(join(ctx.dir, 'warm.yml'), warmText);
   const modes: Record<Mode, () => Promise<Sample>> = {
     'docker run': () => timeProcess('docker', DOCKER_RUN),
-    'clawbox run cold': () => timeProcess(process.execPath, [CLI, 'run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x']),
-    'clawbox run warm': () => timeProcess(process.execPath, [CLI, 'run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x']),
+    'clawbox run cold': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x']),
+    'clawbox run warm': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x']),
     'runSandbox cold': () => timeLibrary(coldText),
     'runSandbox warm': () => timeLibrary(warmText),
   };

@@ -1,7 +1,7 @@
 /**
  * Runs the CLI bundle (dist/bundle/clawbox.cjs, made by scripts/bundle-cli.ts) from a V8 code cache, for the
- * `clawbox` executable (launch.ts): a fresh `clawbox run` otherwise spends most of its start resolving and
- * compiling modules.
+ * `clawbox` executable (through its launcher, launch.ts): a fresh `clawbox run` otherwise spends most of its start
+ * resolving and compiling modules.
  *
  * The cache is what V8 compiled in an earlier run, written when that run exited. It sits beside the bundle when
  * that directory is writable (whoever can write there can change the bundle itself), else in the user's own

@@ -111,9 +111,9 @@ describe('the warm pool', () => {
   it('through the CLI: the run exits as soon as its tool is done, and a detached helper refills the pool', async () => {
     await emptyPool();
     const { path } = world.config('pool:\n  size: 1\n  idle_timeout: 5m');
-    const launcher = join(import.meta.dirname, '../../dist/src/cli/launch.js');
+    const launcher = join(import.meta.dirname, '../../bin/clawbox');
     const cli = (): RunResult => {
-      const out = execFileSync(process.execPath, [launcher, 'run', '--config', path, '--json', '--', 'true'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const out = execFileSync(launcher, ['run', '--config', path, '--json', '--', 'true'], { stdio: ['ignore', 'pipe', 'ignore'] });
       return JSON.parse(out.toString()) as RunResult;
     };
     // The helpers at work now: their markers, each naming a live `clawbox pool-refill` process.

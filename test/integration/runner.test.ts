@@ -21,8 +21,8 @@ import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/s
 import { hostname } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 
-// The installed executable: the CLI bundle, compiled from its code cache after the first run.
-const CLI = join(import.meta.dirname, '../../dist/src/cli/launch.js');
+// The installed executable (the package's bin): the CLI bundle, compiled from its code cache after the first run.
+const CLI = join(import.meta.dirname, '../../bin/clawbox');
 const docker = new Dockerode();
 let world: SandboxWorld;
 
@@ -238,7 +238,7 @@ describe('limits and lifecycle', () => {
 
   it('passes the tool\'s exit code through the CLI, and --json prints the run record', async () => {
     const { path } = world.config();
-    const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--json', '--', 'sh', '-c', 'echo out; exit 3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(CLI, ['run', '--config', path, '--json', '--', 'sh', '-c', 'echo out; exit 3'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     const [code] = (await once(child, 'exit')) as [number];
@@ -251,7 +251,7 @@ describe('limits and lifecycle', () => {
   it("reuses an earlier run's environment check for a while, but never another gateway's", async () => {
     const { path } = world.config();
     const cli = async (): Promise<string> => {
-      const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--', 'sh', '-c', 'curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(CLI, ['run', '--config', path, '--', 'sh', '-c', 'curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
       await once(child, 'exit');
@@ -309,7 +309,7 @@ describe('limits and lifecycle', () => {
     while (!stdout.text.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50));
     await backdate(idle);
     await backdate(busy); // asked for long ago, but a sandbox still uses it
-    const out = execFileSync(process.execPath, [CLI, 'gc']).toString();
+    const out = execFileSync(CLI, ['gc']).toString();
     assert.match(out, new RegExp(`gateways removed: .*${idle.gatewayContainer}`));
     assert.doesNotMatch(out, new RegExp(busy.gatewayContainer));
     assert.equal(await docker.getContainer(idle.gatewayContainer).inspect().catch(() => null), null);
@@ -319,7 +319,7 @@ describe('limits and lifecycle', () => {
 
   it('stops and removes the sandbox on Ctrl-C', async () => {
     const { path } = world.config();
-    const child = spawn(process.execPath, [CLI, 'run', '--config', path, '--', 'sleep', '4244'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(CLI, ['run', '--config', path, '--', 'sleep', '4244'], { stdio: ['ignore', 'pipe', 'pipe'] });
     for (let i = 0; i < 100 && (await sandboxContainers()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(await sandboxContainers(), 1);
     await new Promise((r) => setTimeout(r, 300));
@@ -339,7 +339,7 @@ describe('limits and lifecycle', () => {
       HostConfig: { NetworkMode: 'none' },
     });
     await leftover.start();
-    const out = execFileSync(process.execPath, [CLI, 'gc']).toString();
+    const out = execFileSync(CLI, ['gc']).toString();
     assert.match(out, new RegExp(`sandboxes removed: ${leftover.id.slice(0, 12)}`));
     assert.equal((await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=1`, `${LABEL_OWNER_PID}=${dead.pid}`] } })).length, 0);
   });
@@ -471,7 +471,7 @@ describe('refusals before anything starts', () => {
 describe('clawbox verify', () => {
   it('runs the seed\'s checks in a sandbox and passes them all on this host', async () => {
     const { path } = world.config();
-    const child = spawn(process.execPath, [CLI, 'verify', '--config', path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(CLI, ['verify', '--config', path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     const [code] = (await once(child, 'exit')) as [number];

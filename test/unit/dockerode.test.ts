@@ -74,7 +74,7 @@ process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loade
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const { port } = closed.address() as AddressInfo;
     await new Promise((resolve) => closed.close(resolve));
-    const launcher = join(import.meta.dirname, '../../dist/src/cli/launch.js');
+    const launcher = join(import.meta.dirname, '../../dist/bundle/launch.cjs');
     const run = spawnSync(process.execPath, ['--no-deprecation', '--require', preload, launcher, 'gc'], {
       encoding: 'utf8',
       timeout: 30_000,
