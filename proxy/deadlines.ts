@@ -39,6 +39,11 @@ export class Deadlines<K> {
     this.due.delete(key);
   }
 
+  /** The key is held: its limit runs. */
+  has(key: K): boolean {
+    return this.due.has(key);
+  }
+
   /** How many keys are held (for tests). */
   get size(): number {
     return this.due.size;

@@ -58,17 +58,19 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
   // limit is one sweep for every connection (`deadlines.ts`), not a Node timer per socket.
   const silent = new Deadlines<Socket>(options.handshakeTimeoutMs, (socket) => {
     if (socket.destroyed) return;
-    // It sent nothing and closed its side: there was no request to refuse or to audit.
-    if (socket.readableEnded) {
-      socket.destroy();
-      return;
-    }
     const refusal = clientErrorRefusal(Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
     protocolError(options, socket, refusal.message);
     refuseOnSocket(socket, refusal);
   });
   function forgetSilent(this: Socket): void {
     silent.delete(this);
+  }
+  // A client that closes its side before sending anything had no request to refuse or to audit: it goes now, not
+  // when its handshake limit runs out. After a first chunk this is a half-close, which that request's path answers.
+  function endedSilent(this: Socket): void {
+    if (!silent.has(this)) return;
+    silent.delete(this);
+    this.destroy();
   }
   function onFirstChunk(this: Socket, chunk: Buffer): void {
     silent.delete(this);
@@ -87,6 +89,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
     // Errors after a reply was sent (client reset) must never reach the process.
     socket.on('error', destroySelf);
     socket.on('close', forgetSilent);
+    socket.on('end', endedSilent);
     silent.add(socket);
     socket.once('data', onFirstChunk);
   });

@@ -276,6 +276,21 @@ describe('bad input', () => {
     });
   }
 
+  it('closes at once a client that closes its side before sending anything, and writes no line for it', async () => {
+    const lines = gw.decisions().length;
+    const quitter = connect(gw.gateway.addresses.http.port, gw.gateway.addresses.http.address);
+    quitter.on('error', () => undefined);
+    await once(quitter, 'connect');
+    quitter.end();
+    // The gateway's FIN: its handshake limit here is the default 10 s, so before the fix this waited for the limit.
+    const closed = once(quitter, 'close').then(() => 'closed' as const);
+    const atHalfTheLimit = new Promise<'still open'>((resolve) => setTimeout(() => resolve('still open'), 5_000).unref());
+    assert.equal(await Promise.race([closed, atHalfTheLimit]), 'closed');
+    quitter.destroy();
+    await stillServes();
+    assert.equal(gw.decisions().length, lines + 1, 'only the next client\'s line');
+  });
+
   it('closes a tunnel whose TLS ClientHello names another host, and audits it', async () => {
     const reply = await connectTunnel(gw.gateway.addresses.http, 'allowed.test:443');
     assert.equal(reply.status, 200);

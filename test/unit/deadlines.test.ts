@@ -35,6 +35,7 @@ describe('Deadlines', () => {
     await sleep(20);
     deadlines.add('last');
     deadlines.delete('gone');
+    assert.deepEqual(['first', 'gone', 'last'].map((key) => deadlines.has(key)), [true, false, true]);
     await until(() => expired.length >= 2);
     await sleep(100);
     assert.deepEqual(
