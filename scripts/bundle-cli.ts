@@ -1,8 +1,8 @@
 // The `clawbox` command as one CommonJS file (dist/bundle/clawbox.cjs), run from a V8 code cache by its launcher
-// (dist/bundle/launch.cjs, from src/cli/launch.ts), which bin/clawbox runs. Why: unbundled, a `clawbox run` spent about 170 ms after Node's start before its first Docker
-// request, resolving, reading and compiling some 280 module files; from the bundle and its cache, about 45 ms
-// (README, "Start time"). Whitespace is minified (names are kept, for readable stack traces): a file a third
-// smaller measured about 15 ms less per start.
+// (dist/bundle/launch.cjs, from src/cli/launch.ts), which bin/clawbox runs. Why: unbundled, a `clawbox run` spent
+// about 170 ms after Node's start before its first Docker request, resolving, reading and compiling some 280 module
+// files; from the bundle and its cache, about 45 ms (README, "Start time"). Whitespace is minified (names are kept,
+// for readable stack traces): a file a third smaller measured about 15 ms less per start.
 //
 // dockerode is bundled, with runner/dockerode-bundled.ts in place of runner/dockerode.ts. The parts of it that
 // clawbox does not use (BuildKit sessions over gRPC, docker-modem's SSH transport) become stand-ins that load the
