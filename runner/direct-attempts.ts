@@ -38,6 +38,9 @@ export function parseDirectAttempt(message: string): DirectAttempt | null {
   };
 }
 
+/** One read of /dev/kmsg returns one record, at most this long (the kernel's limit, CONSOLE_EXT_LOG_MAX). */
+const record = Buffer.alloc(8192);
+
 /**
  * A position in the kernel log (/dev/kmsg, root only). Opening it reads up to the present, so `readNew` returns
  * only what was logged since; null when this host does not let us read the log.
@@ -93,9 +96,6 @@ export class KernelLogCursor {
     return messages;
   }
 }
-
-/** One read of /dev/kmsg returns one record, at most this long (the kernel's limit, CONSOLE_EXT_LOG_MAX). */
-const record = Buffer.alloc(8192);
 
 const COMMA = 0x2c;
 const DIGIT_0 = 0x30;

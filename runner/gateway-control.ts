@@ -5,7 +5,10 @@ import type { SandboxRegistration, SandboxTraffic } from '../proxy/sandbox-regis
 type Pending = { resolve: (reply: ControlReply) => void; reject: (err: Error) => void; timer: NodeJS.Timeout };
 type RequestBody = ControlRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
-/** How long a lost control connection is tried again by default: a gateway restarted by its restart policy is back in about a second. */
+/**
+ * How long a lost control connection is tried again by default: a gateway restarted by its restart policy is back
+ * in about a second.
+ */
 const RECONNECT_WITHIN_MS = 30_000;
 const RECONNECT_EVERY_MS = 100;
 

@@ -364,7 +364,6 @@ describe('clawbox proxy with a bad config', () => {
   });
 });
 
-
 async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
