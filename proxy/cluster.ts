@@ -196,7 +196,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
             return sumTraffic(await broadcast({ op: 'unregister', client }));
           },
           setHostAddresses: async (addresses) => {
-            validator.setHostAddresses(addresses);
+            if (!validator.setHostAddresses(addresses)) return; // every worker has them already
             hostAddresses = [...addresses];
             await broadcast({ op: 'host-addresses', addresses: hostAddresses });
           },

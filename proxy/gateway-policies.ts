@@ -34,14 +34,20 @@ export class GatewayPolicies implements PolicyTable {
     this.recompile({ base });
   }
 
-  /** The host's addresses as the runner sees them (a gateway in a container cannot list them itself). */
-  setHostAddresses(addresses: readonly string[]): void {
+  /**
+   * The host's addresses as the runner sees them (a gateway in a container cannot list them itself). False when
+   * they are the ones the policies have: each run's runner sends them, and they seldom change, so nothing is
+   * recompiled then (every policy, in every worker: most of a warm start's wait for its gateway).
+   */
+  setHostAddresses(addresses: readonly string[]): boolean {
     const canonical = addresses.map((raw) => {
       const parsed = parseHost(raw, { brackets: 'forbidden' });
       if (!parsed.ok || parsed.host.kind !== 'ip') throw new Error(`host address ${JSON.stringify(raw)} is not an IP address`);
       return parsed.host.ip.text;
     });
+    if (canonical.length === this.hostAddresses.length && canonical.every((ip, i) => ip === this.hostAddresses[i])) return false;
     this.recompile({ hostAddresses: canonical });
+    return true;
   }
 
   setListenerPorts(ports: readonly number[]): void {

@@ -117,7 +117,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     policies.unregister(client);
     return registry.remove(client);
   };
-  const setHostAddresses = (addresses: readonly string[]): void => policies.setHostAddresses(addresses);
+  const setHostAddresses = (addresses: readonly string[]): void => {
+    policies.setHostAddresses(addresses);
+  };
   const control = options.controlSocket
     ? await createControlServer(options.controlSocket, { register: registerSandbox, unregister: unregisterSandbox, setHostAddresses }, log)
     : null;

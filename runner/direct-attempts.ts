@@ -3,7 +3,7 @@
  * (`runner/firewall.ts`) logs such packets to the kernel log with a prefix before dropping them; the runner reads
  * the log around each run and turns its sandbox's attempts into audit lines (channel `direct`).
  */
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
 
 export const DIRECT_LOG_PREFIX = 'clawbox-direct: ';
 
@@ -48,7 +48,8 @@ const record = Buffer.alloc(8192);
  * /dev/kmsg can only be read record by record from its oldest record (Node has no lseek for its SEEK_END), and a
  * run opens a cursor before its tool starts: so a record's sequence number is read from its bytes, and only the
  * records after the cursor are decoded. (Decoding all of them cost about 5 ms of a run's start for the ~2000
- * records of this machine's log.)
+ * records of this machine's log.) Reading them still costs about 4 ms: a pooled sandbox's run skips it, with a
+ * bookmark taken when the sandbox was created.
  */
 export class KernelLogCursor {
   private constructor(private lastSequence: number) {}
@@ -61,6 +62,26 @@ export class KernelLogCursor {
     } catch {
       return null;
     }
+  }
+
+  /**
+   * The cursor a `bookmark` was taken of, in this process or another; null when the host has booted since
+   * (sequence numbers start again at each boot) or the text is not a bookmark.
+   */
+  static fromBookmark(bookmark: string | undefined): KernelLogCursor | null {
+    const match = /^([0-9a-f-]{36}):(-1|\d{1,15})$/.exec(bookmark ?? '');
+    const boot = bootId();
+    if (!match || boot === null || match[1] !== boot) return null;
+    return new KernelLogCursor(Number(match[2]));
+  }
+
+  /**
+   * Where this cursor is, as text to keep (a label): this boot's id and the last sequence number read; null on
+   * a host that does not tell its boot's id.
+   */
+  bookmark(): string | null {
+    const boot = bootId();
+    return boot === null ? null : `${boot}:${this.lastSequence}`;
   }
 
   /** Messages logged since the last call. */
@@ -95,6 +116,19 @@ export class KernelLogCursor {
     }
     return messages;
   }
+}
+
+let thisBoot: string | null | undefined;
+
+function bootId(): string | null {
+  if (thisBoot === undefined) {
+    try {
+      thisBoot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      thisBoot = null;
+    }
+  }
+  return thisBoot;
 }
 
 const COMMA = 0x2c;

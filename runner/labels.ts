@@ -13,6 +13,12 @@ export const LABEL_CONFIG_DIGEST = 'dev.clawbox.config-digest';
 /** Pool entries: the digest of everything that shapes the container, and when an unused one is removed. */
 export const LABEL_POOL_KEY = 'dev.clawbox.pool-key';
 export const LABEL_POOL_EXPIRES = 'dev.clawbox.pool-expires';
+/**
+ * Pool entries: the kernel log's last sequence number just before the entry was created. Its address was not
+ * yet its own before then; from then on only its launcher, which sends nothing, runs in it. So a run that takes
+ * it reads the log's direct attempts from there (`direct-attempts.ts`) instead of reading the log at its start.
+ */
+export const LABEL_POOL_KERNEL_LOG = 'dev.clawbox.pool-kernel-log';
 
 /**
  * On sandboxes and pool entries: the address of the gateway they use. A gateway that no container names this way

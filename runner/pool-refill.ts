@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
-import { LABEL_POOL_EXPIRES, LABEL_POOL_KEY, labelsFor } from './labels.js';
+import { KernelLogCursor } from './direct-attempts.js';
+import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelsFor } from './labels.js';
 import { poolDir, WarmPool } from './pool.js';
 import { processAlive } from './process-alive.js';
 import { createSandbox, type SandboxNetwork } from './sandbox-container.js';
@@ -27,9 +28,11 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
   const pool = new WarmPool(docker, job.stateDir);
   const missing = job.size - (await pool.available(job.key));
   for (let i = 0; i < missing; i++) {
+    const kernelLog = KernelLogCursor.open()?.bookmark() ?? null;
     const { container } = await createSandbox(docker, job.network, job.shape, labelsFor('pool', {
       [LABEL_POOL_KEY]: job.key,
       [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs),
+      ...(kernelLog === null ? {} : { [LABEL_POOL_KERNEL_LOG]: kernelLog }),
     }));
     await container.start();
   }

@@ -7,12 +7,14 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
-import { LABEL_POOL_EXPIRES, LABEL_POOL_KEY, labelFilter } from './labels.js';
+import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter } from './labels.js';
 import { processAlive } from './process-alive.js';
 
 export interface PooledSandbox {
   readonly container: Dockerode.Container;
   readonly ip: string;
+  /** Where the kernel log stood just before the sandbox was created (labels.ts, LABEL_POOL_KERNEL_LOG). */
+  readonly kernelLogBookmark: string | undefined;
 }
 
 /** Where the pool keeps its lock files (and refill helpers their markers, see pool-refill.ts). */
@@ -33,7 +35,7 @@ export class WarmPool {
       if (Number(info.Labels[LABEL_POOL_EXPIRES]) <= now) continue;
       if (!this.lock(info.Id)) continue;
       const ip = Object.values(info.NetworkSettings.Networks)[0]?.IPAddress ?? '';
-      return { container: this.docker.getContainer(info.Id), ip };
+      return { container: this.docker.getContainer(info.Id), ip, kernelLogBookmark: info.Labels[LABEL_POOL_KERNEL_LOG] };
     }
     return null;
   }

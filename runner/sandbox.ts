@@ -193,7 +193,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   };
 
   try {
-    return await drive(docker, options, env, sandbox, { started: taken !== null, prepared, configDigest, warnings, onToolStarted: refill });
+    return await drive(docker, options, env, sandbox, { started: taken !== null, kernelLogBookmark: taken?.kernelLogBookmark, prepared, configDigest, warnings, onToolStarted: refill });
   } finally {
     if (pool && taken) await pool.discard(sandbox.container.id);
     else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
@@ -284,6 +284,8 @@ function gatewayLost(sandbox: string, gatewayContainer: string, err: unknown, co
 interface DriveContext {
   /** A pooled sandbox is already running in its launcher. */
   readonly started: boolean;
+  /** A pooled sandbox's: where the kernel log stood before it was created (read from there, not from now). */
+  readonly kernelLogBookmark: string | undefined;
   readonly prepared: Prepared;
   readonly configDigest: string;
   readonly warnings: readonly string[];
@@ -342,11 +344,11 @@ async function drive(
         },
       );
     // Attaching starts nothing (the tool waits for its message, or for the start below), so it need not wait for
-    // the registration. The kernel log is read up to now meanwhile: the tool cannot send a packet before that
-    // message or start either. (A hijacked attach is the engine's socket: a net.Socket, which the typings call a
-    // ReadWriteStream.)
+    // the registration. The kernel log is read up to now meanwhile (a pooled sandbox's was, when it was created):
+    // the tool cannot send a packet before that message or start either. (A hijacked attach is the engine's
+    // socket: a net.Socket, which the typings call a ReadWriteStream.)
     const attaching = container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as Promise<Socket>;
-    const kernelLog = KernelLogCursor.open();
+    const kernelLog = KernelLogCursor.fromBookmark(ctx.kernelLogBookmark) ?? KernelLogCursor.open();
     const [registration, attached] = await Promise.allSettled([registering, attaching]);
     if (registration.status === 'rejected') {
       if (attached.status === 'fulfilled') attached.value.destroy();

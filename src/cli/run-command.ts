@@ -1,7 +1,7 @@
-import { loadConfig } from '../config/load.js';
 import { ClawboxError } from '../errors.js';
 import { runSandbox, settleBackground } from '../../runner/sandbox.js';
 import { parseCommandArgs } from './args.js';
+import { loadConfigCached } from './config-cache.js';
 
 export const RUN_HELP = `Usage: clawbox run [--config FILE] [--tool NAME] [--allow-host HOST]... [--image IMAGE]
                    [--env KEY=VALUE]... [--json] -- COMMAND [ARG]...
@@ -47,7 +47,7 @@ export async function runCommand(args: readonly string[]): Promise<number> {
   }
   const toRun = command.length > 0 ? command : positionals;
   if (toRun.length === 0) throw new ClawboxError('CLI_USAGE', 'clawbox run: no command given', { details: ["put the tool's command after --, e.g. clawbox run -- curl -sS https://api.example.com/"] });
-  const source = loadConfig(values.config);
+  const source = await loadConfigCached(values.config);
   const abort = new AbortController();
   const stop = (): void => abort.abort();
   process.once('SIGINT', stop);

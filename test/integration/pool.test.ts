@@ -5,14 +5,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR } from '../../runner/environment.js';
-import { labelFilter } from '../../runner/labels.js';
+import { LABEL_POOL_KERNEL_LOG, labelFilter } from '../../runner/labels.js';
+import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
-import { startSandboxWorld, type SandboxWorld } from '../fixtures/sandbox-env.js';
+import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/sandbox-env.js';
 
 const docker = new Dockerode();
 let world: SandboxWorld;
@@ -103,6 +105,22 @@ describe('the warm pool', () => {
     assert.notEqual(second.result.sandbox, first.result.sandbox);
   });
 
+  it('records a pooled sandbox\'s attempts past the gateway, read from where the log stood at its creation', async () => {
+    await run('true', POOL); // the pool holds sandboxes made by this build, each with its kernel log bookmark
+    const [entry] = await docker.listContainers({ filters: labelFilter('pool') });
+    assert.match(entry?.Labels[LABEL_POOL_KERNEL_LOG] ?? '', /^[0-9a-f-]{36}:\d+$/, 'a pool entry carries its bookmark');
+    const { result, stdout } = await run(`curl -sS -m 3 --noproxy '*' http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`, POOL);
+    assert.equal(result.warm, true);
+    assert.match(stdout, /^direct=[1-9]\d*$/m, 'the direct attempt failed');
+    const direct = world
+      .auditLines()
+      .filter((e): e is DecisionEvent => e.event === 'decision' && e.sandbox === result.sandbox && e.channel === 'direct');
+    assert.deepEqual(
+      direct.map((e) => [e.host, e.port, e.rule]),
+      [[UPSTREAM_IP, 80, 'builtin.direct-connection']],
+    );
+  });
+
   it('keeps pools apart per config: another shape starts cold', async () => {
     const other = await run('true', `${POOL}\nresource_limits:\n  memory: 256m`);
     assert.equal(other.result.warm, false);
@@ -129,6 +147,10 @@ describe('the warm pool', () => {
         });
 
     assert.equal(cli().warm, false, 'an empty pool means a cold start');
+    // The bundle kept the parsed config for the next run (src/cli/config-cache.ts).
+    const digest = createHash('sha256').update(readFileSync(path, 'utf8')).digest('hex');
+    const bundleDir = join(import.meta.dirname, '../../dist/bundle');
+    assert.equal(readdirSync(bundleDir).filter((n) => n.startsWith('clawbox-config-') && n.endsWith(`-${digest}.json`)).length, 1);
     // A Docker start takes hundreds of milliseconds, a Node start alone tens: the helper is still at work.
     assert.equal(helpers().length, 1, 'the run left its refill to a helper');
     await settleBackground();

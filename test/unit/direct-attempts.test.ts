@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { attemptsOf, KernelLogCursor, parseDirectAttempt, sequenceOf } from '../../runner/direct-attempts.js';
 
 // Kernel log messages as the LOG target writes them (IN/OUT/MAC elided where irrelevant).
@@ -57,5 +59,34 @@ describe('the kernel log cursor', () => {
     assert.deepEqual(fresh.readNew().filter((m) => m.startsWith('clawbox-test')), [after]);
     assert.deepEqual(fresh.readNew().filter((m) => m.startsWith('clawbox-test')), []);
     assert.deepEqual(cursor.readNew().filter((m) => m.startsWith('clawbox-test')), [before, after]);
+  });
+
+  it('resumes from a bookmark taken in another process, in this boot only', (t) => {
+    const cursor = KernelLogCursor.open();
+    if (cursor === null) {
+      t.skip('this host does not let us read /dev/kmsg (root only)');
+      return;
+    }
+    // The bookmark is taken in a process of its own, as a pool refill helper takes it.
+    const script = `import { KernelLogCursor } from ${JSON.stringify(join(import.meta.dirname, '../../dist/runner/direct-attempts.js'))};
+process.stdout.write(KernelLogCursor.open().bookmark());`;
+    const before = `clawbox-test before ${randomUUID()}`;
+    const after = `clawbox-test after ${randomUUID()}`;
+    writeFileSync('/dev/kmsg', `${before}\n`);
+    const bookmark = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    writeFileSync('/dev/kmsg', `${after}\n`);
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    assert.match(bookmark, new RegExp(`^${boot}:\\d+$`));
+    const resumed = KernelLogCursor.fromBookmark(bookmark);
+    assert.ok(resumed);
+    assert.deepEqual(resumed.readNew().filter((m) => m.startsWith('clawbox-test')), [after]);
+    assert.equal(resumed.bookmark()?.startsWith(`${boot}:`), true);
+
+    // Sequence numbers start again at each boot: another boot's bookmark would skip this boot's records.
+    const otherBoot = `${boot.slice(0, -1)}${boot.endsWith('0') ? '1' : '0'}`;
+    assert.equal(KernelLogCursor.fromBookmark(bookmark.replace(boot, otherBoot)), null);
+    for (const bad of [undefined, '', 'nonsense', `${boot}:`, `${boot}:12x`, `${boot}:-2`, `${boot}:1e5`]) {
+      assert.equal(KernelLogCursor.fromBookmark(bad), null, String(bad));
+    }
   });
 });
