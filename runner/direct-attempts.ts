@@ -65,6 +65,29 @@ export class KernelLogCursor {
   }
 
   /**
+   * `open` for a process with other work under way: a library caller refills its pool while its tool runs, and
+   * a read of the whole log at once (about 4 ms here) would hold up the tool's output. Other callbacks run
+   * between slices of `slice` records.
+   */
+  static async openPatiently(slice = 256): Promise<KernelLogCursor | null> {
+    const cursor = new KernelLogCursor(-1);
+    let fd: number;
+    try {
+      fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch {
+      return null;
+    }
+    try {
+      while (!cursor.readFrom(fd, null, slice)) await new Promise((resolve) => setImmediate(resolve));
+      return cursor;
+    } catch {
+      return null;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
    * The cursor a `bookmark` was taken of, in this process or another; null when the host has booted since
    * (sequence numbers start again at each boot) or the text is not a bookmark.
    */
@@ -93,28 +116,37 @@ export class KernelLogCursor {
     const fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
     const messages: string[] = [];
     try {
-      for (;;) {
-        let length: number;
-        try {
-          length = readSync(fd, record, 0, record.length, null);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'EAGAIN') break;
-          if (code === 'EPIPE') continue; // records were overwritten while we read; the next read resumes
-          throw err;
-        }
-        const sequence = sequenceOf(record, length);
-        if (!(sequence > this.lastSequence)) continue;
-        this.lastSequence = sequence;
-        if (!decode) continue;
-        // "priority,sequence,timestamp,flags;message"
-        const text = record.toString('utf8', 0, length);
-        messages.push(text.slice(text.indexOf(';') + 1).trimEnd());
-      }
+      this.readFrom(fd, decode ? messages : null, Infinity);
     } finally {
       closeSync(fd);
     }
     return messages;
+  }
+
+  /**
+   * Reads up to `limit` records from `fd`, decoding into `messages` (unless null) those after the cursor. True
+   * once the log is read to its end.
+   */
+  private readFrom(fd: number, messages: string[] | null, limit: number): boolean {
+    for (let n = 0; n < limit; n++) {
+      let length: number;
+      try {
+        length = readSync(fd, record, 0, record.length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') return true;
+        if (code === 'EPIPE') continue; // records were overwritten while we read; the next read resumes
+        throw err;
+      }
+      const sequence = sequenceOf(record, length);
+      if (!(sequence > this.lastSequence)) continue;
+      this.lastSequence = sequence;
+      if (messages === null) continue;
+      // "priority,sequence,timestamp,flags;message"
+      const text = record.toString('utf8', 0, length);
+      messages.push(text.slice(text.indexOf(';') + 1).trimEnd());
+    }
+    return false;
   }
 }
 

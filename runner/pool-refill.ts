@@ -28,7 +28,7 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
   const pool = new WarmPool(docker, job.stateDir);
   const missing = job.size - (await pool.available(job.key));
   for (let i = 0; i < missing; i++) {
-    const kernelLog = KernelLogCursor.open()?.bookmark() ?? null;
+    const kernelLog = (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
     const { container } = await createSandbox(docker, job.network, job.shape, labelsFor('pool', {
       [LABEL_POOL_KEY]: job.key,
       [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs),
