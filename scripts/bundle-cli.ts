@@ -12,7 +12,7 @@
 // Three more things docker-modem and dockerode do at every start, for work a `clawbox run` never asks for, are put
 // off (deferDockerModemWork): loading the https and zlib modules (an engine over TLS; compressed build contexts),
 // loading `debug` (with tty), and formatting every request's options with util.inspect for a debug line that is
-// off unless DEBUG is set. Together about 6 ms of each `clawbox run` (bench/README.md, "Start time").
+// off unless DEBUG is set. The loads were 5-7 ms of a `clawbox run`'s module initialisation (README, "Start time").
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

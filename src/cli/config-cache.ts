@@ -1,6 +1,6 @@
 /**
  * The configs the CLI bundle has parsed, kept for its next runs: a `clawbox run` of a config it has seen skips the
- * YAML parser, the schema's construction and its check, about 9 ms of its start (bench/README.md, "Start time").
+ * YAML parser, the schema's construction and its check, about 9 ms of its start (README, "Start time").
  *
  * An entry is the parsed config as JSON, named by the SHA-256 of the config's text and by the bundle's build
  * (code-cache.ts), which holds the schema's code: the same text and the same schema give the same config. Only
