@@ -14,9 +14,10 @@ export const LABEL_CONFIG_DIGEST = 'dev.clawbox.config-digest';
 export const LABEL_POOL_KEY = 'dev.clawbox.pool-key';
 export const LABEL_POOL_EXPIRES = 'dev.clawbox.pool-expires';
 /**
- * Pool entries: the kernel log's last sequence number just before the entry was created. Its address was not
- * yet its own before then; from then on only its launcher, which sends nothing, runs in it. So a run that takes
- * it reads the log's direct attempts from there (`direct-attempts.ts`) instead of reading the log at its start.
+ * Pool entries: this boot's id and the kernel log's last sequence number, read once the entry's address was found
+ * free (its last holder had stopped: `createSandbox`) and before the entry was created. From then on only its
+ * launcher, which sends nothing, runs in it. So a run that takes it reads the log's direct attempts from there
+ * (`direct-attempts.ts`) instead of reading the whole log at its start.
  */
 export const LABEL_POOL_KERNEL_LOG = 'dev.clawbox.pool-kernel-log';
 

@@ -28,14 +28,21 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
   const pool = new WarmPool(docker, job.stateDir);
   const missing = job.size - (await pool.available(job.key));
   for (let i = 0; i < missing; i++) {
-    const kernelLog = (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
-    const { container } = await createSandbox(docker, job.network, job.shape, labelsFor('pool', {
-      [LABEL_POOL_KEY]: job.key,
-      [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs),
-      ...(kernelLog === null ? {} : { [LABEL_POOL_KERNEL_LOG]: kernelLog }),
-    }));
+    const { container } = await createSandbox(
+      docker,
+      job.network,
+      job.shape,
+      labelsFor('pool', { [LABEL_POOL_KEY]: job.key, [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs) }),
+      kernelLogBookmark,
+    );
     await container.start();
   }
+}
+
+/** The pool entry's label with where the kernel log stands now; none where the log cannot be read. */
+async function kernelLogBookmark(): Promise<Readonly<Record<string, string>>> {
+  const bookmark = (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
+  return bookmark === null ? {} : { [LABEL_POOL_KERNEL_LOG]: bookmark };
 }
 
 /**

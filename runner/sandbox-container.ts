@@ -12,20 +12,26 @@ export interface SandboxNetwork {
 /**
  * Creates a sandbox container of `shape` at a free address of the sandbox network. The address is chosen here,
  * not by Docker at start, so that the gateway can be told about the sandbox before anything in it runs.
+ *
+ * `labelsOnceAddressed` adds labels computed after the address was found free: the network lists only running
+ * containers, so by then the address's last holder had stopped and sends nothing more (the pool's kernel log
+ * bookmark, labels.ts).
  */
 export async function createSandbox(
   docker: Dockerode,
   network: SandboxNetwork,
   shape: Dockerode.ContainerCreateOptions,
   labels: Record<string, string>,
+  labelsOnceAddressed: (ip: string) => Promise<Readonly<Record<string, string>>> = async () => ({}),
 ): Promise<{ container: Dockerode.Container; ip: string }> {
   const prefix = network.gatewayIp.split('.').slice(0, 3).join('.');
   for (let attempt = 0; attempt < 5; attempt++) {
     const ip = await freeSandboxIp(docker, network.name, prefix);
+    const late = await labelsOnceAddressed(ip);
     try {
       const container = await docker.createContainer({
         ...shape,
-        Labels: { ...shape.Labels, ...labels, [LABEL_GATEWAY_IP]: network.gatewayIp },
+        Labels: { ...shape.Labels, ...labels, ...late, [LABEL_GATEWAY_IP]: network.gatewayIp },
         NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
       });
       return { container, ip };

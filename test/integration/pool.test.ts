@@ -10,8 +10,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
-import { closeEnvironments, DEFAULT_STATE_DIR } from '../../runner/environment.js';
-import { LABEL_POOL_KERNEL_LOG, labelFilter } from '../../runner/labels.js';
+import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment } from '../../runner/environment.js';
+import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
+import { createSandbox } from '../../runner/sandbox-container.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
 import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/sandbox-env.js';
@@ -119,6 +120,29 @@ describe('the warm pool', () => {
       direct.map((e) => [e.host, e.port, e.rule]),
       [[UPSTREAM_IP, 80, 'builtin.direct-connection']],
     );
+  });
+
+  it('labels a sandbox with what is read once its address is chosen (where the pool keeps its bookmark)', async () => {
+    const env = await ensureEnvironment(docker, world.config('').config);
+    const seen: string[] = [];
+    const { container, ip } = await createSandbox(
+      docker,
+      env.network,
+      { Image: 'openclaw-sandbox:latest', Cmd: ['true'], HostConfig: { NetworkMode: env.network.name } },
+      labelsFor('sandbox'),
+      async (chosen) => {
+        seen.push(chosen);
+        return { 'dev.clawbox.test-late': `read for ${chosen}` };
+      },
+    );
+    try {
+      const info = await container.inspect();
+      assert.deepEqual(seen, [ip], 'read once, for the address the container got');
+      assert.equal(info.NetworkSettings.Networks[env.network.name]?.IPAMConfig?.IPv4Address, ip);
+      assert.equal(info.Config.Labels['dev.clawbox.test-late'], `read for ${ip}`);
+    } finally {
+      await container.remove({ force: true });
+    }
   });
 
   it('keeps pools apart per config: another shape starts cold', async () => {
