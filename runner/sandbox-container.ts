@@ -22,7 +22,7 @@ export async function createSandbox(
   network: SandboxNetwork,
   shape: Dockerode.ContainerCreateOptions,
   labels: Record<string, string>,
-  labelsOnceAddressed: (ip: string) => Promise<Readonly<Record<string, string>>> = async () => ({}),
+  labelsOnceAddressed: (ip: string) => Promise<Readonly<Record<string, string>>> = () => Promise.resolve({}),
 ): Promise<{ container: Dockerode.Container; ip: string }> {
   const prefix = network.gatewayIp.split('.').slice(0, 3).join('.');
   for (let attempt = 0; attempt < 5; attempt++) {

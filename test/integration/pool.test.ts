@@ -130,9 +130,9 @@ describe('the warm pool', () => {
       env.network,
       { Image: 'openclaw-sandbox:latest', Cmd: ['true'], HostConfig: { NetworkMode: env.network.name } },
       labelsFor('sandbox'),
-      async (chosen) => {
+      (chosen) => {
         seen.push(chosen);
-        return { 'dev.clawbox.test-late': `read for ${chosen}` };
+        return Promise.resolve({ 'dev.clawbox.test-late': `read for ${chosen}` });
       },
     );
     try {
