@@ -76,7 +76,7 @@ export async function loadConfigCached(explicitPath?: string, cache = ConfigCach
   const cached = cache?.get(text) ?? null;
   if (cached !== null) return { path, config: cached, text };
   const { parseConfig } = await import('../config/load.js');
-  const config = path === null ? parseConfig('') : parseConfig(text, path);
+  const config = parseConfig(text, path ?? undefined);
   cache?.put(text, config);
   return { path, config, text };
 }

@@ -9,14 +9,12 @@ export { DEFAULT_CONFIG_PATH } from './source.js';
 
 export interface ConfigSource extends ConfigText {
   readonly config: ClawboxConfig;
-  /** The text the config came from ('' for defaults); hashed by the runner into a config digest. */
-  readonly text: string;
 }
 
 /** The config that applies (see `readConfigText` for where it comes from), parsed and checked. */
 export function loadConfig(explicitPath?: string, env: NodeJS.ProcessEnv = process.env): ConfigSource {
   const { path, text } = readConfigText(explicitPath, env);
-  return { path, config: path === null ? parseConfig('') : parseConfig(text, path), text };
+  return { path, config: parseConfig(text, path ?? undefined), text };
 }
 
 /** Parses and validates config text; throws a ClawboxError whose details name each key path and line. */

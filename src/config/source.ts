@@ -12,7 +12,7 @@ export const DEFAULT_CONFIG_PATH = join(homedir(), '.openclaw', 'config.yml');
 export interface ConfigText {
   /** The file read, or null when none existed and the secure defaults apply. */
   readonly path: string | null;
-  /** '' for the defaults. */
+  /** '' for the defaults; hashed by the runner into a config digest. */
   readonly text: string;
 }
 
