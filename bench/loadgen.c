@@ -18,7 +18,8 @@
  * proxy is part of each tunnel's cycle; latency is taken when the echo arrives. Runs that end mid-tunnel abort
  * with SO_LINGER 0.
  *
- * Results: one JSON object on stdout. Every run is bounded: duration + a 30 s grace, per-operation timeouts.
+ * Results: one JSON object on stdout; rate mode adds the p50/p99 of each tunnel's setup (TCP connect to proxy reply) and
+ * exchange (payload to echo). Every run is bounded: duration + a 30 s grace, per-operation timeouts.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -59,15 +60,20 @@ static uint64_t bulk_bytes = 1 << 20;
 static double hold = 60;
 static double op_timeout = 10;
 
-/* Histogram: 64 sub-buckets per power of two of microseconds (about 1.5 % resolution). */
+/* Histograms: 64 sub-buckets per power of two of microseconds (about 1.5 % resolution). */
 #define SUB 64
 #define HBUCKETS (40 * SUB)
-static uint64_t hist[HBUCKETS];
-static uint64_t hist_n, hist_max;
+struct histogram {
+  uint64_t bucket[HBUCKETS];
+  uint64_t n, max;
+};
+/* Each tunnel's (or request's) whole time, and a rate tunnel's two parts: setup (the proxy's reply, from the TCP
+   connect to it) and exchange (the payload's echo through the open tunnel). Direct tunnels have no setup. */
+static struct histogram total_hist, setup_hist, exchange_hist;
 
-static void record(uint64_t us) {
-  if (us > hist_max) hist_max = us;
-  hist_n++;
+static void record(struct histogram *h, uint64_t us) {
+  if (us > h->max) h->max = us;
+  h->n++;
   int idx;
   if (us < SUB) idx = (int)us;
   else {
@@ -76,7 +82,7 @@ static void record(uint64_t us) {
     idx = (shift + 1) * SUB + (int)((us >> shift) - SUB);
   }
   if (idx >= HBUCKETS) idx = HBUCKETS - 1;
-  hist[idx]++;
+  h->bucket[idx]++;
 }
 
 static uint64_t bucket_value(int idx) {
@@ -85,16 +91,16 @@ static uint64_t bucket_value(int idx) {
   return ((uint64_t)(idx % SUB + SUB) << shift) + ((1ull << shift) >> 1);
 }
 
-static uint64_t percentile(double p) {
-  if (hist_n == 0) return 0;
-  uint64_t want = (uint64_t)(p * (double)hist_n);
-  if (want >= hist_n) want = hist_n - 1;
+static uint64_t percentile(const struct histogram *h, double p) {
+  if (h->n == 0) return 0;
+  uint64_t want = (uint64_t)(p * (double)h->n);
+  if (want >= h->n) want = h->n - 1;
   uint64_t seen = 0;
   for (int i = 0; i < HBUCKETS; i++) {
-    seen += hist[i];
-    if (seen > want) return bucket_value(i) < hist_max ? bucket_value(i) : hist_max;
+    seen += h->bucket[i];
+    if (seen > want) return bucket_value(i) < h->max ? bucket_value(i) : h->max;
   }
-  return hist_max;
+  return h->max;
 }
 
 static double now_s(void) {
@@ -107,6 +113,8 @@ struct conn {
   int fd;
   enum state state;
   double started;  /* of the current tunnel or request */
+  double connected; /* the TCP connect (to the proxy, or direct) completed */
+  double opened;    /* the tunnel is open: the proxy's reply came (direct: at the connect) */
   double deadline; /* of the current operation */
   uint64_t got;    /* bytes of the current reply */
   uint64_t total;  /* bulk: bytes received */
@@ -175,6 +183,7 @@ static int start_conn(struct conn *c) {
 /* The tunnel is open: start the mode's traffic. */
 static int tunnel_open(struct conn *c) {
   c->blen = 0;
+  c->opened = now_s();
   switch (mode) {
     case RATE:
       c->state = S_PAYLOAD;
@@ -207,6 +216,7 @@ static void fail(struct conn *c, enum err e);
 static void restart(struct conn *c);
 
 static int on_connected(struct conn *c) {
+  c->connected = now_s();
   int soerr = 0;
   socklen_t len = sizeof soerr;
   getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
@@ -234,7 +244,11 @@ static int on_connected(struct conn *c) {
 /* The tunnel did its work: count it, then wait for the close to come through (S_DRAIN). */
 static void finish_tunnel(struct conn *c, double t) {
   ok_count++;
-  record((uint64_t)((t - c->started) * 1e6));
+  record(&total_hist, (uint64_t)((t - c->started) * 1e6));
+  if (mode == RATE) {
+    if (proto != P_DIRECT) record(&setup_hist, (uint64_t)((c->opened - c->connected) * 1e6));
+    record(&exchange_hist, (uint64_t)((t - c->opened) * 1e6));
+  }
   c->state = S_DRAIN;
   c->deadline = t + op_timeout;
 }
@@ -363,7 +377,7 @@ static void on_event(struct conn *c, uint32_t events) {
         if (done == 0) continue;
         t = now_s();
         ok_count++;
-        record((uint64_t)((t - c->started) * 1e6));
+        record(&total_hist, (uint64_t)((t - c->started) * 1e6));
         if (close_after || stopping) {
           drop(c);
           restart(c);
@@ -443,13 +457,25 @@ static double cpu_used(void) {
          (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* A histogram's p50 and p99 as JSON fields named PREFIX_p50_us and PREFIX_p99_us; null when it holds nothing. */
+static void print_percentiles(const char *prefix, const struct histogram *h) {
+  if (h->n == 0) printf(",\"%s_p50_us\":null,\"%s_p99_us\":null", prefix, prefix);
+  else
+    printf(",\"%s_p50_us\":%llu,\"%s_p99_us\":%llu", prefix, (unsigned long long)percentile(h, 0.5), prefix,
+           (unsigned long long)percentile(h, 0.99));
+}
+
 static void print_result(const char *phase, double elapsed, double cpu, long extra_open) {
   printf("{\"phase\":\"%s\",\"mode\":\"%s\",\"ok\":%llu,\"elapsed_s\":%.6f,\"per_s\":%.1f,\"bytes\":%llu,"
-         "\"p50_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"cpu_s\":%.4f,\"cpu_share\":%.4f,\"open\":%ld,\"errors\":{",
+         "\"p50_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"cpu_s\":%.4f,\"cpu_share\":%.4f,\"open\":%ld",
          phase, mode == RATE ? "rate" : mode == BULK ? "bulk" : mode == HTTP ? "http" : "idle",
          (unsigned long long)ok_count, elapsed, elapsed > 0 ? (double)ok_count / elapsed : 0.0,
-         (unsigned long long)bytes_total, (unsigned long long)percentile(0.5), (unsigned long long)percentile(0.99),
-         (unsigned long long)hist_max, cpu, elapsed > 0 ? cpu / elapsed : 0.0, extra_open);
+         (unsigned long long)bytes_total, (unsigned long long)percentile(&total_hist, 0.5),
+         (unsigned long long)percentile(&total_hist, 0.99), (unsigned long long)total_hist.max, cpu,
+         elapsed > 0 ? cpu / elapsed : 0.0, extra_open);
+  print_percentiles("setup", &setup_hist);
+  print_percentiles("exchange", &exchange_hist);
+  printf(",\"errors\":{");
   for (int e = 0; e < E_COUNT; e++) printf("%s\"%s\":%llu", e ? "," : "", ERR_NAMES[e], (unsigned long long)err_count[e]);
   printf("}}\n");
   fflush(stdout);
@@ -492,8 +518,7 @@ static int run_idle(void) {
 
   /* Check: 256 at a time, each sends the payload and must get it back. */
   ok_count = 0;
-  hist_n = hist_max = 0;
-  memset(hist, 0, sizeof hist);
+  memset(&total_hist, 0, sizeof total_hist);
   int cursor = 0;
   double check_until = now_s() + 120;
   while (now_s() < check_until) {

@@ -13,6 +13,12 @@ export interface LoadgenResult {
   readonly p50_us: number;
   readonly p99_us: number;
   readonly max_us: number;
+  /** Rate mode through a proxy: from the TCP connect to the proxy until its CONNECT or SOCKS5 reply (null direct). */
+  readonly setup_p50_us: number | null;
+  readonly setup_p99_us: number | null;
+  /** Rate mode: from the open tunnel until the payload's echo is back (the data path, there and back). */
+  readonly exchange_p50_us: number | null;
+  readonly exchange_p99_us: number | null;
   readonly cpu_s: number;
   /** Share of one core the load generator used: near 1.0 means it, not the target, may be the limit. */
   readonly cpu_share: number;
