@@ -10,7 +10,8 @@ import { processAlive } from './process-alive.js';
 
 /**
  * Removes sandboxes whose runner is gone (crashed, killed with SIGKILL): their owner pid on this host no longer
- * exists. Runs before every run, so a crash never leaves a sandbox behind for long.
+ * exists. Runs before a run creates a sandbox and in every pool refill (`sweepLeftoversOnce`), so a crash never
+ * leaves a sandbox behind for long.
  */
 export async function sweepLeftovers(docker: Dockerode): Promise<string[]> {
   const containers = await docker.listContainers({ all: true, filters: labelFilter('sandbox') });
@@ -24,6 +25,19 @@ export async function sweepLeftovers(docker: Dockerode): Promise<string[]> {
     removed.push(info.Id.slice(0, 12));
   }
   return removed;
+}
+
+let lastSweep = 0;
+
+/**
+ * `sweepLeftovers` and the pool's own sweep, at most every 30 s per process (listing containers is not free): before
+ * a run creates a sandbox, and in each pool refill.
+ */
+export async function sweepLeftoversOnce(docker: Dockerode, stateDir: string): Promise<void> {
+  if (Date.now() - lastSweep < 30_000) return;
+  lastSweep = Date.now();
+  await sweepLeftovers(docker);
+  await new WarmPool(docker, stateDir).sweep();
 }
 
 export interface GcReport {

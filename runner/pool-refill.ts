@@ -8,6 +8,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { KernelLogCursor } from './direct-attempts.js';
+import { sweepLeftoversOnce } from './gc.js';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelsFor } from './labels.js';
 import { poolDir, WarmPool } from './pool.js';
 import { processAlive } from './process-alive.js';
@@ -23,8 +24,12 @@ export interface RefillJob {
   readonly idleTimeoutMs: number;
 }
 
-/** Tops the pool up to `size` ready sandboxes for `key` (created, started, waiting in the launcher). */
+/**
+ * Tops the pool up to `size` ready sandboxes for `key` (created, started, waiting in the launcher). Crash leftovers
+ * are swept first: a run that takes a pooled sandbox leaves that to its refill.
+ */
 export async function refillPool(docker: Dockerode, job: RefillJob): Promise<void> {
+  await sweepLeftoversOnce(docker, job.stateDir);
   const pool = new WarmPool(docker, job.stateDir);
   const missing = job.size - (await pool.available(job.key));
   for (let i = 0; i < missing; i++) {

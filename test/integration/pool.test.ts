@@ -4,14 +4,17 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment } from '../../runner/environment.js';
-import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
+import { SANDBOX_IMAGE } from '../../runner/images.js';
+import { LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
 import { createSandbox } from '../../runner/sandbox-container.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
@@ -183,6 +186,80 @@ describe('the warm pool', () => {
     assert.equal(cli().warm, true);
     await settleBackground();
     assert.equal(await pooled(), 1, 'and topped it up again');
+  });
+
+  describe('crash leftovers (a sandbox whose runner died)', () => {
+    const CLI = join(import.meta.dirname, '../../bin/clawbox');
+
+    /** A sandbox labelled with the pid of a process that has exited, as a runner killed with SIGKILL leaves one. */
+    async function crashLeftover(): Promise<Dockerode.Container> {
+      const dead = spawn('true');
+      await once(dead, 'exit');
+      const leftover = await docker.createContainer({
+        Image: SANDBOX_IMAGE,
+        Cmd: ['sleep', '4246'],
+        Labels: labelsFor('sandbox', { [LABEL_OWNER_PID]: String(dead.pid), [LABEL_OWNER_HOST]: hostname() }),
+        HostConfig: { NetworkMode: 'none' },
+      });
+      await leftover.start();
+      return leftover;
+    }
+
+    const exists = (container: Dockerode.Container): Promise<boolean> =>
+      container.inspect().then(
+        () => true,
+        (err: { statusCode?: number }) => {
+          if (err.statusCode === 404) return false;
+          throw err;
+        },
+      );
+
+    /**
+     * `clawbox run` of a tool that prints a line, then sleeps 3 s (its stdin is /dev/null: the launcher's, see
+     * `sandbox.ts`): `whileRunning` runs once the line arrives, while the tool runs. Resolves with whether the run
+     * was warm.
+     */
+    async function runCli(yamlPath: string, whileRunning: () => Promise<void>): Promise<boolean> {
+      // With --json the run record is on stdout and the tool's output on stderr.
+      const child = spawn(CLI, ['run', '--config', yamlPath, '--json', '--', 'sh', '-c', 'echo started; sleep 3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let record = '';
+      let toolOutput = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (record += chunk));
+      child.stderr.setEncoding('utf8');
+      const exited = once(child, 'close') as Promise<[number]>;
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (chunk: string) => {
+          toolOutput += chunk;
+          if (toolOutput.includes('started\n')) resolve();
+        });
+        child.once('exit', () => reject(new Error(`clawbox run ended before its tool started: ${toolOutput}`)));
+      });
+      await whileRunning();
+      const [code] = await exited;
+      assert.equal(code, 0);
+      return (JSON.parse(record) as RunResult).warm;
+    }
+
+    it('a run without a pool sweeps them before it creates its sandbox', async () => {
+      const { path } = world.config('pool:\n  size: 0');
+      const leftover = await crashLeftover();
+      const warm = await runCli(path, async () => assert.equal(await exists(leftover), false, 'gone before the tool started'));
+      assert.equal(warm, false);
+    });
+
+    it('a warm run leaves them to its refill: the tool starts first', async () => {
+      await emptyPool();
+      const { path } = world.config('pool:\n  size: 1\n  idle_timeout: 5m');
+      await runCli(path, () => Promise.resolve());
+      await settleBackground();
+      assert.equal(await pooled(), 1);
+      const leftover = await crashLeftover();
+      const warm = await runCli(path, async () => assert.equal(await exists(leftover), true, 'the warm run did not wait for a sweep'));
+      assert.equal(warm, true);
+      await settleBackground();
+      assert.equal(await exists(leftover), false, 'the refill swept it');
+      assert.equal(await pooled(), 1);
+    });
   });
 
   it('removes pooled sandboxes unused past idle_timeout', async () => {

@@ -329,7 +329,7 @@ describe('limits and lifecycle', () => {
     assert.equal(await sandboxContainers(), 0);
   });
 
-  it('gc removes what a crashed runner left, and the next run sweeps it too', async () => {
+  it('gc removes what a crashed runner left (a run sweeps it too: pool.test.ts)', async () => {
     const dead = spawn('true');
     await once(dead, 'exit');
     const leftover = await docker.createContainer({
