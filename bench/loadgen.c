@@ -18,8 +18,8 @@
  * proxy is part of each tunnel's cycle; latency is taken when the echo arrives. Runs that end mid-tunnel abort
  * with SO_LINGER 0.
  *
- * Results: one JSON object on stdout; rate mode adds the p50/p99 of each tunnel's setup (TCP connect to proxy reply) and
- * exchange (payload to echo). Every run is bounded: duration + a 30 s grace, per-operation timeouts.
+ * Results: one JSON object on stdout; rate mode adds the p50/p99 of each tunnel's setup (TCP connect to the proxy's
+ * reply) and exchange (payload to echo). Every run is bounded: duration + a 30 s grace, per-operation timeouts.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -12,7 +12,7 @@ import { sweepLeftoversOnce } from './gc.js';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelsFor } from './labels.js';
 import { poolDir, WarmPool } from './pool.js';
 import { processAlive } from './process-alive.js';
-import { createSandbox, type SandboxNetwork } from './sandbox-container.js';
+import { createStartedSandbox, type SandboxNetwork } from './sandbox-container.js';
 
 /** Everything a refill needs, as JSON: what a detached helper is given on its stdin. */
 export interface RefillJob {
@@ -33,21 +33,26 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
   const pool = new WarmPool(docker, job.stateDir);
   const missing = job.size - (await pool.available(job.key));
   for (let i = 0; i < missing; i++) {
-    const { container } = await createSandbox(
+    await createStartedSandbox(
       docker,
       job.network,
       job.shape,
       labelsFor('pool', { [LABEL_POOL_KEY]: job.key, [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs) }),
-      kernelLogBookmark,
+      async (): Promise<Readonly<Record<string, string>>> => {
+        const bookmark = await readKernelLogBookmark();
+        return bookmark === null ? {} : { [LABEL_POOL_KERNEL_LOG]: bookmark };
+      },
     );
-    await container.start();
   }
 }
 
-/** The pool entry's label with where the kernel log stands now; none where the log cannot be read. */
-async function kernelLogBookmark(): Promise<Readonly<Record<string, string>>> {
-  const bookmark = (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
-  return bookmark === null ? {} : { [LABEL_POOL_KERNEL_LOG]: bookmark };
+/**
+ * Where the kernel log stands now, as a bookmark; null where the log cannot be read. Read once a new sandbox's
+ * address is found free (`createSandbox`'s `labelsOnceAddressed`): its last holder has stopped by then, so no record
+ * after the bookmark is that holder's.
+ */
+export async function readKernelLogBookmark(): Promise<string | null> {
+  return (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
+import { ignoringGone } from './docker-client.js';
 import { freeSandboxIp, isAddressConflict } from './ip-allocator.js';
 import { LABEL_GATEWAY_IP } from './labels.js';
 
@@ -40,4 +41,30 @@ export async function createSandbox(
     }
   }
   throw new ClawboxError('SANDBOX_FAILED', 'could not find a free sandbox address after 5 tries');
+}
+
+/**
+ * `createSandbox`, then its start. The engine holds a container's address only from its start, so two runners that
+ * found the same address free both create, and the later start fails ("Address already in use"): that container is
+ * removed and made again at another address. A started sandbox waits in its launcher for its message, so nothing
+ * of its tool runs before the caller has registered it with the gateway.
+ */
+export async function createStartedSandbox(
+  docker: Dockerode,
+  network: SandboxNetwork,
+  shape: Dockerode.ContainerCreateOptions,
+  labels: Record<string, string>,
+  labelsOnceAddressed?: (ip: string) => Promise<Readonly<Record<string, string>>>,
+): Promise<{ container: Dockerode.Container; ip: string }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const created = await createSandbox(docker, network, shape, labels, labelsOnceAddressed);
+    try {
+      await created.container.start();
+      return created;
+    } catch (err) {
+      await ignoringGone(() => created.container.remove({ force: true, v: true }));
+      if (!isAddressConflict(err)) throw err;
+    }
+  }
+  throw new ClawboxError('SANDBOX_FAILED', 'could not start a sandbox at a free address after 5 tries');
 }

@@ -26,8 +26,8 @@ import { ensureLauncher, launchMessage, LAUNCHER_PATH } from './launcher.js';
 import { resolveMounts } from './mounts.js';
 import { CappedOutput } from './output.js';
 import { WarmPool } from './pool.js';
-import { refillPool, startDetachedRefill, waitForRefillHelpers, type RefillJob } from './pool-refill.js';
-import { createSandbox } from './sandbox-container.js';
+import { readKernelLogBookmark, refillPool, startDetachedRefill, waitForRefillHelpers, type RefillJob } from './pool-refill.js';
+import { createStartedSandbox } from './sandbox-container.js';
 import { seccompProfile } from './seccomp.js';
 import { containerSpec } from './spec.js';
 import { UsageSampler } from './usage.js';
@@ -180,14 +180,25 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
 
   const taken = pool ? await pool.take(poolKey) : null;
   if (taken === null) await engineFirst(creatable ?? readyToCreate());
+  // A sandbox made now is started here, as the pool's are, and waits in its launcher for its message (see drive).
+  let kernelLogBookmark = taken?.kernelLogBookmark;
   const sandbox =
     taken ??
-    (await createSandbox(docker, env.network, shape, labelsFor('sandbox', {
-      [LABEL_OWNER_PID]: String(process.pid),
-      [LABEL_OWNER_HOST]: hostname(),
-      [LABEL_CONFIG_DIGEST]: configDigest,
-      ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
-    })));
+    (await createStartedSandbox(
+      docker,
+      env.network,
+      shape,
+      labelsFor('sandbox', {
+        [LABEL_OWNER_PID]: String(process.pid),
+        [LABEL_OWNER_HOST]: hostname(),
+        [LABEL_CONFIG_DIGEST]: configDigest,
+        ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
+      }),
+      async () => {
+        kernelLogBookmark = (await readKernelLogBookmark()) ?? undefined;
+        return {};
+      },
+    ));
   const job: RefillJob = { stateDir, key: poolKey, shape, network: env.network, size: config.pool.size, idleTimeoutMs: config.pool.idle_timeout };
   const detachedEntry = options.detachedRefillEntry;
   // In this process the refill starts once the tool has its command: its requests would otherwise queue in the
@@ -198,7 +209,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   };
 
   try {
-    return await drive(docker, options, env, sandbox, { started: taken !== null, kernelLogBookmark: taken?.kernelLogBookmark, prepared, configDigest, warnings, onToolStarted: refill });
+    return await drive(docker, options, env, sandbox, { warm: taken !== null, kernelLogBookmark, prepared, configDigest, warnings, onToolStarted: refill });
   } finally {
     if (pool && taken) await pool.discard(sandbox.container.id);
     else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
@@ -278,9 +289,9 @@ function gatewayLost(sandbox: string, gatewayContainer: string, err: unknown, co
 }
 
 interface DriveContext {
-  /** A pooled sandbox is already running in its launcher. */
-  readonly started: boolean;
-  /** A pooled sandbox's: where the kernel log stood before it was created (read from there, not from now). */
+  /** The sandbox came from the pool (for the result). Either way it is running, its launcher waiting. */
+  readonly warm: boolean;
+  /** Where the kernel log stood once the sandbox's address was found free (read from there, not from now). */
   readonly kernelLogBookmark: string | undefined;
   readonly prepared: Prepared;
   readonly configDigest: string;
@@ -339,9 +350,9 @@ async function drive(
           throw gatewayLost(id, env.gatewayContainer, err, 'the tool was not started');
         },
       );
-    // Attaching starts nothing (the tool waits for its message, or for the start below), so it need not wait for
-    // the registration. The kernel log is read up to now meanwhile (a pooled sandbox's was, when it was created):
-    // the tool cannot send a packet before that message or start either. (A hijacked attach is the engine's
+    // Attaching starts nothing (the tool waits for its message), so it need not wait for the registration. The
+    // kernel log is read from the sandbox's bookmark, taken before its start; without one (another boot, or no
+    // bookmark), from now: the tool cannot send a packet before its message. (A hijacked attach is the engine's
     // socket: a net.Socket, which the typings call a ReadWriteStream.)
     const attaching = container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as Promise<Socket>;
     const kernelLog = KernelLogCursor.fromBookmark(ctx.kernelLogBookmark) ?? KernelLogCursor.open();
@@ -354,15 +365,11 @@ async function drive(
     const stream = attached.value;
     const streamEnded = new Promise<void>((resolve) => stream.once('end', resolve).once('close', resolve));
     docker.modem.demuxStream(stream, stdout, stderr);
-    // A pooled sandbox is already running: 'not-running' also catches a tool that ends before Docker has
-    // registered this wait. A created one must use 'next-exit' ('not-running' would return at once).
-    const exited = container.wait({ condition: ctx.started ? 'not-running' : 'next-exit' }) as Promise<{ StatusCode: number }>;
+    // The sandbox is running: 'not-running' also catches a tool that ends before Docker has registered this wait.
+    const exited = container.wait({ condition: 'not-running' }) as Promise<{ StatusCode: number }>;
     if (options.signal?.aborted) throw new ClawboxError('SANDBOX_FAILED', 'aborted before the tool started');
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (!ctx.started) await container.start();
-    // An abort that came while the container was starting found nothing to kill yet.
-    if (aborted) await ignoringGone(() => container.kill());
-    else stream.write(ctx.prepared.message);
+    stream.write(ctx.prepared.message);
     toolStarted();
     sampler = new UsageSampler(container.id);
     const timer = setTimeout(() => {
@@ -425,7 +432,7 @@ async function drive(
       ...(explanation === undefined ? {} : { explanation }),
     };
     appendToTrail(env.auditTrail, config.logging.enabled ? config.logging.level : 'silent', [...direct, record]);
-    return { ...record, aborted, warm: ctx.started };
+    return { ...record, aborted, warm: ctx.warm };
   } finally {
     sampler?.stop();
     toolStarted();

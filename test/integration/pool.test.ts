@@ -8,16 +8,15 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment } from '../../runner/environment.js';
-import { SANDBOX_IMAGE } from '../../runner/images.js';
-import { LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
-import { createSandbox } from '../../runner/sandbox-container.js';
+import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
+import { createSandbox, createStartedSandbox } from '../../runner/sandbox-container.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
+import { crashLeftover } from '../fixtures/leftovers.js';
 import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/sandbox-env.js';
 
 const docker = new Dockerode();
@@ -148,6 +147,44 @@ describe('the warm pool', () => {
     }
   });
 
+  it('starts a sandbox at another address when another container took its address between create and start', async () => {
+    const env = await ensureEnvironment(docker, world.config('').config);
+    const shape = { Image: 'openclaw-sandbox:latest', Cmd: ['sleep', '30'], HostConfig: { NetworkMode: env.network.name } };
+    const chosen: string[] = [];
+    let rival: Dockerode.Container | null = null;
+    try {
+      // The first address found free goes, before its create, to a rival that starts at once: as when two runners
+      // find the same address free and the other one starts first.
+      const { container, ip } = await createStartedSandbox(docker, env.network, shape, labelsFor('sandbox'), async (address) => {
+        chosen.push(address);
+        if (rival === null) {
+          rival = await docker.createContainer({
+            ...shape,
+            Labels: labelsFor('sandbox'),
+            NetworkingConfig: { EndpointsConfig: { [env.network.name]: { IPAMConfig: { IPv4Address: address } } } },
+          });
+          await rival.start();
+        }
+        return {};
+      });
+      try {
+        assert.equal(chosen.length, 2, 'a second address was chosen');
+        assert.notEqual(ip, chosen[0]);
+        assert.equal(ip, chosen[1]);
+        const info = await container.inspect();
+        assert.equal(info.State.Running, true);
+        assert.equal(info.NetworkSettings.Networks[env.network.name]?.IPAddress, ip);
+        // The container that could not start is gone: only the rival and this one hold the test's shape.
+        const left = await docker.listContainers({ all: true, filters: { ...labelFilter('sandbox'), network: [env.network.name] } });
+        assert.deepEqual(left.map((c) => c.Id).filter((id) => id !== rival?.id && id !== container.id), []);
+      } finally {
+        await container.remove({ force: true });
+      }
+    } finally {
+      await (rival as Dockerode.Container | null)?.remove({ force: true });
+    }
+  });
+
   it('keeps pools apart per config: another shape starts cold', async () => {
     const other = await run('true', `${POOL}\nresource_limits:\n  memory: 256m`);
     assert.equal(other.result.warm, false);
@@ -191,20 +228,6 @@ describe('the warm pool', () => {
   describe('crash leftovers (a sandbox whose runner died)', () => {
     const CLI = join(import.meta.dirname, '../../bin/clawbox');
 
-    /** A sandbox labelled with the pid of a process that has exited, as a runner killed with SIGKILL leaves one. */
-    async function crashLeftover(): Promise<Dockerode.Container> {
-      const dead = spawn('true');
-      await once(dead, 'exit');
-      const leftover = await docker.createContainer({
-        Image: SANDBOX_IMAGE,
-        Cmd: ['sleep', '4246'],
-        Labels: labelsFor('sandbox', { [LABEL_OWNER_PID]: String(dead.pid), [LABEL_OWNER_HOST]: hostname() }),
-        HostConfig: { NetworkMode: 'none' },
-      });
-      await leftover.start();
-      return leftover;
-    }
-
     const exists = (container: Dockerode.Container): Promise<boolean> =>
       container.inspect().then(
         () => true,
@@ -242,7 +265,7 @@ describe('the warm pool', () => {
 
     it('a run without a pool sweeps them before it creates its sandbox', async () => {
       const { path } = world.config('pool:\n  size: 0');
-      const leftover = await crashLeftover();
+      const { container: leftover } = await crashLeftover(docker);
       const warm = await runCli(path, async () => assert.equal(await exists(leftover), false, 'gone before the tool started'));
       assert.equal(warm, false);
     });
@@ -253,7 +276,7 @@ describe('the warm pool', () => {
       await runCli(path, () => Promise.resolve());
       await settleBackground();
       assert.equal(await pooled(), 1);
-      const leftover = await crashLeftover();
+      const { container: leftover } = await crashLeftover(docker);
       const warm = await runCli(path, async () => assert.equal(await exists(leftover), true, 'the warm run did not wait for a sweep'));
       assert.equal(warm, true);
       await settleBackground();

@@ -17,6 +17,7 @@ import { SANDBOX_IMAGE } from '../../runner/images.js';
 import { ClawboxError } from '../../src/errors.js';
 import type { DecisionEvent, RunEvent } from '../../src/audit/types.js';
 import { TextCollector as Collected } from '../../runner/output.js';
+import { crashLeftover } from '../fixtures/leftovers.js';
 import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/sandbox-env.js';
 import { hostname } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
@@ -330,18 +331,10 @@ describe('limits and lifecycle', () => {
   });
 
   it('gc removes what a crashed runner left (a run sweeps it too: pool.test.ts)', async () => {
-    const dead = spawn('true');
-    await once(dead, 'exit');
-    const leftover = await docker.createContainer({
-      Image: SANDBOX_IMAGE,
-      Cmd: ['sleep', '4245'],
-      Labels: labelsFor('sandbox', { [LABEL_OWNER_PID]: String(dead.pid), [LABEL_OWNER_HOST]: hostname() }),
-      HostConfig: { NetworkMode: 'none' },
-    });
-    await leftover.start();
+    const { container: leftover, deadPid } = await crashLeftover(docker);
     const out = execFileSync(CLI, ['gc']).toString();
     assert.match(out, new RegExp(`sandboxes removed: ${leftover.id.slice(0, 12)}`));
-    assert.equal((await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=1`, `${LABEL_OWNER_PID}=${dead.pid}`] } })).length, 0);
+    assert.equal((await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=1`, `${LABEL_OWNER_PID}=${deadPid}`] } })).length, 0);
   });
 
   it('leaves sandboxes with no network at all while the gateway is down', async () => {
