@@ -257,7 +257,6 @@ async function allSettledOrThrow<T extends readonly unknown[] | []>(work: T): Pr
   return Promise.all(work);
 }
 
-
 /** What the sandbox sent past the gateway, as audit lines (see `direct-attempts.ts`). */
 function directDenials(kernelLog: KernelLogCursor | null, ip: string, sandbox: string, tool: string | undefined): DecisionEvent[] {
   if (!kernelLog) return [];
