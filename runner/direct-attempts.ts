@@ -99,6 +99,15 @@ export class KernelLogCursor {
   }
 
   /**
+   * Where the kernel log stands now, as a bookmark (`openPatiently`, then `bookmark`); null where the log cannot
+   * be read. A sandbox's is read once its address is found free (`createStartedSandbox`'s `labelsOnceAddressed`):
+   * its last holder has stopped by then, so no record after the bookmark is that holder's.
+   */
+  static async bookmarkNow(): Promise<string | null> {
+    return (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
+  }
+
+  /**
    * Where this cursor is, as text to keep (a label): this boot's id and the last sequence number read; null on
    * a host that does not tell its boot's id.
    */

@@ -15,7 +15,7 @@ export const LABEL_POOL_KEY = 'dev.clawbox.pool-key';
 export const LABEL_POOL_EXPIRES = 'dev.clawbox.pool-expires';
 /**
  * Pool entries: this boot's id and the kernel log's last sequence number, read once the entry's address was found
- * free (its last holder had stopped: `createSandbox`) and before the entry was created. From then on only its
+ * free (its last holder had stopped: `createStartedSandbox`) and before the entry was created. From then on only its
  * launcher, which sends nothing, runs in it. So a run that takes it reads the log's direct attempts from there
  * (`direct-attempts.ts`) instead of reading the whole log at its start.
  */

@@ -39,20 +39,11 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
       job.shape,
       labelsFor('pool', { [LABEL_POOL_KEY]: job.key, [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs) }),
       async (): Promise<Readonly<Record<string, string>>> => {
-        const bookmark = await readKernelLogBookmark();
+        const bookmark = await KernelLogCursor.bookmarkNow();
         return bookmark === null ? {} : { [LABEL_POOL_KERNEL_LOG]: bookmark };
       },
     );
   }
-}
-
-/**
- * Where the kernel log stands now, as a bookmark; null where the log cannot be read. Read once a new sandbox's
- * address is found free (`createSandbox`'s `labelsOnceAddressed`): its last holder has stopped by then, so no record
- * after the bookmark is that holder's.
- */
-export async function readKernelLogBookmark(): Promise<string | null> {
-  return (await KernelLogCursor.openPatiently())?.bookmark() ?? null;
 }
 
 /**

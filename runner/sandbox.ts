@@ -26,7 +26,7 @@ import { ensureLauncher, launchMessage, LAUNCHER_PATH } from './launcher.js';
 import { resolveMounts } from './mounts.js';
 import { CappedOutput } from './output.js';
 import { WarmPool } from './pool.js';
-import { readKernelLogBookmark, refillPool, startDetachedRefill, waitForRefillHelpers, type RefillJob } from './pool-refill.js';
+import { refillPool, startDetachedRefill, waitForRefillHelpers, type RefillJob } from './pool-refill.js';
 import { createStartedSandbox } from './sandbox-container.js';
 import { seccompProfile } from './seccomp.js';
 import { containerSpec } from './spec.js';
@@ -195,7 +195,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
         ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
       }),
       async () => {
-        kernelLogBookmark = (await readKernelLogBookmark()) ?? undefined;
+        kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
         return {};
       },
     ));

@@ -13,7 +13,7 @@ import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment } from '../../runner/environment.js';
 import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
-import { createSandbox, createStartedSandbox } from '../../runner/sandbox-container.js';
+import { createStartedSandbox } from '../../runner/sandbox-container.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
 import { crashLeftover } from '../fixtures/leftovers.js';
@@ -129,7 +129,7 @@ describe('the warm pool', () => {
   it('labels a sandbox with what is read once its address is chosen (where the pool keeps its bookmark)', async () => {
     const env = await ensureEnvironment(docker, world.config('').config);
     const seen: string[] = [];
-    const { container, ip } = await createSandbox(
+    const { container, ip } = await createStartedSandbox(
       docker,
       env.network,
       { Image: 'openclaw-sandbox:latest', Cmd: ['true'], HostConfig: { NetworkMode: env.network.name } },
