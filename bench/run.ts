@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: clawbox's gateway against direct (the physical limit), squid, tinyproxy, dante, proxy-chain,
- * dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback aliases).
+ * sandbox-runtime, dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback aliases).
  *
  *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run)
  *   npm run bench -- policy       only the pure policy decision cost
@@ -12,7 +12,7 @@
  * Progress goes to stderr, the table to stdout, everything measured to bench/results/<timestamp>.json.
  * Everything started is stopped, and aliases and temp dirs removed, on exit, error and Ctrl-C.
  */
-import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,7 @@ import { startTinyproxy } from './peers/tinyproxy.js';
 import { startDante } from './peers/dante.js';
 import { startNodeFloor } from './peers/node-floor.js';
 import { startProxyChain } from './peers/proxy-chain.js';
+import { startSandboxRuntime } from './peers/sandbox-runtime.js';
 import { startDnsmasq, startUnbound } from './peers/resolvers.js';
 import type { PeerContext, RunningPeer } from './peers/types.js';
 import { policyBench } from './policy.js';
@@ -115,10 +116,10 @@ function writeResults(doc: Record<string, unknown>): string {
 }
 
 const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
-  'tunnel rate': `${p.rateConc} clients loop {CONNECT (SOCKS5 for dante, clawbox-socks) + 64 B echo + close}, 2 rounds × ${p.rateRoundS} s, 2nd reversed`,
+  'tunnel rate': `${p.rateConc} clients loop {CONNECT (SOCKS5 for dante and the -socks targets) + 64 B echo + close}, 2 rounds × ${p.rateRoundS} s, 2nd reversed`,
   'latency, 1 client': `${p.latencyCount} sequential tunnels`,
   'plain HTTP': `absolute-URI GET, keep-alive, ${p.httpConc} clients, 2 rounds × ${p.httpRoundS} s`,
-  [`idle, ${p.idleTunnels} tunnels`]: 'opened 256 at a time, held, then each must still echo 64 B; PSS/RSS delta of the process tree ÷ tunnels',
+  [`idle, ${p.idleTunnels} tunnels`]: 'opened 256 at a time, held, then each must still echo 64 B; PSS/RSS delta of the process tree ÷ tunnels; a -socks target runs second in its HTTP target\'s process (heap already grown)',
   'DNS (UDP, allowed names)': `dnsperf ${p.dnsSeconds} s, 100 outstanding, 1000 names cached after the first pass; "direct" = the C stub all resolvers forward to`,
   'policy (pure, no I/O)': 'in-process, median of 5 timed runs',
 });
@@ -155,10 +156,9 @@ async function main(): Promise<void> {
   progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
 
   const onlyTcp = mode === 'bulk' || mode === 'http' || mode === 'rate' || mode === 'idle';
-  const installed = mode === 'all' || mode === 'dns' || onlyTcp ? installPeers() : { unavailable: {}, proxyChainMain: null };
+  const installed = mode === 'all' || mode === 'dns' || onlyTcp ? installPeers() : { unavailable: {}, npmPeerDirs: {} };
   buildNative();
-  const proxyChainEntry = installed.proxyChainMain === null ? null : join(installed.proxyChainMain, (JSON.parse(readFileSync(join(installed.proxyChainMain, 'package.json'), 'utf8')) as { main: string }).main);
-  const ctx: PeerContext = { dir, proxyChainEntry };
+  const ctx: PeerContext = { dir, npmPeerDirs: installed.npmPeerDirs };
   const upstreams: Upstreams = await startUpstreams();
   progress('upstreams up (echo, source, http, dns stub)');
   const noDist = existsSync(CLAWBOX_MAIN) ? undefined : 'dist/ missing: run npm run build first';
@@ -179,6 +179,7 @@ async function main(): Promise<void> {
     peers.push(await start('tinyproxy', u.tinyproxy, () => startTinyproxy(ctx)));
     peers.push(await start('dante', u['dante-server'], () => startDante(ctx)));
     peers.push(await start('proxy-chain', u['proxy-chain'], () => startProxyChain(ctx)));
+    peers.push(await start('sandbox-runtime', u['@anthropic-ai/sandbox-runtime'], () => startSandboxRuntime(ctx)));
     peers.push(await start('node-floor', undefined, () => startNodeFloor(ctx)));
   }
   if (!onlyTcp) {
@@ -210,6 +211,8 @@ async function main(): Promise<void> {
     tcpTarget('tinyproxy', peer('tinyproxy'), 'http'),
     tcpTarget('dante', peer('dante'), 'socks'),
     tcpTarget('proxy-chain', peer('proxy-chain'), 'http'),
+    tcpTarget('sandbox-runtime', peer('sandbox-runtime'), 'http'),
+    tcpTarget('sandbox-runtime-socks', peer('sandbox-runtime'), 'socks'),
     tcpTarget('node-floor', peer('node-floor'), 'http'),
   ];
   // node-floor speaks CONNECT only.
@@ -280,7 +283,7 @@ async function main(): Promise<void> {
       '(x×) = ÷ direct (the load generator straight to the C upstream: the physical limit); "clawbox ÷ peer" follows each row.',
       '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
       'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc), reaped children included, over the run; memory is PSS/RSS of the tree.',
-      `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes.`,
+      `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes, proxy-chain and sandbox-runtime one Node process.`,
       `node-floor is a reference, not a peer: the least a Node.js CONNECT proxy does (one worker per core, a stream pipe each way, a log line per close; no policy, no audit before the dial, no time-outs). clawbox ÷ node-floor is the cost of clawbox's own work.`,
       `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v ?? 'no log file'}`).join(', ')}.`,
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),

@@ -43,7 +43,7 @@ function cellText(label: string, cell: Cell | undefined, row: Row, base: Cell | 
 }
 
 /** clawbox ÷ peer for each peer; SOCKS peers are compared with clawbox's SOCKS listener. */
-const COUNTERPART: Readonly<Record<string, string>> = { dante: 'clawbox-socks' };
+const COUNTERPART: Readonly<Record<string, string>> = { dante: 'clawbox-socks', 'sandbox-runtime-socks': 'clawbox-socks' };
 
 function versusPeers(row: Row, baseline: string): string | null {
   if (row.better === 'none' || row.unit === 'fraction') return null;

@@ -1,11 +1,11 @@
 /**
- * Installs the peers the bench compares against: Debian packages (only those missing) and proxy-chain from npm
- * into bench/.peers (never into package.json). Package postinst scripts must not start system instances on the
+ * Installs the peers the bench compares against: Debian packages (only those missing) and the npm peers
+ * (proxy-chain, sandbox-runtime) into bench/.peers (never into package.json). Package postinst scripts must not start system instances on the
  * ports we use, so a policy-rc.d that refuses every start is in place during the install (Debian's documented
  * mechanism, honoured by invoke-rc.d and deb-systemd-invoke); anything started anyway is stopped after.
  * A failure is returned per package, so the table can say "n/a (reason)" instead of the bench crashing.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { failure, ok, progress, run, which } from '../lib/exec.js';
@@ -22,13 +22,18 @@ export const APT_PEERS = {
 export type AptPeer = keyof typeof APT_PEERS;
 
 export const PEERS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '.peers');
-const PROXY_CHAIN_VERSION = '3.0.1';
+/**
+ * npm peers, pinned. sandbox-runtime (Anthropic's, the TypeScript sandbox whose HTTP and SOCKS5 proxies filter by
+ * domain) declares Node >= 22.12 but its proxies run on this Node 20, as clawbox and proxy-chain do.
+ */
+export const NPM_PEERS = { 'proxy-chain': '3.0.1', '@anthropic-ai/sandbox-runtime': '0.0.83' } as const;
+export type NpmPeer = keyof typeof NPM_PEERS;
 
 export interface InstallReport {
   /** Absent key: installed and found. Present: why it is unavailable. */
-  readonly unavailable: Partial<Record<AptPeer | 'proxy-chain', string>>;
-  /** Path to require() proxy-chain from, when it installed. */
-  readonly proxyChainMain: string | null;
+  readonly unavailable: Partial<Record<AptPeer | NpmPeer, string>>;
+  /** Each npm peer's package directory, when it installed. */
+  readonly npmPeerDirs: Partial<Record<NpmPeer, string>>;
 }
 
 const POLICY_RC = '/usr/sbin/policy-rc.d';
@@ -55,7 +60,7 @@ function stopServices(services: readonly string[]): void {
 }
 
 export function installPeers(): InstallReport {
-  const unavailable: Partial<Record<AptPeer | 'proxy-chain', string>> = {};
+  const unavailable: Partial<Record<AptPeer | NpmPeer, string>> = {};
   const missing = (Object.keys(APT_PEERS) as AptPeer[]).filter((p) => which(APT_PEERS[p].bin) === null);
   if (missing.length > 0) {
     progress(`installing Debian packages: ${missing.join(' ')}`);
@@ -76,14 +81,26 @@ export function installPeers(): InstallReport {
     }
   }
 
-  const main = join(PEERS_DIR, 'node_modules', 'proxy-chain');
-  let proxyChainMain: string | null = existsSync(join(main, 'package.json')) ? main : null;
-  if (proxyChainMain === null) {
-    progress(`installing proxy-chain@${PROXY_CHAIN_VERSION} into bench/.peers`);
+  const npmPeerDirs: Partial<Record<NpmPeer, string>> = {};
+  const peers = Object.keys(NPM_PEERS) as NpmPeer[];
+  const installedVersion = (name: NpmPeer): string | null => {
+    try {
+      return (JSON.parse(readFileSync(join(PEERS_DIR, 'node_modules', name, 'package.json'), 'utf8')) as { version?: string }).version ?? null;
+    } catch {
+      return null;
+    }
+  };
+  // All in one install, even when one is missing: npm removes from bench/.peers what a --no-save install does not name.
+  if (peers.some((name) => installedVersion(name) !== NPM_PEERS[name])) {
+    const specs = peers.map((name) => `${name}@${NPM_PEERS[name]}`);
+    progress(`installing ${specs.join(' ')} into bench/.peers`);
     mkdirSync(PEERS_DIR, { recursive: true });
-    const r = run('npm', ['install', '--prefix', PEERS_DIR, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', `proxy-chain@${PROXY_CHAIN_VERSION}`], { timeoutMs: 300_000 });
-    if (ok(r) && existsSync(join(main, 'package.json'))) proxyChainMain = main;
-    else unavailable['proxy-chain'] = `npm install failed: ${failure(r)}`;
+    const r = run('npm', ['install', '--prefix', PEERS_DIR, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', ...specs], { timeoutMs: 300_000 });
+    if (!ok(r)) for (const name of peers) unavailable[name] = `npm install failed: ${failure(r)}`;
   }
-  return { unavailable, proxyChainMain };
+  for (const name of peers) {
+    if (installedVersion(name) === NPM_PEERS[name]) npmPeerDirs[name] = join(PEERS_DIR, 'node_modules', name);
+    else unavailable[name] ??= `${name}@${NPM_PEERS[name]} is not in bench/.peers after npm install`;
+  }
+  return { unavailable, npmPeerDirs };
 }

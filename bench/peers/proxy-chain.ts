@@ -1,5 +1,5 @@
 /** proxy-chain (npm) as a plain forward proxy, with a synchronous log line per closed connection. */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnChild } from '../lib/child.js';
 import { freePort, waitForTcp } from '../lib/net.js';
@@ -21,12 +21,14 @@ process.on('SIGTERM', () => void server.close(true).then(() => process.exit(0)))
 `;
 
 export async function startProxyChain(ctx: PeerContext): Promise<RunningPeer> {
-  if (ctx.proxyChainEntry === null) throw new Error('proxy-chain is not installed');
+  const dir = ctx.npmPeerDirs['proxy-chain'];
+  if (dir === undefined) throw new Error('proxy-chain is not installed');
+  const entry = join(dir, (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { main: string }).main);
   const port = await freePort();
   const logFile = join(ctx.dir, 'proxy-chain.log');
   const script = join(ctx.dir, 'proxy-chain-server.mjs');
   writeFileSync(script, SCRIPT);
-  const child = spawnChild('proxy-chain', process.execPath, [script, ctx.proxyChainEntry, String(port), logFile], { nofile: NOFILE });
+  const child = spawnChild('proxy-chain', process.execPath, [script, entry, String(port), logFile], { nofile: NOFILE });
   await child.waitForOutput(/proxy-chain listening/, 15_000);
   await waitForTcp('127.0.0.1', port, 5000, child.exitReason);
   return { name: 'proxy-chain', child, http: `127.0.0.1:${port}`, logFile };

@@ -1,4 +1,5 @@
 import type { Child } from '../lib/child.js';
+import type { NpmPeer } from './install.js';
 
 /** A proxy or resolver under test, started with our own config on our own ports. */
 export interface RunningPeer {
@@ -16,7 +17,8 @@ export interface RunningPeer {
 export interface PeerContext {
   /** Private temp dir for configs and logs (removed at exit). */
   readonly dir: string;
-  readonly proxyChainEntry: string | null;
+  /** Package directories of the npm peers that installed (bench/.peers/node_modules/...). */
+  readonly npmPeerDirs: Partial<Record<NpmPeer, string>>;
   /** When set, clawbox runs under `node --cpu-prof` writing into this dir. */
   readonly cpuProfileDir?: string;
 }
