@@ -1,8 +1,9 @@
 /**
  * Installs the peers the bench compares against: Debian packages (only those missing) and the npm peers
- * (proxy-chain, sandbox-runtime) into bench/.peers (never into package.json). Package postinst scripts must not start system instances on the
- * ports we use, so a policy-rc.d that refuses every start is in place during the install (Debian's documented
- * mechanism, honoured by invoke-rc.d and deb-systemd-invoke); anything started anyway is stopped after.
+ * (proxy-chain, sandbox-runtime) into bench/.peers (never into package.json). Package postinst scripts must not
+ * start system instances on the ports we use, so a policy-rc.d that refuses every start is in place during the
+ * install (Debian's documented mechanism, honoured by invoke-rc.d and deb-systemd-invoke); anything started anyway
+ * is stopped after.
  * A failure is returned per package, so the table can say "n/a (reason)" instead of the bench crashing.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
