@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: clawbox's gateway against direct (the physical limit), squid, tinyproxy, dante, proxy-chain,
- * sandbox-runtime, dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback aliases).
+ * sandbox-runtime, dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback
+ * aliases).
  *
  *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run)
  *   npm run bench -- policy       only the pure policy decision cost
