@@ -29,11 +29,12 @@ import {
 import { digestLabelOf, GATEWAY_IMAGE, requireImage } from './images.js';
 import { readEnvironmentRecord, writeEnvironmentRecord } from './environment-record.js';
 import { labelsFor } from './labels.js';
+import { DEFAULT_STATE_DIR } from './state-dir.js';
 
 export const SANDBOX_NETWORK = 'clawbox-sandboxes';
 export const EGRESS_NETWORK = 'clawbox-egress';
 export const SANDBOX_BRIDGE = 'clawbox-sbx0';
-export const DEFAULT_STATE_DIR = '/run/clawbox';
+export { DEFAULT_STATE_DIR };
 export const DEFAULT_AUDIT_TRAIL = '/var/log/clawbox/audit.log';
 export { GATEWAY_PORTS };
 

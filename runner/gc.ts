@@ -1,4 +1,6 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
 import { DEFAULT_STATE_DIR, EGRESS_NETWORK, SANDBOX_NETWORK } from './environment.js';
@@ -7,6 +9,7 @@ import { removeAllRules } from './firewall.js';
 import { containerNameOf, removeIdleGateways } from './gateway-container.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
 import { processAlive } from './process-alive.js';
+import { poolDir, RUNNER_PID_FILE, RUNNER_SOCKET_FILE } from './state-dir.js';
 
 /**
  * Removes sandboxes whose runner is gone (crashed, killed with SIGKILL): their owner pid on this host no longer
@@ -46,6 +49,8 @@ export interface GcReport {
   readonly gateways: string[];
   readonly networks: string[];
   readonly firewallRules: number;
+  /** Resident runners told to stop (`all` only): their pids. */
+  readonly runners: number[];
 }
 
 /**
@@ -57,8 +62,10 @@ export async function collectGarbage(docker: Dockerode, all: boolean, stateDir =
   const sandboxes = [...(await sweepLeftovers(docker)), ...(await pool.sweep())];
   if (!all) {
     const idle = await removeIdleGateways(docker, stateDir, SANDBOX_NETWORK);
-    return { sandboxes, gateways: idle.map((g) => g.name), networks: [], firewallRules: 0 };
+    return { sandboxes, gateways: idle.map((g) => g.name), networks: [], firewallRules: 0, runners: [] };
   }
+  // First, so that no runner refills the pool being emptied below; a run one is serving still ends as usual.
+  const runners = stopResidentRunners(stateDir);
   for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
     await pool.discard(info.Id);
     sandboxes.push(info.Id.slice(0, 12));
@@ -80,5 +87,38 @@ export async function collectGarbage(docker: Dockerode, all: boolean, stateDir =
     networks.push(name);
   }
   const firewallRules = await removeAllRules();
-  return { sandboxes, gateways, networks, firewallRules };
+  return { sandboxes, gateways, networks, firewallRules, runners };
+}
+
+/**
+ * SIGTERM to every resident runner of this state directory (src/cli/resident-runner.ts), found by its socket
+ * (also one a newer runner replaced in the pid file); the pid files go, and the sockets of runners that died.
+ */
+export function stopResidentRunners(stateDir: string = DEFAULT_STATE_DIR): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(poolDir(stateDir));
+  } catch {
+    return []; // no pool directory: no runner ever ran
+  }
+  const stopped: number[] = [];
+  for (const name of names) {
+    const file = join(poolDir(stateDir), name);
+    const pid = Number(RUNNER_SOCKET_FILE.exec(name)?.[1]);
+    if (RUNNER_PID_FILE.test(name)) rmSync(file, { force: true });
+    else if (pid > 0 && isRefillHelper(pid)) {
+      process.kill(pid, 'SIGTERM');
+      stopped.push(pid);
+    } else if (pid > 0) rmSync(file, { force: true });
+  }
+  return stopped;
+}
+
+/** Whether `pid` is a `clawbox pool-refill` (a runner's pid may have gone to another process since). */
+function isRefillHelper(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('pool-refill');
+  } catch {
+    return false;
+  }
 }

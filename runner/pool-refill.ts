@@ -22,6 +22,8 @@ export interface RefillJob {
   readonly network: SandboxNetwork;
   readonly size: number;
   readonly idleTimeoutMs: number;
+  /** How long the detached helper then stays up as a resident runner (src/cli/resident-runner.ts); 0: it exits. */
+  readonly runnerIdleMs: number;
 }
 
 /**
@@ -51,7 +53,7 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
  * (so it exists before the parent exits), the helper removes it when done; a marker whose pid is gone is stale.
  */
 const MARKER = /^refill-(\d+)\.pid$/;
-const markerPath = (stateDir: string, pid: number): string => join(poolDir(stateDir), `refill-${pid}.pid`);
+export const markerPath = (stateDir: string, pid: number): string => join(poolDir(stateDir), `refill-${pid}.pid`);
 
 /**
  * Starts `clawbox pool-refill` (`entry` is the CLI script this process runs) detached, hands it the job on its

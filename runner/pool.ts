@@ -9,6 +9,7 @@ import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter } from './labels.js';
 import { processAlive } from './process-alive.js';
+import { poolDir } from './state-dir.js';
 
 export interface PooledSandbox {
   readonly container: Dockerode.Container;
@@ -17,8 +18,7 @@ export interface PooledSandbox {
   readonly kernelLogBookmark: string | undefined;
 }
 
-/** Where the pool keeps its lock files (and refill helpers their markers, see pool-refill.ts). */
-export const poolDir = (stateDir: string): string => join(stateDir, 'pool');
+export { poolDir } from './state-dir.js';
 
 export class WarmPool {
   private readonly lockDir: string;

@@ -57,6 +57,11 @@ export interface RunOptions {
    * wait for it; by default the refill runs in this process and `settleBackground` waits for it.
    */
   readonly detachedRefillEntry?: string;
+  /**
+   * Refill in this process once the run is over instead of from the tool's start: for a caller whose own caller
+   * waits for the tool's exit (the resident runner's client), which a refill at work in the engine slows down.
+   */
+  readonly refillAfterRun?: boolean;
 }
 
 export type RunResult = RunEvent & {
@@ -199,13 +204,22 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
         return {};
       },
     ));
-  const job: RefillJob = { stateDir, key: poolKey, shape, network: env.network, size: config.pool.size, idleTimeoutMs: config.pool.idle_timeout };
+  const job: RefillJob = {
+    stateDir,
+    key: poolKey,
+    shape,
+    network: env.network,
+    size: config.pool.size,
+    idleTimeoutMs: config.pool.idle_timeout,
+    runnerIdleMs: config.pool.runner_idle_timeout ?? 0,
+  };
   const detachedEntry = options.detachedRefillEntry;
   // In this process the refill starts once the tool has its command: its requests would otherwise queue in the
   // engine ahead of this run's attach and start. A detached helper starts after the run: the engine handles the
   // tool's exit slowly while it starts another container, and the CLI's caller waits for that exit.
+  const refillInProcess = pool !== null && detachedEntry === undefined;
   const refill = (): void => {
-    if (pool && detachedEntry === undefined) track(refillPool(docker, job));
+    if (refillInProcess && options.refillAfterRun !== true) track(refillPool(docker, job));
   };
 
   try {
@@ -214,6 +228,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
     if (pool && taken) await pool.discard(sandbox.container.id);
     else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
     if (pool && detachedEntry !== undefined) track(startDetachedRefill(job, detachedEntry));
+    else if (refillInProcess && options.refillAfterRun === true) track(refillPool(docker, job));
   }
 }
 

@@ -2,7 +2,8 @@
  * Sandbox start, interleaved per iteration so drift hits every mode alike, with the same image, network and
  * limits everywhere:
  *   - `docker run --rm` (the baseline),
- *   - `clawbox run -- CMD` (the CLI end to end), cold and with a warm pool,
+ *   - `clawbox run -- CMD` (the CLI end to end), cold, with a warm pool, and served by a resident runner
+ *     (`pool.runner_idle_timeout`),
  *   - the library's `runSandbox`, cold and from a warm pool.
  * Two figures each: "start" is the time to the tool's first output byte (the tool is `echo x`), "total" the time
  * until the call returned. The warm pool is refilled between measured runs, outside the timing.
@@ -15,11 +16,12 @@ import Dockerode from 'dockerode';
 import { parseConfig } from '../../src/config/load.js';
 import { runSandbox, settleBackground } from '../../runner/sandbox.js';
 import { closeEnvironments, SANDBOX_NETWORK } from '../../runner/environment.js';
+import { stopResidentRunners } from '../../runner/gc.js';
 import { SANDBOX_IMAGE } from '../../runner/images.js';
 import { progress } from '../lib/exec.js';
 import { na, val, type BenchParams, type Cell, type Row, type ScenarioResult } from '../model.js';
 
-export const SANDBOX_START_LABELS = ['docker run', 'clawbox run cold', 'clawbox run warm', 'runSandbox cold', 'runSandbox warm'] as const;
+export const SANDBOX_START_LABELS = ['docker run', 'clawbox run cold', 'clawbox run warm', 'clawbox run runner', 'runSandbox cold', 'runSandbox warm'] as const;
 type Mode = (typeof SANDBOX_START_LABELS)[number];
 
 export interface SandboxStartContext {
@@ -44,11 +46,11 @@ const DOCKER_RUN = [
 ];
 
 /** Runs a command, timing its first stdout byte and its exit. */
-function timeProcess(cmd: string, args: readonly string[]): Promise<Sample> {
+function timeProcess(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Sample> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let start = 0;
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'], env });
     child.stdout.on('data', () => {
       start ||= performance.now() - t0;
     });
@@ -99,12 +101,18 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   const coldText = 'sandbox:\n  pool:\n    size: 0\n';
   // A short idle time: the sandbox refilled after the last run expires soon and is swept by the next run or gc.
   const warmText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n';
+  // The same sandbox shape, so the same pool as warm.yml's (refilled between runs); and a resident runner.
+  const runnerText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n    runner_idle_timeout: 60s\n';
   writeFileSync(join(ctx.dir, 'cold.yml'), coldText);
   writeFileSync(join(ctx.dir, 'warm.yml'), warmText);
+  writeFileSync(join(ctx.dir, 'runner.yml'), runnerText);
+  // The CLI on its own: no resident runner is asked (one would decline these configs, at a round trip's cost).
+  const alone = { ...process.env, CLAWBOX_RUNNER: 'off' };
   const modes: Record<Mode, () => Promise<Sample>> = {
     'docker run': () => timeProcess('docker', DOCKER_RUN),
-    'clawbox run cold': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x']),
-    'clawbox run warm': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x']),
+    'clawbox run cold': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x'], alone),
+    'clawbox run warm': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x'], alone),
+    'clawbox run runner': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'runner.yml'), '--', 'echo', 'x']),
     'runSandbox cold': () => timeLibrary(coldText),
     'runSandbox warm': () => timeLibrary(warmText),
   };
@@ -125,6 +133,7 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
       await settleBackground(); // refill the pool outside the timing
     }
   }
+  stopResidentRunners();
   await closeEnvironments();
   return rowsOf(failures, samples);
 }

@@ -1,11 +1,11 @@
 import { ClawboxError } from '../errors.js';
 
 /** Exit codes: 2 for anything the user must fix in the command or config, 1 for failures at run time. */
-export function reportError(err: unknown): number {
+export function reportError(err: unknown, write: (text: string) => void = (text) => process.stderr.write(text)): number {
   if (err instanceof ClawboxError) {
-    process.stderr.write(`clawbox: ${err.message}\n${err.details.map((d) => `  - ${d}\n`).join('')}`);
+    write(`clawbox: ${err.message}\n${err.details.map((d) => `  - ${d}\n`).join('')}`);
     return err.code === 'CLI_USAGE' || err.code.startsWith('CONFIG_') ? 2 : 1;
   }
-  process.stderr.write(`clawbox: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  write(`clawbox: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return 1;
 }

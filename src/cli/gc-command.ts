@@ -5,8 +5,9 @@ import { parseCommandArgs } from './args.js';
 export const GC_HELP = `Usage: clawbox gc [--all]
 
 Removes sandboxes left behind by runners that crashed or were killed, and gateway containers that serve no
-sandbox and that no run has asked for in the last minute. With --all, also removes every gateway container,
-clawbox's networks and its firewall rules (the next run recreates them).`;
+sandbox and that no run has asked for in the last minute. With --all, also stops the resident runners and
+removes the warm pools, every gateway container, clawbox's networks and its firewall rules (the next run
+recreates them).`;
 
 export async function gcCommand(args: readonly string[]): Promise<number> {
   const { values } = parseCommandArgs('gc', args, { all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
@@ -19,7 +20,13 @@ export async function gcCommand(args: readonly string[]): Promise<number> {
     [
       `sandboxes removed: ${report.sandboxes.length ? report.sandboxes.join(', ') : 'none'}`,
       `gateways removed: ${report.gateways.join(', ') || 'none'}`,
-      ...(values.all ? [`networks removed: ${report.networks.join(', ') || 'none'}`, `firewall rules removed: ${report.firewallRules}`] : []),
+      ...(values.all
+        ? [
+            `networks removed: ${report.networks.join(', ') || 'none'}`,
+            `firewall rules removed: ${report.firewallRules}`,
+            `resident runners stopped: ${report.runners.join(', ') || 'none'}`,
+          ]
+        : []),
       '',
     ].join('\n'),
   );

@@ -1,9 +1,12 @@
 import { connectDocker } from '../../runner/docker-client.js';
 import { runRefillJob, type RefillJob } from '../../runner/pool-refill.js';
+import { serveResidentRunner } from './resident-runner.js';
 
 /**
  * `clawbox pool-refill` (internal, not in the usage text): the detached helper that `clawbox run` leaves to top
- * the warm pool up. Its job comes as JSON on stdin from the run that started it; nobody reads its output.
+ * the warm pool up. Its job comes as JSON on stdin from the run that started it; nobody reads its output. When the
+ * config keeps a resident runner (`pool.runner_idle_timeout`), the helper then serves the next runs
+ * (resident-runner.ts) until none came for that long.
  */
 export async function poolRefillCommand(): Promise<number> {
   let text = '';
@@ -11,5 +14,6 @@ export async function poolRefillCommand(): Promise<number> {
   for await (const chunk of process.stdin) text += chunk as string;
   const job = JSON.parse(text) as RefillJob;
   await runRefillJob(await connectDocker(), job);
+  if (job.runnerIdleMs > 0) await serveResidentRunner(job.stateDir, job.runnerIdleMs);
   return 0;
 }

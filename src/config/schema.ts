@@ -114,11 +114,14 @@ const gateway = z.strictObject({
 
 /**
  * Warm pool: sandboxes created and started ahead of time (the tool's command not yet given), one per tool call,
- * destroyed after it. A pooled sandbox is removed unused after `idle_timeout`.
+ * destroyed after it. A pooled sandbox is removed unused after `idle_timeout`. With `runner_idle_timeout`, the
+ * CLI's refill helper stays up as a resident runner that serves the next `clawbox run`s of such a config, until
+ * none came for that long (src/cli/resident-runner.ts); absent, no runner is kept.
  */
 const pool = z.strictObject({
   size: z.number().int().min(0).max(32).default(0),
   idle_timeout: unit(parseDuration).prefault('5m'),
+  runner_idle_timeout: unit(parseDuration).optional(),
 });
 
 /** Per-tool additions: hosts allowed or denied for that tool's sandbox only. */

@@ -63,6 +63,8 @@ describe('the seed document as one config file', () => {
     assert.equal(sandbox.timeout, 300_000);
     assert.equal(sandbox.user, '65534:65534');
     assert.ok(sandbox.blocked_paths.includes('/var/run/docker.sock'));
+    assert.equal(sandbox.pool.size, 0);
+    assert.equal(sandbox.pool.runner_idle_timeout, undefined, 'no resident runner unless the config asks for one');
   });
 });
 
@@ -102,6 +104,7 @@ describe('config errors name the key path and line', () => {
     ['an out-of-range weight', 'sandbox:\n  resource_limits:\n    disk_io_weight: 5000\n', /^sandbox\.resource_limits\.disk_io_weight \(line 3\): expected a whole number from 10 to 1000/],
     ['another engine', 'sandbox:\n  engine: podman\n', /^sandbox\.engine \(line 2\): expected 'docker'/],
     ['a bad listen address', 'sandbox:\n  gateway:\n    http: "nowhere"\n', /^sandbox\.gateway\.http \(line 3\): expected HOST:PORT/],
+    ['a resident runner kept for no time', 'sandbox:\n  pool:\n    runner_idle_timeout: 0\n', /^sandbox\.pool\.runner_idle_timeout \(line 3\): expected a duration above zero/],
     ['a duplicate key', 'sandbox:\n  timeout: 1\n  timeout: 2\n', /^test\.yml \(line 3\): Map keys must be unique/],
     ['broken YAML', 'sandbox: [\n', /^test\.yml \(line \d\): /],
     ['an unknown top-level key', 'sandbx:\n  timeout: 1\n', /^sandbx \(line 1\): unknown key; did you mean 'sandbox'\?$/],
