@@ -18,7 +18,7 @@
  *   `clawbox gc --all` sends, finding it by its pid file), it stops listening, removes its socket (and the pid
  *   file, if it still names it), lets its runs and refills finish, and exits.
  */
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { extname } from 'node:path';
 import { Writable } from 'node:stream';
@@ -71,6 +71,7 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
     idle = setTimeout(stop, longestIdle);
   };
   process.once('SIGTERM', stop);
+  server.on('error', stop); // a listener that fails is a runner no client can reach
   waitIdle();
 
   const serveRequest = async (socket: Socket, request: RunnerRequest, abort: AbortController): Promise<void> => {
@@ -84,7 +85,7 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
     longestIdle = Math.max(longestIdle, keepFor);
     active += 1;
     if (idle !== null) clearTimeout(idle);
-    writeFileSync(marker, String(process.pid));
+    writeWhole(marker, String(process.pid)); // never throws: `active` is always given back below
     socket.write(encodeFrame(FRAME.accepted));
     try {
       const code = await runWith(parsed.values, parsed.command, source, {
