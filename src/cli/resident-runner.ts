@@ -29,7 +29,7 @@ import { settleBackground } from '../../runner/sandbox.js';
 import { processAlive } from '../../runner/process-alive.js';
 import { loadRunConfig, parseRunArgs, runWith } from './run-command.js';
 import { writeWhole } from '../write-whole.js';
-import { encodeExit, encodeFrame, FRAME, FrameReader, MAX_FRAME_BYTES, readRunnerPid, runnerPidFile, runnerSocket, type RunnerRequest } from './runner-protocol.js';
+import { ANSWER_TIMEOUT_MS, encodeExit, encodeFrame, FRAME, FrameReader, MAX_FRAME_BYTES, readRunnerPid, runnerPidFile, runnerSocket, type RunnerRequest } from './runner-protocol.js';
 
 /** Serves until idle (or SIGTERM); returns at once outside the bundle (no build a client could match) or when another runner serves. */
 export async function serveResidentRunner(stateDir: string, idleMs: number, moduleUrl: string = import.meta.url): Promise<void> {
@@ -113,6 +113,8 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
     let requested = false;
     socket.on('error', () => undefined); // 'close' follows
     socket.once('close', () => abort.abort()); // the client is gone: its tool stops
+    // A connection that sends no request is not held open.
+    socket.setTimeout(ANSWER_TIMEOUT_MS, () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
       let frames;
       try {
@@ -125,6 +127,7 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
         if (frame.type === FRAME.abort) abort.abort();
         else if (frame.type === FRAME.request && !requested) {
           requested = true;
+          socket.setTimeout(0); // a tool may run, and print nothing, for as long as its timeout allows
           const request = requestOf(frame.payload);
           if (request === null) socket.end(encodeFrame(FRAME.declined));
           else void serveRequest(socket, request, abort).catch(() => socket.destroy());

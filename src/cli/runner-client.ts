@@ -6,7 +6,7 @@
  */
 import { lstatSync } from 'node:fs';
 import { connect } from 'node:net';
-import { encodeFrame, FRAME, FrameReader, readRunnerPid, runnerSocket, type RunnerRequest } from './runner-protocol.js';
+import { ANSWER_TIMEOUT_MS, encodeFrame, FRAME, FrameReader, readRunnerPid, runnerSocket, type RunnerRequest } from './runner-protocol.js';
 
 export type RunnerOutcome = { readonly served: true; readonly exitCode: number } | { readonly served: false };
 
@@ -35,11 +35,20 @@ export function runThroughResidentRunner(pidFile: string, request: RunnerRequest
     const finish = (outcome: RunnerOutcome): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(unanswered);
       process.removeListener('SIGINT', abort);
       process.removeListener('SIGTERM', abort);
       socket.destroy();
       resolve(outcome);
     };
+    // A runner that takes the request and never answers must not hang the command. Nor may the command then run
+    // here: the runner may have started the tool just before the answer's deadline.
+    const unanswered = setTimeout(() => {
+      process.stderr.write(
+        `clawbox: the resident runner (pid ${pid}) did not answer within ${ANSWER_TIMEOUT_MS / 1000} s; stop it with 'clawbox gc --all', or run with CLAWBOX_RUNNER=off\n`,
+      );
+      finish({ served: true, exitCode: 1 });
+    }, ANSWER_TIMEOUT_MS);
     socket.once('connect', () => socket.write(encodeFrame(FRAME.request, JSON.stringify(request))));
     socket.on('data', (chunk: Buffer) => {
       let frames;
@@ -57,6 +66,7 @@ export function runThroughResidentRunner(pidFile: string, request: RunnerRequest
             return;
           case FRAME.accepted:
             accepted = true;
+            clearTimeout(unanswered);
             // As the CLI does: the first Ctrl-C stops the tool, a second one ends this process at once.
             process.once('SIGINT', abort);
             process.once('SIGTERM', abort);

@@ -25,6 +25,12 @@ export const FRAME = {
 /** A request carries a command line and a few paths; output is sent in pieces of at most this size. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
+/**
+ * How long each side waits for the other's first frame: the runner for the request, the client for the runner's
+ * answer (accepted or declined, normally a few milliseconds). Past it, neither waits forever.
+ */
+export const ANSWER_TIMEOUT_MS = 5000;
+
 /** What `clawbox run` hands a resident runner: its arguments, and what they are relative to. */
 export interface RunnerRequest {
   /** The arguments after `run`. */

@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { closeEnvironments } from '../../runner/environment.js';
@@ -18,7 +18,7 @@ import { markerPath, waitForRefillHelpers } from '../../runner/pool-refill.js';
 import { processAlive } from '../../runner/process-alive.js';
 import { settleBackground } from '../../runner/sandbox.js';
 import { DEFAULT_STATE_DIR, poolDir, RUNNER_PID_FILE, RUNNER_SOCKET_FILE } from '../../runner/state-dir.js';
-import { readRunnerPid } from '../../src/cli/runner-protocol.js';
+import { ANSWER_TIMEOUT_MS, readRunnerPid, runnerPidFile, runnerSocket } from '../../src/cli/runner-protocol.js';
 import { startSandboxWorld, type SandboxWorld } from '../fixtures/sandbox-env.js';
 
 const CLI = join(import.meta.dirname, '../../bin/clawbox');
@@ -242,6 +242,34 @@ describe('the resident runner', () => {
     assert.equal(await answers(join(poolDir(DEFAULT_STATE_DIR), dead.replace(`-${runner}.sock`, `-${next}.sock`))), true);
     assert.equal(runnerFiles().includes(dead), false, "the dead runner's socket is gone");
     runner = next;
+  });
+
+  it('closes a connection that sends no request', async () => {
+    const silent = connect(join(poolDir(DEFAULT_STATE_DIR), runnerFiles().find((n) => n.endsWith(`-${runner}.sock`)) ?? 'none'));
+    silent.on('error', () => undefined);
+    const closed = once(silent, 'close');
+    await once(silent, 'connect');
+    await until('the runner to close the silent connection', () => silent.destroyed, ANSWER_TIMEOUT_MS + 5000);
+    await closed;
+  });
+
+  it('neither hangs nor runs the command itself when a runner takes the request and never answers', { timeout: 30_000 }, async () => {
+    await stopRunners();
+    // A stand-in that this user's launcher finds as its runner: named by the pid file, listening, and mute.
+    const pidFile = runnerPidFile(DEFAULT_STATE_DIR, join(import.meta.dirname, '../../dist/bundle/clawbox.cjs'));
+    const mute = createServer((socket) => socket.on('error', () => undefined));
+    await new Promise<void>((resolve) => mute.listen(runnerSocket(pidFile, process.pid), resolve));
+    writeFileSync(pidFile, String(process.pid));
+    try {
+      const run = await cli(['--config', path, '--', 'sh', '-c', 'echo should-not-run']).done;
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, new RegExp(`the resident runner \\(pid ${process.pid}\\) did not answer within 5 s`));
+      assert.equal(run.stdout, '', 'the command did not run here either');
+    } finally {
+      mute.close();
+      rmSync(pidFile, { force: true });
+      rmSync(runnerSocket(pidFile, process.pid), { force: true });
+    }
   });
 
   it('ends after runner_idle_timeout without a run, and on SIGTERM, removing its socket', async () => {
