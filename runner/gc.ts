@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
@@ -8,7 +8,7 @@ import { WarmPool } from './pool.js';
 import { removeAllRules } from './firewall.js';
 import { containerNameOf, removeIdleGateways } from './gateway-container.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
-import { processAlive } from './process-alive.js';
+import { isRefillHelper, processAlive } from './process-alive.js';
 import { poolDir, RUNNER_PID_FILE, RUNNER_SOCKET_FILE } from './state-dir.js';
 
 /**
@@ -114,11 +114,3 @@ export function stopResidentRunners(stateDir: string = DEFAULT_STATE_DIR): numbe
   return stopped;
 }
 
-/** Whether `pid` is a `clawbox pool-refill` (a runner's pid may have gone to another process since). */
-function isRefillHelper(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('pool-refill');
-  } catch {
-    return false;
-  }
-}

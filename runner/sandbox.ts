@@ -214,12 +214,13 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
     runnerIdleMs: config.pool.runner_idle_timeout ?? 0,
   };
   const detachedEntry = options.detachedRefillEntry;
-  // In this process the refill starts once the tool has its command: its requests would otherwise queue in the
-  // engine ahead of this run's attach and start. A detached helper starts after the run: the engine handles the
-  // tool's exit slowly while it starts another container, and the CLI's caller waits for that exit.
-  const refillInProcess = pool !== null && detachedEntry === undefined;
+  // When the pool is topped up. In this process by default once the tool has its command: its requests would
+  // otherwise queue in the engine ahead of this run's attach and start. After the run for a detached helper, and
+  // for a caller that asks (`refillAfterRun`): the engine handles the tool's exit slowly while it starts another
+  // container, and their callers wait for that exit.
+  const refillWhen = pool === null ? 'never' : detachedEntry !== undefined ? 'detached' : options.refillAfterRun === true ? 'after-run' : 'tool-started';
   const refill = (): void => {
-    if (refillInProcess && options.refillAfterRun !== true) track(refillPool(docker, job));
+    if (refillWhen === 'tool-started') track(refillPool(docker, job));
   };
 
   try {
@@ -227,8 +228,8 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   } finally {
     if (pool && taken) await pool.discard(sandbox.container.id);
     else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
-    if (pool && detachedEntry !== undefined) track(startDetachedRefill(job, detachedEntry));
-    else if (refillInProcess && options.refillAfterRun === true) track(refillPool(docker, job));
+    if (refillWhen === 'detached' && detachedEntry !== undefined) track(startDetachedRefill(job, detachedEntry));
+    else if (refillWhen === 'after-run') track(refillPool(docker, job));
   }
 }
 

@@ -19,7 +19,7 @@
  *   file, if it still names it), lets its runs and refills finish, and exits.
  */
 import { chmodSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { extname } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,7 @@ import { settleBackground } from '../../runner/sandbox.js';
 import { processAlive } from '../../runner/process-alive.js';
 import { loadRunConfig, parseRunArgs, runWith } from './run-command.js';
 import { writeWhole } from '../write-whole.js';
-import { ANSWER_TIMEOUT_MS, encodeExit, encodeFrame, FRAME, FrameReader, MAX_FRAME_BYTES, readRunnerPid, runnerPidFile, runnerSocket, type RunnerRequest } from './runner-protocol.js';
+import { ANSWER_TIMEOUT_MS, encodeExit, encodeFrame, FRAME, FrameReader, listensAt, MAX_FRAME_BYTES, readRunnerPid, runnerPidFile, runnerSocket, type RunnerRequest } from './runner-protocol.js';
 
 /** Serves until idle (or SIGTERM); returns at once outside the bundle (no build a client could match) or when another runner serves. */
 export async function serveResidentRunner(stateDir: string, idleMs: number, moduleUrl: string = import.meta.url): Promise<void> {
@@ -38,7 +38,7 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
   const pidFile = runnerPidFile(stateDir, bundle);
   const current = readRunnerPid(pidFile);
   if (current !== null && current !== process.pid) {
-    if (await answers(runnerSocket(pidFile, current))) return; // another runner serves
+    if (await listensAt(runnerSocket(pidFile, current))) return; // another runner serves
     if (!processAlive(current)) rmSync(runnerSocket(pidFile, current), { force: true }); // it died and left it
   }
   const path = runnerSocket(pidFile, process.pid);
@@ -184,18 +184,6 @@ function framesTo(socket: Socket, type: number): Writable {
       for (let at = 0; at < chunk.length; at += MAX_FRAME_BYTES) socket.write(encodeFrame(type, chunk.subarray(at, at + MAX_FRAME_BYTES)));
       callback();
     },
-  });
-}
-
-/** Whether a runner listens at `path`. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
   });
 }
 

@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { poolDir } from '../../runner/state-dir.js';
 import { buildKey } from './code-cache.js';
@@ -108,4 +109,16 @@ export function readRunnerPid(pidFile: string): number | null {
   } catch {
     return null;
   }
+}
+
+/** Whether something listens on the Unix socket `path`. */
+export function listensAt(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }

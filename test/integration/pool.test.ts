@@ -13,6 +13,7 @@ import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment } from '../../runner/environment.js';
 import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
+import { isRefillHelper } from '../../runner/process-alive.js';
 import { createStartedSandbox } from '../../runner/sandbox-container.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
@@ -204,13 +205,7 @@ describe('the warm pool', () => {
     const helpers = (): string[] =>
       readdirSync(join(DEFAULT_STATE_DIR, 'pool'))
         .filter((name) => /^refill-\d+\.pid$/.test(name))
-        .filter((name) => {
-          try {
-            return readFileSync(`/proc/${name.slice(7, -4)}/cmdline`, 'utf8').includes('pool-refill');
-          } catch {
-            return false;
-          }
-        });
+        .filter((name) => isRefillHelper(Number(name.slice(7, -4))));
 
     assert.equal(cli().warm, false, 'an empty pool means a cold start');
     // The bundle kept the parsed config for the next run (src/cli/config-cache.ts).

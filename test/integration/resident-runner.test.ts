@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
@@ -15,10 +15,10 @@ import { closeEnvironments } from '../../runner/environment.js';
 import { stopResidentRunners } from '../../runner/gc.js';
 import { labelFilter } from '../../runner/labels.js';
 import { markerPath, waitForRefillHelpers } from '../../runner/pool-refill.js';
-import { processAlive } from '../../runner/process-alive.js';
+import { isRefillHelper, processAlive } from '../../runner/process-alive.js';
 import { settleBackground } from '../../runner/sandbox.js';
 import { DEFAULT_STATE_DIR, poolDir, RUNNER_PID_FILE, RUNNER_SOCKET_FILE } from '../../runner/state-dir.js';
-import { ANSWER_TIMEOUT_MS, readRunnerPid, runnerPidFile, runnerSocket } from '../../src/cli/runner-protocol.js';
+import { ANSWER_TIMEOUT_MS, listensAt, readRunnerPid, runnerPidFile, runnerSocket } from '../../src/cli/runner-protocol.js';
 import { startSandboxWorld, type SandboxWorld } from '../fixtures/sandbox-env.js';
 
 const CLI = join(import.meta.dirname, '../../bin/clawbox');
@@ -38,13 +38,7 @@ function runnerFiles(): string[] {
 function runners(): number[] {
   return runnerFiles()
     .map((name) => Number(RUNNER_SOCKET_FILE.exec(name)?.[1]))
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pool-refill');
-      } catch {
-        return false;
-      }
-    });
+    .filter((pid) => pid > 0 && isRefillHelper(pid));
 }
 
 /** The runner the pid file names (the one a client goes to). */
@@ -126,16 +120,6 @@ const exists = (id: string): Promise<boolean> =>
     },
   );
 
-/** Whether something listens on the Unix socket `path`. */
-const answers = (path: string): Promise<boolean> =>
-  new Promise((resolve) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
 
 const RUNNER_POOL = 'pool:\n  size: 1\n  idle_timeout: 5m\n  runner_idle_timeout: 60s';
 
@@ -239,7 +223,7 @@ describe('the resident runner', () => {
       const pid = named();
       return pid !== null && pid !== runner ? pid : null;
     });
-    assert.equal(await answers(join(poolDir(DEFAULT_STATE_DIR), dead.replace(`-${runner}.sock`, `-${next}.sock`))), true);
+    assert.equal(await listensAt(join(poolDir(DEFAULT_STATE_DIR), dead.replace(`-${runner}.sock`, `-${next}.sock`))), true);
     assert.equal(runnerFiles().includes(dead), false, "the dead runner's socket is gone");
     runner = next;
   });
