@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/quickstart.sh: must run as root (it runs scripts/setup.sh and adds a loopback alias for its demo API); try: sudo scripts/quickstart.sh" >&2
+  exit 1
+fi
+
 bash scripts/setup.sh
 
 demo_ip=198.18.0.80

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what clawbox needs on a fresh Debian 12 machine (idempotent): Debian packages, the Docker engine
-# (started if not running), npm packages, the build. Run as root (or with sudo).
+# (started if not running), npm packages, the build. Must run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/setup.sh: must run as root (it installs Debian packages and starts dockerd); try: sudo scripts/setup.sh" >&2
+  exit 1
+fi
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
