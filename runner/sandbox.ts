@@ -211,7 +211,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
     network: env.network,
     size: config.pool.size,
     idleTimeoutMs: config.pool.idle_timeout,
-    runnerIdleMs: config.pool.runner_idle_timeout ?? 0,
+    runnerIdleMs: config.pool.runner_idle_timeout,
   };
   const detachedEntry = options.detachedRefillEntry;
   // When the pool is topped up. In this process by default once the tool has its command: its requests would

@@ -2,8 +2,9 @@
  * Sandbox start, interleaved per iteration so drift hits every mode alike, with the same image, network and
  * limits everywhere:
  *   - `docker run --rm` (the baseline),
- *   - `clawbox run -- CMD` (the CLI end to end), cold, with a warm pool, and served by a resident runner
- *     (`pool.runner_idle_timeout`),
+ *   - `clawbox run -- CMD` (the CLI end to end): cold; with a warm pool as it runs by default, served by the
+ *     resident runner that a config with a pool keeps ('clawbox run runner'); and with the warm pool but no runner
+ *     (`pool.runner_idle_timeout: off`), the CLI alone ('clawbox run warm'),
  *   - the library's `runSandbox`, cold and from a warm pool.
  * Two figures each: "start" is the time to the tool's first output byte (the tool is `echo x`), "total" the time
  * until the call returned. The warm pool is refilled between measured runs, outside the timing.
@@ -100,9 +101,10 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
 
   const coldText = 'sandbox:\n  pool:\n    size: 0\n';
   // A short idle time: the sandbox refilled after the last run expires soon and is swept by the next run or gc.
-  const warmText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n';
-  // The same sandbox shape, so the same pool as warm.yml's (refilled between runs); and a resident runner.
-  const runnerText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n    runner_idle_timeout: 60s\n';
+  // The same sandbox shape in both, so the same pool (refilled between runs). A config with a pool keeps a
+  // resident runner unless it says otherwise: runner.yml is the default, warm.yml the CLI alone.
+  const runnerText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n';
+  const warmText = `${runnerText}    runner_idle_timeout: off\n`;
   writeFileSync(join(ctx.dir, 'cold.yml'), coldText);
   writeFileSync(join(ctx.dir, 'warm.yml'), warmText);
   writeFileSync(join(ctx.dir, 'runner.yml'), runnerText);

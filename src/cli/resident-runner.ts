@@ -1,8 +1,9 @@
 /**
- * A resident runner: the CLI's detached refill helper (`clawbox pool-refill`) staying up, when the config asks for
- * it (`pool.runner_idle_timeout`), to serve the next `clawbox run`s of such configs over a Unix socket. A run it
- * serves costs its client Node's start and the launcher only (runner-client.ts): the runner has the bundle
- * loaded, the engine's connection open and the environment checked, and refills the pool in its own process.
+ * A resident runner: the CLI's detached refill helper (`clawbox pool-refill`) staying up, when the config keeps
+ * one (`pool.runner_idle_timeout`; by default, a config with a pool keeps one as long as its sandboxes wait), to
+ * serve the next `clawbox run`s of such configs over a Unix socket. A run it serves costs its client Node's start
+ * and the launcher only (runner-client.ts): the runner has the bundle loaded, the engine's connection open and the
+ * environment checked, and refills the pool in its own process.
  *
  * - One runner per build, user, HOME and engine: a pid file names it (runner-protocol.ts), and each runner has a
  *   socket of its own. A helper that finds the named runner answering leaves after its refill; one that finds it
@@ -167,7 +168,7 @@ async function accept(request: RunnerRequest) {
     if (parsed.help) return null;
     const source = await loadRunConfig(parsed.values, { cwd: request.cwd, configEnv: request.configEnv ?? undefined });
     const keepFor = source.config.sandbox.pool.runner_idle_timeout;
-    return keepFor === undefined ? null : { parsed, source, keepFor };
+    return keepFor === 0 ? null : { parsed, source, keepFor };
   } catch {
     return null;
   }

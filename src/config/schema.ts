@@ -9,6 +9,7 @@ import {
   parseCpus,
   parseCpuset,
   parseDuration,
+  parseDurationOrOff,
   parseIntIn,
   parseListenAddress,
   parseSize,
@@ -114,15 +115,23 @@ const gateway = z.strictObject({
 
 /**
  * Warm pool: sandboxes created and started ahead of time (the tool's command not yet given), one per tool call,
- * destroyed after it. A pooled sandbox is removed unused after `idle_timeout`. With `runner_idle_timeout`, the
- * CLI's refill helper stays up as a resident runner that serves the next `clawbox run`s of such a config, until
- * none came for that long (src/cli/resident-runner.ts); absent, no runner is kept.
+ * destroyed after it. A pooled sandbox is removed unused after `idle_timeout`. The CLI's refill helper stays up as
+ * a resident runner that serves the next `clawbox run`s of such a config, until none came for
+ * `runner_idle_timeout` (src/cli/resident-runner.ts). A config that keeps a pool keeps a runner as long as its
+ * sandboxes (`idle_timeout`) unless it says otherwise; 0 or `off` keeps none; without a pool there is none unless
+ * asked for. Parsed, it is always a number of milliseconds, 0 for none.
  */
-const pool = z.strictObject({
-  size: z.number().int().min(0).max(32).default(0),
-  idle_timeout: unit(parseDuration).prefault('5m'),
-  runner_idle_timeout: unit(parseDuration).optional(),
-});
+const pool = z
+  .strictObject({
+    size: z.number().int().min(0).max(32).default(0),
+    idle_timeout: unit(parseDuration).prefault('5m'),
+    runner_idle_timeout: unit(parseDurationOrOff).optional(),
+  })
+  .transform(({ size, idle_timeout, runner_idle_timeout }) => ({
+    size,
+    idle_timeout,
+    runner_idle_timeout: runner_idle_timeout ?? (size > 0 ? idle_timeout : 0),
+  }));
 
 /** Per-tool additions: hosts allowed or denied for that tool's sandbox only. */
 const tool = z.strictObject({

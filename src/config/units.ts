@@ -73,15 +73,26 @@ export function parseCpuset(raw: unknown): Parsed<string> {
 
 const DURATION_UNITS: Readonly<Record<string, number>> = { '': 1, s: 1, m: 60, h: 3600, ms: 0.001 };
 
-/** 300, '300', '300s', '5m', '1h', '500ms' → milliseconds. A plain number means seconds, as in the seed file. */
-export function parseDuration(raw: unknown): Parsed<number> {
-  const expected = `expected seconds like 300 or a duration like '5m' or '30s', got ${show(raw)}`;
+/** 300, '300', '300s', '5m', '1h', '500ms' → milliseconds, or null. A plain number means seconds, as in the seed file. */
+function durationMs(raw: unknown): number | null {
   const text = typeof raw === 'number' ? String(raw) : raw;
-  if (typeof text !== 'string') return fail(expected);
+  if (typeof text !== 'string') return null;
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*$/i.exec(text);
-  if (!match) return fail(expected);
-  const ms = Math.round(Number(match[1]) * DURATION_UNITS[match[2].toLowerCase()] * 1000);
+  return match ? Math.round(Number(match[1]) * DURATION_UNITS[match[2].toLowerCase()] * 1000) : null;
+}
+
+/** A duration above zero, in milliseconds. */
+export function parseDuration(raw: unknown): Parsed<number> {
+  const ms = durationMs(raw);
+  if (ms === null) return fail(`expected seconds like 300 or a duration like '5m' or '30s', got ${show(raw)}`);
   return ms > 0 ? ok(ms) : fail(`expected a duration above zero, got ${show(raw)}`);
+}
+
+/** A duration in milliseconds, where 0 (in any unit) or 'off' means none: 0. */
+export function parseDurationOrOff(raw: unknown): Parsed<number> {
+  if (typeof raw === 'string' && /^\s*off\s*$/i.test(raw)) return ok(0);
+  const ms = durationMs(raw);
+  return ms !== null ? ok(ms) : fail(`expected seconds like 300, a duration like '5m' or '30s', or 0 or 'off' for none, got ${show(raw)}`);
 }
 
 export interface ListenAddress {

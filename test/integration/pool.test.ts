@@ -70,6 +70,9 @@ const PROBE = [
 
 describe('the warm pool', () => {
   const POOL = 'pool:\n  size: 2\n  idle_timeout: 5m';
+  // The CLI's own path: without a resident runner, which a config with a pool keeps unless it says otherwise
+  // (resident-runner.test.ts tests that one).
+  const CLI_POOL = 'pool:\n  size: 1\n  idle_timeout: 5m\n  runner_idle_timeout: off';
 
   it('serves later calls from sandboxes started ahead of time', async () => {
     const first = await run('true', POOL);
@@ -195,7 +198,7 @@ describe('the warm pool', () => {
 
   it('through the CLI: the run exits as soon as its tool is done, and a detached helper refills the pool', async () => {
     await emptyPool();
-    const { path } = world.config('pool:\n  size: 1\n  idle_timeout: 5m');
+    const { path } = world.config(CLI_POOL);
     const launcher = join(import.meta.dirname, '../../bin/clawbox');
     const cli = (): RunResult => {
       const out = execFileSync(launcher, ['run', '--config', path, '--json', '--', 'true'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -269,7 +272,7 @@ describe('the warm pool', () => {
 
     it('a warm run leaves them to its refill: the tool starts first', async () => {
       await emptyPool();
-      const { path } = world.config('pool:\n  size: 1\n  idle_timeout: 5m');
+      const { path } = world.config(CLI_POOL);
       await runCli(path, () => Promise.resolve());
       await settleBackground();
       assert.equal(await pooled(), 1);
@@ -290,7 +293,11 @@ describe('the warm pool', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const late = await run('true', SHORT);
     assert.equal(late.result.warm, false, 'an expired sandbox is not handed out');
+    // The late run may have swept the expired one itself (a run sweeps at most every 30 s per process); the one its
+    // refill left expires too, and gc removes every expired one.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
     const out = execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']).toString();
     assert.match(out, /sandboxes removed: [0-9a-f]{12}/);
+    assert.equal(await pooled(), 0);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The resident runner (src/cli/resident-runner.ts): the warm pool's refill helper staying up to serve the next
- * `clawbox run`s of a config with `pool.runner_idle_timeout`. Through the installed executable, as a user runs it:
+ * `clawbox run`s of a config that keeps one (by default, any config with a pool). Through the installed executable, as a user runs it:
  * the output, exit codes, Ctrl-C and a killed client must be what they are without a runner.
  */
 import { after, before, describe, it } from 'node:test';
@@ -121,7 +121,8 @@ const exists = (id: string): Promise<boolean> =>
   );
 
 
-const RUNNER_POOL = 'pool:\n  size: 1\n  idle_timeout: 5m\n  runner_idle_timeout: 60s';
+// A pool without a word about the runner: it keeps one by default, for as long as its sandboxes wait.
+const RUNNER_POOL = 'pool:\n  size: 1\n  idle_timeout: 5m';
 
 before(async () => {
   await stopRunners();
@@ -190,12 +191,14 @@ describe('the resident runner', () => {
   });
 
   it('declines a config that keeps no runner: the CLI runs it itself', async () => {
-    await waitForRefillHelpers(DEFAULT_STATE_DIR);
-    const other = world.config('pool:\n  size: 1\n  idle_timeout: 5m').path;
-    const run = cli(['--config', other, '--', 'sh', '-c', 'echo started; sleep 1']);
-    await run.printed('started');
-    assert.equal(existsSync(markerPath(DEFAULT_STATE_DIR, runner)), false, 'not served by the runner');
-    assert.equal((await run.done).code, 0);
+    for (const pool of ['pool:\n  size: 1\n  idle_timeout: 5m\n  runner_idle_timeout: off', 'pool:\n  size: 0']) {
+      await waitForRefillHelpers(DEFAULT_STATE_DIR);
+      const other = world.config(pool).path;
+      const run = cli(['--config', other, '--', 'sh', '-c', 'echo started; sleep 1']);
+      await run.printed('started');
+      assert.equal(existsSync(markerPath(DEFAULT_STATE_DIR, runner)), false, `not served by the runner: ${pool}`);
+      assert.equal((await run.done).code, 0);
+    }
     // As do arguments in error: the CLI reports them as always.
     const bad = await cli(['--config', path, '--tool']).done;
     assert.equal(bad.code, 2);

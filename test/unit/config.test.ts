@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { ClawboxError } from '../../src/errors.js';
-import { parseCpus, parseCpuset, parseDuration, parseListenAddress, parseSize } from '../../src/config/units.js';
+import { parseCpus, parseCpuset, parseDuration, parseDurationOrOff, parseListenAddress, parseSize } from '../../src/config/units.js';
 
 const SEED_PATH = join(import.meta.dirname, '../fixtures/seed-config.yml');
 const GiB = 1024 ** 3;
@@ -64,7 +64,19 @@ describe('the seed document as one config file', () => {
     assert.equal(sandbox.user, '65534:65534');
     assert.ok(sandbox.blocked_paths.includes('/var/run/docker.sock'));
     assert.equal(sandbox.pool.size, 0);
-    assert.equal(sandbox.pool.runner_idle_timeout, undefined, 'no resident runner unless the config asks for one');
+    assert.equal(sandbox.pool.runner_idle_timeout, 0, 'no pool, no resident runner');
+  });
+
+  it('keeps a resident runner as long as the pool when there is one, unless told otherwise', () => {
+    const runnerOf = (pool: string): number => parseConfig(`sandbox:\n  pool:\n${pool}`, 'test.yml').sandbox.pool.runner_idle_timeout;
+    assert.equal(runnerOf('    size: 1\n'), 300_000, "the pool's default idle_timeout");
+    assert.equal(runnerOf('    size: 2\n    idle_timeout: 30s\n'), 30_000);
+    assert.equal(runnerOf('    size: 2\n    runner_idle_timeout: 2m\n'), 120_000);
+    for (const none of ['off', 'OFF', '0', 0, '0s']) {
+      assert.equal(runnerOf(`    size: 2\n    runner_idle_timeout: ${JSON.stringify(none)}\n`), 0, String(none));
+    }
+    assert.equal(runnerOf('    size: 0\n'), 0);
+    assert.equal(runnerOf('    size: 0\n    runner_idle_timeout: 60s\n'), 60_000, 'asked for without a pool');
   });
 });
 
@@ -104,7 +116,8 @@ describe('config errors name the key path and line', () => {
     ['an out-of-range weight', 'sandbox:\n  resource_limits:\n    disk_io_weight: 5000\n', /^sandbox\.resource_limits\.disk_io_weight \(line 3\): expected a whole number from 10 to 1000/],
     ['another engine', 'sandbox:\n  engine: podman\n', /^sandbox\.engine \(line 2\): expected 'docker'/],
     ['a bad listen address', 'sandbox:\n  gateway:\n    http: "nowhere"\n', /^sandbox\.gateway\.http \(line 3\): expected HOST:PORT/],
-    ['a resident runner kept for no time', 'sandbox:\n  pool:\n    runner_idle_timeout: 0\n', /^sandbox\.pool\.runner_idle_timeout \(line 3\): expected a duration above zero/],
+    ['a resident runner kept for a bad time', 'sandbox:\n  pool:\n    runner_idle_timeout: soon\n', /^sandbox\.pool\.runner_idle_timeout \(line 3\): expected seconds like 300, a duration like '5m' or '30s', or 0 or 'off' for none, got 'soon'$/],
+    ['a typo in the pool', 'sandbox:\n  pool:\n    sise: 1\n', /^sandbox\.pool\.sise \(line 3\): unknown key; did you mean 'size'\?$/],
     ['a duplicate key', 'sandbox:\n  timeout: 1\n  timeout: 2\n', /^test\.yml \(line 3\): Map keys must be unique/],
     ['broken YAML', 'sandbox: [\n', /^test\.yml \(line \d\): /],
     ['an unknown top-level key', 'sandbx:\n  timeout: 1\n', /^sandbx \(line 1\): unknown key; did you mean 'sandbox'\?$/],
@@ -145,6 +158,11 @@ describe('units', () => {
     assert.deepEqual(parseDuration('5m'), { ok: true, value: 300_000 });
     assert.deepEqual(parseDuration('250ms'), { ok: true, value: 250 });
     assert.equal(parseDuration('0s').ok, false);
+    assert.deepEqual(parseDurationOrOff('off'), { ok: true, value: 0 });
+    assert.deepEqual(parseDurationOrOff('0ms'), { ok: true, value: 0 });
+    assert.deepEqual(parseDurationOrOff('90s'), { ok: true, value: 90_000 });
+    assert.equal(parseDurationOrOff('never').ok, false);
+    assert.equal(parseDurationOrOff(true).ok, false);
   });
 
   it('parses listen addresses', () => {
