@@ -1,7 +1,7 @@
 /**
  * The resident runner (src/cli/resident-runner.ts): the warm pool's refill helper staying up to serve the next
- * `clawbox run`s of a config that keeps one (by default, any config with a pool). Through the installed executable, as a user runs it:
- * the output, exit codes, Ctrl-C and a killed client must be what they are without a runner.
+ * `clawbox run`s of a config that keeps one (by default, any config with a pool). Through the installed executable,
+ * as a user runs it: the output, exit codes, Ctrl-C and a killed client must be what they are without a runner.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
