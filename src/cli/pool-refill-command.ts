@@ -1,5 +1,6 @@
 import { connectDocker } from '../../runner/docker-client.js';
 import { runRefillJob, type RefillJob } from '../../runner/pool-refill.js';
+import { WarmPool } from '../../runner/pool.js';
 import { serveResidentRunner } from './resident-runner.js';
 
 /**
@@ -13,7 +14,12 @@ export async function poolRefillCommand(): Promise<number> {
   process.stdin.setEncoding('utf8');
   for await (const chunk of process.stdin) text += chunk as string;
   const job = JSON.parse(text) as RefillJob;
-  await runRefillJob(await connectDocker(), job);
-  if (job.runnerIdleMs > 0) await serveResidentRunner(job.stateDir, job.runnerIdleMs);
+  const docker = await connectDocker();
+  await runRefillJob(docker, job);
+  if (job.runnerIdleMs > 0 && (await serveResidentRunner(job.stateDir, job.runnerIdleMs))) {
+    // No run came for as long as the pool's sandboxes wait (by default): those it refilled have expired, and go
+    // now rather than at the next run's sweep or `clawbox gc`, which may be long in coming.
+    await new WarmPool(docker, job.stateDir).sweep().catch(() => undefined);
+  }
   return 0;
 }

@@ -17,7 +17,8 @@
  *   waits for refill helpers (tests, the bench) waits for it too.
  * - After runner_idle_timeout without a run (the longest of the configs it served), or on SIGTERM (which
  *   `clawbox gc --all` sends, finding it by its pid file), it stops listening, removes its socket (and the pid
- *   file, if it still names it), lets its runs and refills finish, and exits.
+ *   file, if it still names it), lets its runs and refills finish, and exits. Its idle time starts after its last
+ *   refill; after an idle end, `clawbox pool-refill` sweeps the pool's expired sandboxes (pool-refill-command.ts).
  */
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -32,20 +33,24 @@ import { loadRunConfig, parseRunArgs, runWith } from './run-command.js';
 import { writeWhole } from '../write-whole.js';
 import { ANSWER_TIMEOUT_MS, encodeExit, encodeFrame, FRAME, FrameReader, listensAt, MAX_FRAME_BYTES, readRunnerPid, runnerPidFile, runnerSocket, type RunnerRequest } from './runner-protocol.js';
 
-/** Serves until idle (or SIGTERM); returns at once outside the bundle (no build a client could match) or when another runner serves. */
-export async function serveResidentRunner(stateDir: string, idleMs: number, moduleUrl: string = import.meta.url): Promise<void> {
+/**
+ * Serves until idle (or SIGTERM); returns at once outside the bundle (no build a client could match) or when another
+ * runner serves. True when it served and left because no run came for its idle time: its idle time starts after its
+ * last refill, so the sandboxes it refilled for a pool that waits as long have expired by then.
+ */
+export async function serveResidentRunner(stateDir: string, idleMs: number, moduleUrl: string = import.meta.url): Promise<boolean> {
   const bundle = fileURLToPath(moduleUrl);
-  if (extname(bundle) !== '.cjs') return;
+  if (extname(bundle) !== '.cjs') return false;
   const pidFile = runnerPidFile(stateDir, bundle);
   const current = readRunnerPid(pidFile);
   if (current !== null && current !== process.pid) {
-    if (await listensAt(runnerSocket(pidFile, current))) return; // another runner serves
+    if (await listensAt(runnerSocket(pidFile, current))) return false; // another runner serves
     if (!processAlive(current)) rmSync(runnerSocket(pidFile, current), { force: true }); // it died and left it
   }
   const path = runnerSocket(pidFile, process.pid);
   rmSync(path, { force: true }); // an earlier process of this pid's
   const server = createServer();
-  if (!(await listenOn(server, path))) return;
+  if (!(await listenOn(server, path))) return false;
   chmodSync(path, 0o600);
   // Two helpers may get here at once: the later rename wins, and the other serves nobody until its idle end.
   writeWhole(pidFile, String(process.pid));
@@ -53,6 +58,7 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
   let active = 0;
   let longestIdle = idleMs;
   let stopping = false;
+  let idledOut = false;
   let idle: NodeJS.Timeout | null = null;
   let stopped!: () => void;
   const done = new Promise<void>((resolve) => (stopped = resolve));
@@ -69,7 +75,10 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
   };
   const waitIdle = (): void => {
     if (idle !== null) clearTimeout(idle);
-    idle = setTimeout(stop, longestIdle);
+    idle = setTimeout(() => {
+      idledOut = true;
+      stop();
+    }, longestIdle);
   };
   process.once('SIGTERM', stop);
   server.on('error', stop); // a listener that fails is a runner no client can reach
@@ -144,6 +153,7 @@ export async function serveResidentRunner(stateDir: string, idleMs: number, modu
   process.removeListener('SIGTERM', stop);
   await settleBackground({ helpers: false });
   await closeEnvironments();
+  return idledOut;
 }
 
 /** The request, if it is one: a command line, a directory and the config variable. */

@@ -267,7 +267,23 @@ describe('the resident runner', () => {
     assert.equal(first.code, 0, first.stderr);
     await waitForRefillHelpers(DEFAULT_STATE_DIR);
     const [short] = await until('a resident runner', () => (runners().length === 1 ? runners() : null));
+    const pooled = await nextPooled();
     await until('the idle runner to exit', () => !processAlive(short), 10_000);
     assert.deepEqual(runnerFiles(), []);
+    assert.equal(await exists(pooled), true, 'a pooled sandbox that has not expired waits for its time');
+  });
+
+  it('by default leaves when its pool has expired, and removes the sandboxes it refilled', async () => {
+    await stopRunners();
+    // The runner waits as long as the pool's sandboxes, from its last refill on: when it leaves, they have expired.
+    const soon = world.config('pool:\n  size: 1\n  idle_timeout: 2s').path;
+    const first = await cli(['--config', soon, '--', 'true']).done;
+    assert.equal(first.code, 0, first.stderr);
+    await waitForRefillHelpers(DEFAULT_STATE_DIR);
+    const [runner] = await until('a resident runner', () => (runners().length === 1 ? runners() : null));
+    const pooled = await nextPooled();
+    await until('the idle runner to exit', () => !processAlive(runner), 15_000);
+    assert.deepEqual(runnerFiles(), []);
+    assert.equal(await exists(pooled), false, 'its expired sandbox is gone, without a run or gc');
   });
 });
