@@ -259,31 +259,31 @@ describe('the resident runner', () => {
     }
   });
 
-  it('ends after runner_idle_timeout without a run, and on SIGTERM, removing its socket', async () => {
+  /**
+   * A first run of `pool` (runners stopped before it) leaves a runner; waits until it has left by itself. Resolves
+   * with the pooled sandbox it refilled, for what became of it.
+   */
+  async function runnerLeftAlone(pool: string): Promise<string> {
     await stopRunners();
     assert.deepEqual(runnerFiles(), [], 'SIGTERM: socket and pid file gone');
-    const brief = world.config('pool:\n  size: 1\n  idle_timeout: 5m\n  runner_idle_timeout: 1s').path;
-    const first = await cli(['--config', brief, '--', 'true']).done;
-    assert.equal(first.code, 0, first.stderr);
-    await waitForRefillHelpers(DEFAULT_STATE_DIR);
-    const [short] = await until('a resident runner', () => (runners().length === 1 ? runners() : null));
-    const pooled = await nextPooled();
-    await until('the idle runner to exit', () => !processAlive(short), 10_000);
-    assert.deepEqual(runnerFiles(), []);
-    assert.equal(await exists(pooled), true, 'a pooled sandbox that has not expired waits for its time');
-  });
-
-  it('by default leaves when its pool has expired, and removes the sandboxes it refilled', async () => {
-    await stopRunners();
-    // The runner waits as long as the pool's sandboxes, from its last refill on: when it leaves, they have expired.
-    const soon = world.config('pool:\n  size: 1\n  idle_timeout: 2s').path;
-    const first = await cli(['--config', soon, '--', 'true']).done;
+    const first = await cli(['--config', world.config(pool).path, '--', 'true']).done;
     assert.equal(first.code, 0, first.stderr);
     await waitForRefillHelpers(DEFAULT_STATE_DIR);
     const [runner] = await until('a resident runner', () => (runners().length === 1 ? runners() : null));
     const pooled = await nextPooled();
     await until('the idle runner to exit', () => !processAlive(runner), 15_000);
-    assert.deepEqual(runnerFiles(), []);
+    assert.deepEqual(runnerFiles(), [], 'idle end: socket and pid file gone');
+    return pooled;
+  }
+
+  it('ends after runner_idle_timeout without a run, and on SIGTERM, removing its socket', async () => {
+    const pooled = await runnerLeftAlone('pool:\n  size: 1\n  idle_timeout: 5m\n  runner_idle_timeout: 1s');
+    assert.equal(await exists(pooled), true, 'a pooled sandbox that has not expired waits for its time');
+  });
+
+  it('by default leaves when its pool has expired, and removes the sandboxes it refilled', async () => {
+    // The runner waits as long as the pool's sandboxes, from its last refill on: when it leaves, they have expired.
+    const pooled = await runnerLeftAlone('pool:\n  size: 1\n  idle_timeout: 2s');
     assert.equal(await exists(pooled), false, 'its expired sandbox is gone, without a run or gc');
   });
 });
