@@ -12,7 +12,7 @@ import type Dockerode from 'dockerode';
 import { appendToTrail } from '../src/audit/sink.js';
 import type { DecisionEvent, RunEvent } from '../src/audit/types.js';
 import type { SandboxConfig } from '../src/config/schema.js';
-import { ClawboxError } from '../src/errors.js';
+import { ClawboxError, EXIT_ABORTED } from '../src/errors.js';
 import { attemptsOf, KernelLogCursor } from './direct-attempts.js';
 import { dockerClient, ignoringGone, pingDocker } from './docker-client.js';
 import { DEFAULT_STATE_DIR, ensureEnvironment, type Environment } from './environment.js';
@@ -72,7 +72,6 @@ export type RunResult = RunEvent & {
 };
 
 const EXIT_TIMEOUT = 124;
-const EXIT_ABORTED = 130;
 
 let hostSupport: Promise<HostSupport> | null = null;
 const background = new Set<Promise<unknown>>();
@@ -382,7 +381,7 @@ async function drive(
     docker.modem.demuxStream(stream, stdout, stderr);
     // The sandbox is running: 'not-running' also catches a tool that ends before Docker has registered this wait.
     const exited = container.wait({ condition: 'not-running' }) as Promise<{ StatusCode: number }>;
-    if (options.signal?.aborted) throw new ClawboxError('SANDBOX_FAILED', 'aborted before the tool started');
+    if (options.signal?.aborted) throw new ClawboxError('ABORTED', 'stopped before the tool started; its sandbox is removed');
     options.signal?.addEventListener('abort', onAbort, { once: true });
     stream.write(ctx.prepared.message);
     toolStarted();

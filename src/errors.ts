@@ -12,7 +12,12 @@ export type ErrorCode =
   | 'IMAGE_MISSING'
   | 'MOUNT_BLOCKED'
   | 'LIMIT_UNENFORCEABLE'
-  | 'SANDBOX_FAILED';
+  | 'SANDBOX_FAILED'
+  /** The run was stopped (Ctrl-C, SIGTERM, the caller's AbortSignal) before its tool started. */
+  | 'ABORTED';
+
+/** The exit code of a run stopped by Ctrl-C or SIGTERM, before or while its tool runs (128 + SIGINT, as shells use). */
+export const EXIT_ABORTED = 130;
 
 export class ClawboxError extends Error {
   readonly code: ErrorCode;

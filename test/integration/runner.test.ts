@@ -330,6 +330,14 @@ describe('limits and lifecycle', () => {
     assert.equal(await sandboxContainers(), 0);
   });
 
+  it('stopped before its tool started: the sandbox is removed and the error is ABORTED (the CLI exits 130)', async () => {
+    const before = await sandboxContainers();
+    // Aborted from the start: the run still goes as far as its sandbox, whose tool must then never get its command.
+    const stopped = run('echo ran', { signal: AbortSignal.abort() });
+    await assert.rejects(stopped, (err: unknown) => err instanceof ClawboxError && err.code === 'ABORTED' && /before the tool started/.test(err.message));
+    assert.equal(await sandboxContainers(), before, 'the sandbox was removed');
+  });
+
   it('gc removes what a crashed runner left (a run sweeps it too: pool.test.ts)', async () => {
     const { container: leftover, deadPid } = await crashLeftover(docker);
     const out = execFileSync(CLI, ['gc']).toString();
