@@ -12,15 +12,24 @@
  *   The conn id prefix is per process, so ids stay unique across workers.
  * - Signals: SIGHUP (primary) reloads every worker; SIGINT / SIGTERM stop them all. A worker whose primary is gone
  *   (SIGKILL) closes and exits by itself.
+ * - Who accepts (`accept-steering.ts`): at low load one worker, the lead, takes every TCP connection and the others
+ *   (standbys) keep their DNS sockets but not the TCP listeners; the lead asks for them when it gets busy, handing
+ *   every other new connection to one through the primary until they listen, and lets them go after a quiet spell.
+ *   The primary keeps the roles: a dead lead's place goes to a live standby.
+ * - Port 0 is chosen once, by the primary, before the workers start (`listen-ports.ts`): a standby gets the shared
+ *   listening socket back by the arguments it first listened with, and port 0 would name a new one.
  */
 import cluster, { type Worker } from 'node:cluster';
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError, type ErrorCode } from '../src/errors.js';
+import { LeadSteering, SAMPLE_MS, type StandbyRequest } from './accept-steering.js';
+import { choosePorts } from './listen-ports.js';
 import { createControlServer } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
-import { startGateway, type GatewayAddresses, type RunningGateway } from './gateway.js';
+import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
+import { asSendHandle, closeHandle, handleOf, socketOf, type ConnectionHandle } from './handoff.js';
 import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
 
 type Request =
@@ -32,7 +41,15 @@ type Request =
 type ToWorker =
   | { readonly t: 'init'; readonly config: SandboxConfig; readonly sandboxes: SandboxRegistration[]; readonly hostAddresses: readonly string[] }
   | ({ readonly t: 'req'; readonly id: number } & Request)
-  | { readonly t: 'stop' };
+  | { readonly t: 'stop' }
+  /** You are the lead; whether the standbys accept right now. */
+  | { readonly t: 'lead'; readonly standbysAccepting: boolean }
+  /** To a standby: start or stop accepting TCP connections. */
+  | { readonly t: 'accept'; readonly on: boolean }
+  /** To the lead: the standbys now accept (or not), as it asked. */
+  | { readonly t: 'standbys'; readonly accepting: boolean }
+  /** With a connection's handle: serve it. */
+  | { readonly t: 'conn'; readonly front: TcpFront };
 
 type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readonly ok: false; readonly error: string };
 
@@ -40,7 +57,13 @@ type FromWorker =
   | { readonly t: 'hello' }
   | { readonly t: 'listening'; readonly addresses: GatewayAddresses }
   | { readonly t: 'failed'; readonly code: string; readonly message: string; readonly details: readonly string[] }
-  | ({ readonly t: 'res'; readonly id: number } & Reply);
+  | ({ readonly t: 'res'; readonly id: number } & Reply)
+  /** From the lead. */
+  | { readonly t: 'standbys'; readonly want: StandbyRequest }
+  /** A standby's answer to 'accept'. */
+  | { readonly t: 'accepting'; readonly on: boolean; readonly error?: string }
+  /** With a connection's handle, from the lead: give it to a standby. */
+  | { readonly t: 'conn'; readonly front: TcpFront };
 
 export interface ClusterOptions {
   readonly workers: number;
@@ -62,8 +85,8 @@ const MAX_NOT_ALLOWED = 20;
 /** In the primary: forks the workers, waits until every one listens, serves the control socket. */
 export async function startGatewayCluster(options: ClusterOptions): Promise<ClusteredGateway> {
   const { log } = options;
-  let config = options.config;
-  const gw = config.gateway;
+  const gw = await choosePorts(options.config.gateway);
+  let config: SandboxConfig = { ...options.config, gateway: gw };
   // The primary's own table only validates and canonicalises what the workers will be told (it decides nothing).
   const validator = new GatewayPolicies(config, [gw.http.port, gw.socks.port, gw.dns.port].filter((p) => p !== 0));
   const sandboxes = new Map<string, SandboxRegistration>();
@@ -81,6 +104,48 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let started = false;
   let lastRespawn = 0;
 
+  // Accept steering (see the header). Until a lead is named, every worker accepts.
+  const steered = options.workers > 1;
+  let lead: Worker | null = null;
+  let standbysAccepting = true;
+  let steeringDone: Promise<void> = Promise.resolve();
+  const acceptAnswers = new Map<Worker, Array<() => void>>();
+  let nextStandby = 0;
+  const standbys = (): Worker[] => [...initialised].filter((w) => w !== lead && w.isConnected());
+  const setAccepting = (worker: Worker, on: boolean): Promise<void> =>
+    new Promise((resolve) => {
+      if (!worker.isConnected()) {
+        resolve();
+        return;
+      }
+      const waiting = acceptAnswers.get(worker) ?? [];
+      waiting.push(resolve);
+      acceptAnswers.set(worker, waiting);
+      worker.send({ t: 'accept', on } satisfies ToWorker);
+    });
+  // The lead's requests apply one after the other; each answer tells it the state it asked for.
+  const steerStandbys = (want: StandbyRequest): void => {
+    steeringDone = steeringDone.then(async () => {
+      standbysAccepting = want === 'join';
+      await Promise.all(standbys().map((w) => setAccepting(w, standbysAccepting)));
+      if (lead?.isConnected()) lead.send({ t: 'standbys', accepting: standbysAccepting } satisfies ToWorker);
+      log.debug({ standbysAccepting }, 'gateway standby workers changed');
+    });
+  };
+  const handOver = (from: Worker, front: TcpFront, handle: ConnectionHandle): void => {
+    const candidates = standbys().filter((w) => w !== from);
+    // No standby (it died): back to the lead, which serves it itself.
+    const target = candidates.length > 0 ? candidates[nextStandby++ % candidates.length] : from;
+    target.send({ t: 'conn', front } satisfies ToWorker, asSendHandle(handle), {}, (err: Error | null) => {
+      if (err) log.warn({ err: err.message, worker: target.process.pid }, 'a handed-over connection could not be passed on; closed');
+      closeHandle(handle);
+    });
+  };
+  const nameLead = (worker: Worker): void => {
+    lead = worker;
+    worker.send({ t: 'lead', standbysAccepting } satisfies ToWorker);
+  };
+
   let settleStartup: { resolve: (a: GatewayAddresses) => void; reject: (e: Error) => void } | null = null;
   const startup = new Promise<GatewayAddresses>((resolve, reject) => (settleStartup = { resolve, reject }));
   let listening = 0;
@@ -94,7 +159,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     // handler settles what it owed; unhandled, the error would kill the primary (seen when a whole process group
     // gets SIGTERM, as `timeout` and service managers send it: every worker exits while the primary says stop).
     worker.on('error', (err: Error) => log.debug({ worker: worker.process.pid, err: err.message }, 'message to an exiting gateway worker lost'));
-    worker.on('message', (message: FromWorker) => {
+    worker.on('message', (message: FromWorker, handle: unknown) => {
       switch (message.t) {
         case 'hello': {
           // The state as of now: every later change reaches this worker as a request, after this message.
@@ -106,6 +171,8 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
         case 'listening':
           if (started) {
             log.info({ worker: worker.process.pid }, 'replacement gateway worker listening');
+            if (steered && lead === null) nameLead(worker);
+            else if (steered && !standbysAccepting) void setAccepting(worker, false);
             return;
           }
           firstAddresses ??= message.addresses;
@@ -126,6 +193,16 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
           resolve?.(message.ok ? { ok: true, ...(message.traffic ? { traffic: message.traffic } : {}) } : { ok: false, error: message.error });
           return;
         }
+        case 'standbys':
+          if (worker === lead) steerStandbys(message.want);
+          return;
+        case 'accepting':
+          if (message.error) log.error({ worker: worker.process.pid, err: message.error }, 'a gateway standby worker could not change its listeners');
+          acceptAnswers.get(worker)?.shift()?.();
+          return;
+        case 'conn':
+          if (handle) handOver(worker, message.front, handle as ConnectionHandle);
+          return;
       }
     });
     worker.on('exit', (code: number | null, signal: string | null) => {
@@ -134,6 +211,17 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       // Its counters are gone with it; what it wrote to the audit trail is not.
       for (const resolve of pending.get(worker)?.values() ?? []) resolve({ ok: true });
       pending.delete(worker);
+      for (const answered of acceptAnswers.get(worker) ?? []) answered();
+      acceptAnswers.delete(worker);
+      if (worker === lead) {
+        lead = null;
+        // A standby takes its place at once (the replacement, when it listens, becomes a standby).
+        const next = standbys()[0];
+        if (next && !stopping) {
+          void setAccepting(next, true);
+          nameLead(next);
+        }
+      }
       if (stopping) return;
       if (!started) {
         settleStartup?.reject(new ClawboxError('LISTEN_FAILED', `gateway worker exited during start-up (code ${code}, signal ${signal})`));
@@ -178,6 +266,12 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     throw err;
   }
   started = true;
+  if (steered) {
+    const first = [...initialised][0];
+    standbysAccepting = false;
+    if (first) nameLead(first);
+    await Promise.all(standbys().map((w) => setAccepting(w, false)));
+  }
 
   const control: Server | null = options.controlSocket
     ? await createControlServer(
@@ -214,9 +308,11 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     addresses,
     workers: options.workers,
     async reload(next: SandboxConfig): Promise<void> {
-      validator.reload(next);
-      config = next;
-      await broadcast({ op: 'reload', config: next });
+      // The listeners stay as they are (a reload changes policy); a replacement worker listens where the others do.
+      const kept: SandboxConfig = { ...next, gateway: { ...next.gateway, http: gw.http, socks: gw.socks, dns: gw.dns } };
+      validator.reload(kept);
+      config = kept;
+      await broadcast({ op: 'reload', config: kept });
     },
     close(graceMs = 2000): Promise<void> {
       closing ??= (async () => {
@@ -272,9 +368,36 @@ export function runGatewayWorker(log: Logger): Promise<number> {
   };
   let gateway: Promise<RunningGateway> | null = null;
   let stopped: Promise<number> | null = null;
+  // Set only in the lead (the primary's 'lead' message): the other workers keep every connection they accept.
+  let steering: LeadSteering | null = null;
+  let sampler: NodeJS.Timeout | null = null;
+  let accepting: Promise<void> = Promise.resolve();
+
+  const steer = (front: TcpFront, socket: Socket, open: number): boolean => {
+    if (steering === null) return false;
+    const { handOver, request } = steering.onConnection(open);
+    if (request) send({ t: 'standbys', want: request });
+    const handle = handOver && process.connected && process.send ? handleOf(socket) : null;
+    if (handle === null) return false;
+    // Our copy is closed once the handle has left (or could not: the primary is gone, and so are we).
+    process.send?.({ t: 'conn', front } satisfies FromWorker, asSendHandle(handle), {}, () => socket.destroy());
+    return true;
+  };
+  const becomeLead = (running: RunningGateway, standbysAccepting: boolean): void => {
+    const lead = new LeadSteering(standbysAccepting);
+    steering = lead;
+    if (sampler) clearInterval(sampler);
+    sampler = setInterval(() => {
+      const request = lead.onSample(running.openConnections);
+      if (request) send({ t: 'standbys', want: request });
+    }, SAMPLE_MS);
+    sampler.unref();
+  };
 
   return new Promise<number>((resolve) => {
     const stop = (): void => {
+      if (sampler) clearInterval(sampler);
+      steering = null;
       stopped ??= (async () => {
         const running = await gateway?.catch(() => null);
         await running?.close();
@@ -292,11 +415,11 @@ export function runGatewayWorker(log: Logger): Promise<number> {
     process.once('SIGTERM', stop);
     process.on('disconnect', stop);
 
-    process.on('message', (message: ToWorker) => {
+    process.on('message', (message: ToWorker, handle: unknown) => {
       switch (message.t) {
         case 'init':
           if (gateway) return;
-          gateway = startGateway({ config: message.config, log, sandboxes: message.sandboxes, hostAddresses: message.hostAddresses });
+          gateway = startGateway({ config: message.config, log, sandboxes: message.sandboxes, hostAddresses: message.hostAddresses, steer });
           gateway.then(
             (running) => send({ t: 'listening', addresses: running.addresses }),
             (err: unknown) => {
@@ -320,6 +443,35 @@ export function runGatewayWorker(log: Logger): Promise<number> {
         case 'stop':
           stop();
           return;
+        case 'lead':
+          void gateway?.then((running) => {
+            if (!stopped) becomeLead(running, message.standbysAccepting);
+          }, () => undefined);
+          return;
+        case 'standbys':
+          steering?.standbysAre(message.accepting);
+          return;
+        case 'accept': {
+          const { on } = message;
+          // One change at a time: listening again takes a round trip to the primary.
+          accepting = accepting.then(async () => {
+            try {
+              if (!gateway) throw new Error('worker not initialised');
+              await (await gateway).setAccepting(on);
+              send({ t: 'accepting', on });
+            } catch (err) {
+              send({ t: 'accepting', on, error: err instanceof Error ? err.message : String(err) });
+            }
+          });
+          return;
+        }
+        case 'conn': {
+          const received = handle as ConnectionHandle | undefined;
+          if (!received) return;
+          if (!gateway || stopped) closeHandle(received);
+          else void gateway.then((running) => running.adopt(message.front, socketOf(received)), () => closeHandle(received));
+          return;
+        }
       }
     });
     // Messages sent before a listener exists are lost, so the primary sends the init only when asked.

@@ -26,7 +26,15 @@ export interface GatewayOptions {
   /** Sandboxes and host addresses in force before the first connection (a cluster worker started late). */
   readonly sandboxes?: readonly SandboxRegistration[];
   readonly hostAddresses?: readonly string[];
+  /**
+   * A cluster worker's say over each connection its TCP fronts accept, before anything is read: true when it
+   * handed the connection to another worker. `open` counts this process's open connections, this one included.
+   */
+  readonly steer?: (front: TcpFront, socket: Socket, open: number) => boolean;
 }
+
+/** The gateway's TCP fronts, the ones a cluster steers (DNS is every worker's). */
+export type TcpFront = 'http' | 'socks';
 
 export interface GatewayAddresses {
   readonly http: AddressInfo;
@@ -46,6 +54,12 @@ export interface RunningGateway {
   setHostAddresses(addresses: readonly string[]): void;
   /** Drops a sandbox's policy and returns what it did. */
   unregisterSandbox(client: string): SandboxTraffic;
+  /** Open connections (the TCP fronts', and the control socket's in one process), for a cluster worker's samples. */
+  readonly openConnections: number;
+  /** Starts or stops accepting on the TCP fronts, keeping every open connection (a cluster's standby worker). */
+  setAccepting(accepting: boolean): Promise<void>;
+  /** Serves a connection another worker accepted and handed over. */
+  adopt(front: TcpFront, socket: Socket): void;
   /** Stops accepting, closes every open connection after `graceMs`, closes the audit trail. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
@@ -78,17 +92,26 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     idleTimeoutMs: gw.idle_timeout,
   });
 
-  const http = createHttpProxyServer({
+  const openSockets = new LinkedList<OpenSocket>();
+  const steer = options.steer;
+  const httpFront = createHttpProxyServer({
     connector,
     audit,
     log,
     maxHeaderSize: gw.max_header_size,
     handshakeTimeoutMs: gw.handshake_timeout,
     idleTimeoutMs: gw.idle_timeout,
+    ...(steer ? { steer: (socket: Socket) => steer('http', socket, openSockets.size + 1) } : {}),
   });
-  const socks = createSocks5Server({ connector, audit, log, handshakeTimeoutMs: gw.handshake_timeout });
+  const http = httpFront.server;
+  const socks = createSocks5Server({
+    connector,
+    audit,
+    log,
+    handshakeTimeoutMs: gw.handshake_timeout,
+    ...(steer ? { steer: (socket: Socket) => steer('socks', socket, openSockets.size + 1) } : {}),
+  });
   const dns = createDnsServer({ policies, resolver, audit, log, host: gw.dns.host, port: gw.dns.port });
-  const openSockets = new LinkedList<OpenSocket>();
   for (const server of [http, socks]) track(server, openSockets);
 
   let dnsAddress: AddressInfo;
@@ -101,6 +124,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   } catch (err) {
     http.close();
     socks.close();
+    httpFront.dispose();
     await dns.close().catch(() => undefined);
     resolver.close();
     if (!options.audit) await trail.close();
@@ -126,9 +150,28 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // Runners' control connections are closed with the rest at shutdown: that is how a runner learns the gateway went.
   if (control) track(control, openSockets);
 
+  const fronts = [
+    { server: http, at: gw.http, key: 'sandbox.gateway.http' },
+    { server: socks, at: gw.socks, key: 'sandbox.gateway.socks' },
+  ] as const;
   let closing: Promise<void> | null = null;
   return {
     addresses: { http: httpAddress, socks: socksAddress, dns: dnsAddress },
+    get openConnections(): number {
+      return openSockets.size;
+    },
+    async setAccepting(accepting: boolean): Promise<void> {
+      for (const { server, at, key } of fronts) {
+        if (closing || server.listening === accepting) continue;
+        // As first listened: a cluster worker gets the primary's shared socket back by these arguments.
+        if (accepting) await listen(server, at.host, at.port, key);
+        else server.close();
+      }
+    },
+    adopt(front: TcpFront, socket: Socket): void {
+      if (closing) socket.destroy();
+      else (front === 'http' ? http : socks).emit('connection', socket);
+    },
     policies,
     reload: (next: SandboxConfig) => policies.reload(next),
     registerSandbox,
@@ -142,6 +185,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         if (openSockets.size > 0) log.info({ open: openSockets.size }, 'closing connections still open at shutdown');
         for (const open of openSockets.toArray()) open.socket.destroy();
         await stopped;
+        httpFront.dispose();
         resolver.close();
         if (!options.audit) await trail.close();
       })();

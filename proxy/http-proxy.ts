@@ -13,7 +13,7 @@ import { refusalOf, refuseOnResponse, refuseOnSocket, type Refusal } from './htt
 import { serveForward, type ForwardOptions } from './http-forward.js';
 import { parseConnectHead, parseForwardHead } from './http-wire.js';
 import { IdleUpstreams } from './idle-upstreams.js';
-import type { Connector } from './types.js';
+import type { ConnectionSteer, Connector } from './types.js';
 
 export interface HttpProxyOptions {
   readonly connector: Connector;
@@ -24,6 +24,13 @@ export interface HttpProxyOptions {
   readonly handshakeTimeoutMs: number;
   /** Idle time after which a keep-alive client connection is closed. */
   readonly idleTimeoutMs: number;
+  readonly steer?: ConnectionSteer;
+}
+
+/** The HTTP front: its listener, and what it holds beyond its connections (closed by `dispose`, at shutdown). */
+export interface HttpFront {
+  readonly server: NetServer;
+  dispose(): void;
 }
 
 /**
@@ -31,7 +38,7 @@ export interface HttpProxyOptions {
  * keep-alive connection, is decided anew through the connector. Replies to refusals come from
  * `http-replies.ts`: 403 denied (rule in `X-Clawbox-Rule` and the body), 400 bad request, 502/504 upstream.
  */
-export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
+export function createHttpProxyServer(options: HttpProxyOptions): HttpFront {
   const idle = new IdleUpstreams();
   const server = createNodeHttpServer(options, idle);
   const handOff = (socket: Socket, pending: Buffer): void => {
@@ -85,21 +92,25 @@ export function createHttpProxyServer(options: HttpProxyOptions): NetServer {
     handleConnect(options, fast.target, this, chunk.subarray(fast.headLength));
   }
   // allowHalfOpen as node:http has it: a client that sends its request and FIN still gets the answer.
-  const front = createNetServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+  // pauseOnConnect: see ConnectionSteer.
+  const front = createNetServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (socket: Socket) => {
+    if (options.steer?.(socket)) return;
     // Errors after a reply was sent (client reset) must never reach the process.
     socket.on('error', destroySelf);
     socket.on('close', forgetSilent);
     socket.on('end', endedSilent);
     silent.add(socket);
     socket.once('data', onFirstChunk);
+    socket.resume();
   });
   // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.
   front.once('listening', () => server.emit('listening'));
-  front.once('close', () => {
+  // Not on the front's 'close': a standby worker closes its listener while it still serves connections.
+  const dispose = (): void => {
     server.close();
     idle.close();
-  });
-  return front;
+  };
+  return { server: front, dispose };
 }
 
 function destroySelf(this: Socket): void {

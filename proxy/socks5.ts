@@ -22,7 +22,7 @@ import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { Deadlines } from './deadlines.js';
 import { socksReplyOf } from './errors.js';
-import type { Connector, OpenResult } from './types.js';
+import type { ConnectionSteer, Connector, OpenResult } from './types.js';
 
 export interface Socks5ServerOptions {
   /** SOCKS5 connects once per connection after a handshake of its own; the promise form is enough. */
@@ -31,6 +31,7 @@ export interface Socks5ServerOptions {
   readonly audit: AuditSink;
   /** From accept until the CONNECT request is complete. Default 10 000 ms. */
   readonly handshakeTimeoutMs?: number;
+  readonly steer?: ConnectionSteer;
 }
 
 const VERSION = 0x05;
@@ -168,8 +169,11 @@ export function createSocks5Server(opts: Socks5ServerOptions): net.Server {
   const handshakes = new Deadlines<() => void>(opts.handshakeTimeoutMs ?? 10_000, (expire) => expire());
   // noDelay as on the HTTP front: small writes (replies, interactive bytes) leave at once instead of waiting
   // behind an unacknowledged segment.
-  return net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  // pauseOnConnect: see ConnectionSteer.
+  return net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+    if (opts.steer?.(socket)) return;
     handleConnection(socket, opts, handshakes);
+    socket.resume();
   });
 }
 

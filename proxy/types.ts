@@ -40,6 +40,12 @@ export interface OpenRequest {
   readonly reuse?: (dialed: string, port: number) => Socket | null;
 }
 
+/**
+ * Asked first for each connection a TCP front accepts, before anything is read (the fronts accept with
+ * `pauseOnConnect`): true when it was handed to another process, which then serves it whole.
+ */
+export type ConnectionSteer = (socket: Socket) => boolean;
+
 /** Why an upstream could not be reached; mapped to 502/504 and SOCKS reply codes in one place (`proxy/errors.ts`). */
 export type UpstreamFailure = 'dns-not-found' | 'dns-failed' | 'refused' | 'unreachable' | 'timeout' | 'reset';
 

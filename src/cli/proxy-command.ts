@@ -23,7 +23,9 @@ enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decisi
   --upstream-dns ADDR    resolver the gateway asks; repeatable (sandbox.gateway.upstream_dns)
   --host-address IP      another address of the host to deny; repeatable (sandbox.gateway.host_addresses)
   --control PATH         Unix socket on which 'clawbox run' registers per-sandbox policies
-  --workers N            gateway processes sharing the listeners (default: the number of CPUs; 1 = one process)
+  --workers N            gateway processes sharing the listeners (default: the number of CPUs; 1 = one process).
+                         At low load one of them accepts every TCP connection; the others join while
+                         connections overlap
 
 Signals: SIGHUP reloads the policy from the config file (a bad file is reported, the old policy kept);
 SIGINT / SIGTERM stop cleanly.`;

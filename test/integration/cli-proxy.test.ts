@@ -6,13 +6,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect as netConnect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
-import { connectTunnel, httpViaProxy, readAll, socks5Connect } from '../fixtures/clients.js';
+import { connectTunnel, httpViaProxy, nextChunk, readAll, socks5Connect } from '../fixtures/clients.js';
 import { waitUntil } from '../fixtures/wait.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
 
@@ -32,6 +32,7 @@ interface RunningCli {
   readonly child: ChildProcess;
   readonly http: AddressInfo;
   readonly socks: AddressInfo;
+  readonly dns: AddressInfo;
   readonly stderr: () => string;
 }
 
@@ -53,12 +54,12 @@ async function startCli(configPath: string, dns: TestDnsServer, extraArgs: reado
     child.kill('SIGKILL');
     throw new Error(`clawbox proxy did not start: ${stderr}`);
   }
-  const ready = JSON.parse(line) as { http: string; socks5: string };
+  const ready = JSON.parse(line) as { http: string; socks5: string; dns: string };
   const address = (text: string): AddressInfo => {
     const i = text.lastIndexOf(':');
     return { address: text.slice(0, i), port: Number(text.slice(i + 1)), family: 'IPv4' };
   };
-  return { child, http: address(ready.http), socks: address(ready.socks5), stderr: () => stderr };
+  return { child, http: address(ready.http), socks: address(ready.socks5), dns: address(ready.dns), stderr: () => stderr };
 }
 
 function auditLines(path: string): Array<Record<string, unknown>> {
@@ -186,7 +187,8 @@ describe('clawbox proxy --workers 2', () => {
     configPath = join(dir, 'workers.yml');
     controlPath = join(dir, 'workers-control.sock');
     writeFileSync(configPath, seedConfig(auditPath));
-    cli = await startCli(configPath, dns, ['--workers', '2', '--control', controlPath]);
+    // Configured ports, as deployments have them (the tests of who accepts below use port 0, which the primary picks).
+    cli = await startCli(configPath, dns, ['--workers', '2', '--control', controlPath, ...(await fixedPorts())]);
   });
 
   after(() => {
@@ -261,6 +263,122 @@ describe('clawbox proxy --workers 2', () => {
   });
 });
 
+describe('clawbox proxy --workers 2: who accepts', () => {
+  let cli: RunningCli;
+  let auditPath: string;
+
+  before(async () => {
+    auditPath = join(dir, 'steering', 'audit.log');
+    const configPath = join(dir, 'steering.yml');
+    writeFileSync(configPath, seedConfig(auditPath));
+    cli = await startCli(configPath, dns, ['--workers', '2']);
+  });
+
+  after(() => {
+    cli?.child.kill('SIGKILL');
+  });
+
+  /** The worker prefixes (`<process>-<n>`) of the decisions written while `work` ran. */
+  async function acceptedBy(work: () => Promise<void>): Promise<Map<string, number>> {
+    const before = auditLines(auditPath).length;
+    await work();
+    const byWorker = new Map<string, number>();
+    for (const line of auditLines(auditPath).slice(before)) {
+      if (line.event !== 'decision') continue;
+      const worker = String(line.conn).split('-')[0];
+      byWorker.set(worker, (byWorker.get(worker) ?? 0) + 1);
+    }
+    return byWorker;
+  }
+
+  /** One client's tunnels, one after the other, each closed before the next. */
+  async function sequential(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const tunnel = i % 2 === 0 ? await connectTunnel(cli.http, 'api.example.com:80') : await socks5Connect(cli.socks, 'api.example.com', 80);
+      tunnel.socket.end('GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n');
+      assert.match((await readAll(tunnel.socket)).toString(), /seed-upstream/);
+    }
+  }
+
+  /**
+   * `n` CONNECT clients at once, all dialled in one tick with their heads written before they connect (faster
+   * than the standbys can start listening, so the lead must hand some over), and a few SOCKS5 clients. Each holds
+   * its tunnel until all are up, then uses it. A handed-over connection has already sent its CONNECT head or
+   * SOCKS greeting: a byte lost on the way would hang here.
+   */
+  async function burst(n: number): Promise<void> {
+    const head = 'CONNECT data.example.com:80 HTTP/1.1\r\nHost: data.example.com:80\r\n\r\n';
+    const dialled = Array.from({ length: n }, () => netConnect(cli.http.port, cli.http.address).setNoDelay(true));
+    for (const socket of dialled) socket.write(head);
+    const tunnels = await Promise.all([
+      ...dialled.map(async (socket) => {
+        const reply = await nextChunk(socket);
+        assert.match(String(reply), /^HTTP\/1\.1 200 /);
+        return socket;
+      }),
+      ...Array.from({ length: Math.ceil(n / 4) }, async () => {
+        const t = await socks5Connect(cli.socks, 'data.example.com', 80);
+        assert.equal(t.reply, 0);
+        return t.socket;
+      }),
+    ]);
+    const bodies = await Promise.all(
+      tunnels.map(async (socket, i) => {
+        socket.end(`GET /${i} HTTP/1.1\r\nHost: data.example.com\r\nConnection: close\r\n\r\n`);
+        return (await readAll(socket)).toString();
+      }),
+    );
+    assert.ok(bodies.every((b) => /seed-upstream/.test(b)));
+  }
+
+  /** Waits for the standbys to go (2 s without overlapping connections), checking with one client's tunnels. */
+  async function untilOneWorkerAccepts(): Promise<Map<string, number>> {
+    let last = new Map<string, number>();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await new Promise((r) => setTimeout(r, 500));
+      last = await acceptedBy(() => sequential(20));
+      if (last.size === 1) return last;
+    }
+    return last;
+  }
+
+  it('takes one client\'s sequential tunnels on one worker (each taken by another process costs more)', async () => {
+    const byWorker = await acceptedBy(() => sequential(40));
+    assert.equal([...byWorker.values()].reduce((a, b) => a + b, 0), 40);
+    assert.equal(byWorker.size, 1, `accepted by ${JSON.stringify([...byWorker])}`);
+  });
+
+  it('spreads a burst of held connections over both workers, with no byte lost on the way', { timeout: 30_000 }, async () => {
+    const byWorker = await acceptedBy(() => burst(32));
+    assert.equal([...byWorker.values()].reduce((a, b) => a + b, 0), 40);
+    assert.equal(byWorker.size, 2, `accepted by ${JSON.stringify([...byWorker])}`);
+  });
+
+  it('goes back to one worker after a quiet spell, and spreads the next burst again', { timeout: 30_000 }, async () => {
+    const alone = await untilOneWorkerAccepts();
+    assert.equal(alone.size, 1, `still accepted by ${JSON.stringify([...alone])}`);
+    const byWorker = await acceptedBy(() => burst(32));
+    assert.equal(byWorker.size, 2, `accepted by ${JSON.stringify([...byWorker])}`);
+  });
+
+  it('keeps steering when a worker dies: the other takes over alone, the replacement joins bursts', { timeout: 60_000 }, async () => {
+    // After a reload too: a replacement listens where the others do, not on a port 0 of its own.
+    cli.child.kill('SIGHUP');
+    await waitUntil(() => cli.stderr().includes('policy reloaded'), 'reload message');
+    for (const victim of workerPids(cli.child.pid!)) {
+      const replaced = cli.stderr().split('replacement gateway worker listening').length;
+      process.kill(victim, 'SIGKILL');
+      await waitUntil(() => cli.stderr().split('replacement gateway worker listening').length > replaced, 'a replacement worker', 10_000);
+      const alone = await untilOneWorkerAccepts();
+      assert.equal(alone.size, 1, `after worker ${victim} died: accepted by ${JSON.stringify([...alone])}`);
+      const byWorker = await acceptedBy(() => burst(32));
+      assert.equal(byWorker.size, 2, `after worker ${victim} died: accepted by ${JSON.stringify([...byWorker])}`);
+      const announced = new Set([cli.http.port, cli.socks.port, cli.dns.port]);
+      assert.deepEqual(listeningPorts([cli.child.pid!, ...workerPids(cli.child.pid!)]).filter((p) => !announced.has(p)), []);
+    }
+  });
+});
+
 describe('clawbox proxy --workers 2 stopped as a process group', () => {
   // `timeout`, service managers and a terminal's Ctrl-C signal the whole group: the workers exit while the
   // primary is telling them to stop. Whether a message then meets a closed channel is a race (it did in about
@@ -279,6 +397,13 @@ describe('clawbox proxy --workers 2 stopped as a process group', () => {
     }
   });
 });
+
+/** TCP ports the given processes listen on (`ss`). */
+function listeningPorts(pids: readonly number[]): number[] {
+  const lines = execFileSync('ss', ['-Hltnp'], { encoding: 'utf8' }).split('\n');
+  const ours = lines.filter((line) => pids.some((pid) => line.includes(`pid=${pid},`)));
+  return ours.map((line) => Number(line.trim().split(/\s+/)[3].split(':').pop()));
+}
 
 function workerPids(parent: number): number[] {
   try {
@@ -363,6 +488,11 @@ describe('clawbox proxy with a bad config', () => {
     }
   });
 });
+
+/** `--http` and `--socks` on free ports of their own (not 0). */
+async function fixedPorts(): Promise<string[]> {
+  return ['--http', `127.0.0.1:${await freePort()}`, '--socks', `127.0.0.1:${await freePort()}`];
+}
 
 async function freePort(): Promise<number> {
   const server = createServer();

@@ -146,7 +146,8 @@ describe('the resident runner', () => {
     const first = await cli(['--config', path, '--', 'true']).done;
     assert.equal(first.code, 0, first.stderr);
     await waitForRefillHelpers(DEFAULT_STATE_DIR);
-    [runner] = await until('a resident runner', () => (runners().length === 1 ? runners() : null));
+    // Its socket appears when it binds, its pid file once it listens: wait for both.
+    [runner] = await until('a resident runner', () => (runners().length === 1 && named() !== null ? runners() : null));
     assert.equal(named(), runner);
 
     // While it serves a run, the runner's refill marker is there (a run in the CLI's own process has none).
