@@ -2,7 +2,7 @@
  * Which gateway workers accept new TCP connections (`--workers N`, `proxy/cluster.ts`).
  *
  * Measured here: with every worker accepting on the shared listening socket, one client's sequential tunnels are
- * taken by whichever worker wins each accept, and that alternation cost about 18 % of the low-load latency
+ * taken by whichever worker wins each accept, and that alternation cost about 19 % of the low-load latency
  * (p50 346–358 µs against 282–294 µs when one worker takes them all; setup 193 against 157 µs). So at low load one
  * worker, the lead, accepts alone and the others (standbys) do not listen. When the lead gets busy it asks for
  * them, and until they listen it hands every other new connection over to one (the primary passes it on), so

@@ -13,7 +13,7 @@ import { createHttpProxyServer } from './http-proxy.js';
 import { LinkedList, type Linked } from './linked-list.js';
 import { UpstreamResolver } from './resolver.js';
 import { createSocks5Server } from './socks5.js';
-import type { Resolver } from './types.js';
+import type { ConnectionSteer, Resolver } from './types.js';
 
 export interface GatewayOptions {
   readonly config: SandboxConfig;
@@ -94,23 +94,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 
   const openSockets = new LinkedList<OpenSocket>();
   const steer = options.steer;
+  const steerFor = (front: TcpFront): { steer?: ConnectionSteer } =>
+    steer ? { steer: (socket: Socket) => steer(front, socket, openSockets.size + 1) } : {};
+  const frontOptions = { connector, audit, log, handshakeTimeoutMs: gw.handshake_timeout };
   const httpFront = createHttpProxyServer({
-    connector,
-    audit,
-    log,
+    ...frontOptions,
     maxHeaderSize: gw.max_header_size,
-    handshakeTimeoutMs: gw.handshake_timeout,
     idleTimeoutMs: gw.idle_timeout,
-    ...(steer ? { steer: (socket: Socket) => steer('http', socket, openSockets.size + 1) } : {}),
+    ...steerFor('http'),
   });
   const http = httpFront.server;
-  const socks = createSocks5Server({
-    connector,
-    audit,
-    log,
-    handshakeTimeoutMs: gw.handshake_timeout,
-    ...(steer ? { steer: (socket: Socket) => steer('socks', socket, openSockets.size + 1) } : {}),
-  });
+  const socks = createSocks5Server({ ...frontOptions, ...steerFor('socks') });
   const dns = createDnsServer({ policies, resolver, audit, log, host: gw.dns.host, port: gw.dns.port });
   for (const server of [http, socks]) track(server, openSockets);
 

@@ -9,7 +9,8 @@
  * `pauseOnConnect`, so its own socket never read either.
  *
  * `_handle` and `new Socket({ handle })` are the two places this leans on Node's internals; they are how
- * child_process itself sends and rebuilds sockets, and the cluster test suite exercises both on every run.
+ * child_process itself sends and rebuilds sockets, and the integration tests of who accepts (`cli-proxy.test.ts`)
+ * fail if either stops working (a burst must reach both workers, every byte through).
  */
 import type { SendHandle } from 'node:child_process';
 import { Socket, type SocketConstructorOpts } from 'node:net';
