@@ -1,8 +1,9 @@
 /**
  * `clawbox proxy --workers N`: the gateway on N processes (node:cluster) so it uses every core.
  *
- * - The kernel spreads accepts (SCHED_NONE: every worker accepts on the shared listening socket), so a connection
- *   costs no IPC hop through the primary. UDP (DNS) sockets are shared the same way.
+ * - Workers accept on the shared listening sockets themselves (SCHED_NONE), so a connection costs no IPC hop through
+ *   the primary; which workers listen on the TCP ones is steered (below). UDP (DNS) sockets are shared the same way,
+ *   by every worker.
  * - The primary accepts no traffic. It owns the control socket and forwards each request to every worker, waiting
  *   for all of them before it answers (a register is in force in every worker when the runner hears "ok");
  *   unregister sums the workers' totals. It keeps the registrations, host addresses and config, validated on a

@@ -195,7 +195,7 @@ describe('clawbox proxy --workers 2', () => {
     cli?.child.kill('SIGKILL');
   });
 
-  /** Many requests at once, so that both workers take some (the kernel picks which one accepts). */
+  /** Many requests at once, so that both workers take some (the lead hands some over, then both accept). */
   const burst = (url: string, n = 24): Promise<number[]> =>
     Promise.all(Array.from({ length: n }, () => httpViaProxy(cli.http, url).then((r) => r.status)));
 
