@@ -21,7 +21,10 @@ export interface SteeringLimits {
    * costs more: that is the alternation above).
    */
   readonly busyOpen: number;
-  /** The lead lets them go after this many samples in a row with at most `quietOpen` connections open. */
+  /**
+   * The lead lets them go after this many samples in a row with at most `quietOpen` connections open. Idle ones count:
+   * a lead that holds three long-lived connections keeps the standbys, and every worker accepts, as without steering.
+   */
   readonly quietOpen: number;
   readonly quietSamples: number;
 }
