@@ -94,8 +94,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 
   const openSockets = new LinkedList<OpenSocket>();
   const steer = options.steer;
+  // A connection another worker handed over (`adopt`) is served here, never steered again: the lead can get one of
+  // its own back from the primary when no standby is left, and would otherwise pass it round again.
+  let adopting = false;
   const steerFor = (front: TcpFront): { steer?: ConnectionSteer } =>
-    steer ? { steer: (socket: Socket) => steer(front, socket, openSockets.size + 1) } : {};
+    steer ? { steer: (socket: Socket) => !adopting && steer(front, socket, openSockets.size + 1) } : {};
   const frontOptions = { connector, audit, log, handshakeTimeoutMs: gw.handshake_timeout };
   const httpFront = createHttpProxyServer({
     ...frontOptions,
@@ -163,8 +166,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       }
     },
     adopt(front: TcpFront, socket: Socket): void {
-      if (closing) socket.destroy();
-      else (front === 'http' ? http : socks).emit('connection', socket);
+      if (closing) {
+        socket.destroy();
+        return;
+      }
+      adopting = true; // the front's connection handler runs within this emit
+      try {
+        (front === 'http' ? http : socks).emit('connection', socket);
+      } finally {
+        adopting = false;
+      }
     },
     policies,
     reload: (next: SandboxConfig) => policies.reload(next),

@@ -10,7 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import dnsPacket from 'dns-packet';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
 import { addLoopbackAlias, startEchoServer, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
@@ -402,5 +402,39 @@ describe('handshake time limit (sandbox.gateway.handshake_timeout)', () => {
     assert.equal((await nextChunk(prompt.socket))?.toString(), 'still here', 'the tunnel outlived the handshake limit');
     prompt.socket.destroy();
     assert.equal(protocolLines().length, before);
+  });
+});
+
+describe('connections handed over from another worker (steer, adopt)', () => {
+  it('asks the steer about each accepted connection, serves an adopted one without asking again', async () => {
+    const asked: string[] = [];
+    const steered = await startTestGateway(CONFIG, dns, {
+      steer: (front) => {
+        asked.push(front);
+        return false; // keeps every one
+      },
+    });
+    // Stands in for the other worker: a socket accepted elsewhere, with a CONNECT head already sent.
+    const elsewhere = createServer({ pauseOnConnect: true, allowHalfOpen: true }); // as a handed-over socket is made
+    try {
+      const accepted = connectTunnel(steered.gateway.addresses.http, 'allowed.test:80');
+      assert.equal((await accepted).status, 200);
+      (await accepted).socket.destroy();
+      assert.deepEqual(asked, ['http']);
+
+      await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+      const handedOver = once(elsewhere, 'connection') as Promise<[Socket]>;
+      const client = connect((elsewhere.address() as AddressInfo).port, '127.0.0.1');
+      client.write('CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n');
+      const [socket] = await handedOver;
+      steered.gateway.adopt('http', socket);
+      assert.match(String(await nextChunk(client)), /^HTTP\/1\.1 200 /);
+      client.end('GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n');
+      assert.match((await readAll(client)).toString(), /allowed-upstream/);
+      assert.deepEqual(asked, ['http'], 'the adopted connection was not steered');
+    } finally {
+      elsewhere.close();
+      await steered.close();
+    }
   });
 });
