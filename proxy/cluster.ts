@@ -25,7 +25,7 @@ import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError, type ErrorCode } from '../src/errors.js';
-import { LeadSteering, SAMPLE_MS, type StandbyRequest } from './accept-steering.js';
+import { ACTIVITY_SAMPLE_EVERY, LeadSteering, SAMPLE_MS, type StandbyRequest } from './accept-steering.js';
 import { choosePorts } from './listen-ports.js';
 import { createControlServer } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
@@ -374,9 +374,9 @@ export function runGatewayWorker(log: Logger): Promise<number> {
   let sampler: NodeJS.Timeout | null = null;
   let accepting: Promise<void> = Promise.resolve();
 
-  const steer = (front: TcpFront, socket: Socket, open: number): boolean => {
+  const steer = (front: TcpFront, socket: Socket, busy: number): boolean => {
     if (steering === null) return false;
-    const { handOver, request } = steering.onConnection(open);
+    const { handOver, request } = steering.onConnection(busy);
     if (request) send({ t: 'standbys', want: request });
     const handle = handOver && process.connected && process.send ? handleOf(socket) : null;
     if (handle === null) return false;
@@ -388,8 +388,11 @@ export function runGatewayWorker(log: Logger): Promise<number> {
     const lead = new LeadSteering(standbysAccepting);
     steering = lead;
     if (sampler) clearInterval(sampler);
+    let ticks = 0;
     sampler = setInterval(() => {
-      const request = lead.onSample(running.openConnections);
+      ticks += 1;
+      if (ticks % ACTIVITY_SAMPLE_EVERY === 0) running.sampleActivity();
+      const request = lead.onSample(running.busyConnections);
       if (request) send({ t: 'standbys', want: request });
     }, SAMPLE_MS);
     sampler.unref();

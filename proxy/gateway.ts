@@ -10,7 +10,7 @@ import { GatewayPolicies } from './gateway-policies.js';
 import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
 import { createHttpProxyServer } from './http-proxy.js';
-import { LinkedList, type Linked } from './linked-list.js';
+import { OpenConnections } from './open-connections.js';
 import { UpstreamResolver } from './resolver.js';
 import { createSocks5Server } from './socks5.js';
 import type { ConnectionSteer, Resolver } from './types.js';
@@ -28,9 +28,10 @@ export interface GatewayOptions {
   readonly hostAddresses?: readonly string[];
   /**
    * A cluster worker's say over each connection its TCP fronts accept, before anything is read: true when it
-   * handed the connection to another worker. `open` counts this process's open connections, this one included.
+   * handed the connection to another worker. `busy` counts this process's open connections that are not idle
+   * (`busyConnections`), this one included.
    */
-  readonly steer?: (front: TcpFront, socket: Socket, open: number) => boolean;
+  readonly steer?: (front: TcpFront, socket: Socket, busy: number) => boolean;
 }
 
 /** The gateway's TCP fronts, the ones a cluster steers (DNS is every worker's). */
@@ -54,8 +55,13 @@ export interface RunningGateway {
   setHostAddresses(addresses: readonly string[]): void;
   /** Drops a sandbox's policy and returns what it did. */
   unregisterSandbox(client: string): SandboxTraffic;
-  /** Open connections (the TCP fronts', and the control socket's in one process), for a cluster worker's samples. */
-  readonly openConnections: number;
+  /**
+   * Open connections (the TCP fronts', and the control socket's in one process) less the idle ones, for the
+   * cluster's accept steering; idle as of the last `sampleActivity`.
+   */
+  readonly busyConnections: number;
+  /** Looks at which open connections moved bytes since the last call (a pass over all of them). */
+  sampleActivity(): void;
   /** Starts or stops accepting on the TCP fronts, keeping every open connection (a cluster's standby worker). */
   setAccepting(accepting: boolean): Promise<void>;
   /** Serves a connection another worker accepted and handed over. */
@@ -92,13 +98,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     idleTimeoutMs: gw.idle_timeout,
   });
 
-  const openSockets = new LinkedList<OpenSocket>();
+  const openSockets = new OpenConnections();
   const steer = options.steer;
   // A connection another worker handed over (`adopt`) is served here, never steered again: the lead can get one of
   // its own back from the primary when no standby is left, and would otherwise pass it round again.
   let adopting = false;
   const steerFor = (front: TcpFront): { steer?: ConnectionSteer } =>
-    steer ? { steer: (socket: Socket) => !adopting && steer(front, socket, openSockets.size + 1) } : {};
+    steer ? { steer: (socket: Socket) => !adopting && steer(front, socket, openSockets.busy + 1) } : {};
   const frontOptions = { connector, audit, log, handshakeTimeoutMs: gw.handshake_timeout };
   const httpFront = createHttpProxyServer({
     ...frontOptions,
@@ -109,7 +115,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const http = httpFront.server;
   const socks = createSocks5Server({ ...frontOptions, ...steerFor('socks') });
   const dns = createDnsServer({ policies, resolver, audit, log, host: gw.dns.host, port: gw.dns.port });
-  for (const server of [http, socks]) track(server, openSockets);
+  for (const server of [http, socks]) openSockets.track(server);
 
   let dnsAddress: AddressInfo;
   let httpAddress: AddressInfo;
@@ -145,7 +151,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     ? await createControlServer(options.controlSocket, { register: registerSandbox, unregister: unregisterSandbox, setHostAddresses }, log)
     : null;
   // Runners' control connections are closed with the rest at shutdown: that is how a runner learns the gateway went.
-  if (control) track(control, openSockets);
+  if (control) openSockets.track(control);
 
   const fronts = [
     { server: http, at: gw.http, key: 'sandbox.gateway.http' },
@@ -154,9 +160,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let closing: Promise<void> | null = null;
   return {
     addresses: { http: httpAddress, socks: socksAddress, dns: dnsAddress },
-    get openConnections(): number {
-      return openSockets.size;
+    get busyConnections(): number {
+      return openSockets.busy;
     },
+    sampleActivity: () => openSockets.sampleActivity(),
     async setAccepting(accepting: boolean): Promise<void> {
       for (const { server, at, key } of fronts) {
         if (closing || server.listening === accepting) continue;
@@ -188,7 +195,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
         await Promise.race([stopped, deadline]);
         if (openSockets.size > 0) log.info({ open: openSockets.size }, 'closing connections still open at shutdown');
-        for (const open of openSockets.toArray()) open.socket.destroy();
+        openSockets.destroyAll();
         await stopped;
         httpFront.dispose();
         resolver.close();
@@ -197,19 +204,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       return closing;
     },
   };
-}
-
-/** An open connection, as the gateway keeps it for its shutdown. */
-interface OpenSocket extends Linked<OpenSocket> {
-  readonly socket: Socket;
-}
-
-function track(server: Server, sockets: LinkedList<OpenSocket>): void {
-  server.on('connection', (socket: Socket) => {
-    const open: OpenSocket = { socket, prev: null, next: null };
-    sockets.push(open);
-    socket.once('close', () => sockets.remove(open));
-  });
 }
 
 function listen(server: Server, host: string, port: number, key: string): Promise<AddressInfo> {

@@ -25,7 +25,7 @@ enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decisi
   --control PATH         Unix socket on which 'clawbox run' registers per-sandbox policies
   --workers N            gateway processes sharing the listeners (default: the number of CPUs; 1 = one process).
                          At low load one of them accepts every TCP connection; the others join while
-                         connections overlap
+                         busy connections overlap (held ones idle for a second do not count)
 
 Signals: SIGHUP reloads the policy from the config file (a bad file is reported, the old policy kept);
 SIGINT / SIGTERM stop cleanly.`;

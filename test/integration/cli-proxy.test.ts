@@ -361,6 +361,27 @@ describe('clawbox proxy --workers 2: who accepts', () => {
     assert.equal(byWorker.size, 2, `accepted by ${JSON.stringify([...byWorker])}`);
   });
 
+  it('takes sequential tunnels on one worker while idle tunnels are held open (idle ones are not overlap)', { timeout: 60_000 }, async () => {
+    // Four held tunnels overlap as they open (the standbys join); once they sit still they no longer count.
+    const held = await Promise.all(Array.from({ length: 4 }, () => connectTunnel(cli.http, 'api.example.com:80')));
+    try {
+      const alone = await untilOneWorkerAccepts();
+      assert.equal(alone.size, 1, `with ${held.length} idle tunnels held: accepted by ${JSON.stringify([...alone])}`);
+      const byWorker = await acceptedBy(() => sequential(40));
+      assert.equal(byWorker.size, 1, `with ${held.length} idle tunnels held: accepted by ${JSON.stringify([...byWorker])}`);
+      // Still open, and still working: they were idle, not gone.
+      const bodies = await Promise.all(
+        held.map(async ({ socket }) => {
+          socket.end('GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n');
+          return (await readAll(socket)).toString();
+        }),
+      );
+      assert.ok(bodies.every((b) => /seed-upstream/.test(b)));
+    } finally {
+      for (const { socket } of held) socket.destroy();
+    }
+  });
+
   it('keeps steering when a worker dies: the other takes over alone, the replacement joins bursts', { timeout: 60_000 }, async () => {
     // After a reload too: a replacement listens where the others do, not on a port 0 of its own.
     cli.child.kill('SIGHUP');
