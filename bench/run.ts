@@ -3,7 +3,8 @@
  * sandbox-runtime, dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback
  * aliases).
  *
- *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run)
+ *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run;
+ *                                 BENCH_CLAWBOX_WORKERS=N runs clawbox with --workers N)
  *   npm run bench -- policy       only the pure policy decision cost
  *   npm run bench -- profile      only clawbox's tunnel rate under node --cpu-prof, with a summary
  *   npm run bench -- bulk         only the bulk scenario, for direct and the TCP proxies (no DNS peers)
@@ -23,7 +24,7 @@ import { progress } from './lib/exec.js';
 import { DNS_STUB } from './lib/addresses.js';
 import { paramsFor, type BenchParams, type Failed, type Row, type Target } from './model.js';
 import { installPeers } from './peers/install.js';
-import { startClawbox } from './peers/clawbox.js';
+import { clawboxWorkers, startClawbox } from './peers/clawbox.js';
 import { startSquid } from './peers/squid.js';
 import { startTinyproxy } from './peers/tinyproxy.js';
 import { startDante } from './peers/dante.js';
@@ -128,6 +129,7 @@ const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'all';
   if (!['all', 'policy', 'profile', 'sandbox', 'bulk', 'http', 'rate', 'idle', 'dns'].includes(mode)) throw new Error(`unknown mode '${mode}' (all | policy | profile | sandbox | bulk | http | rate | idle | dns)`);
+  clawboxWorkers(); // a bad BENCH_CLAWBOX_WORKERS stops the run before anything starts
   const quick = process.env.BENCH_QUICK === '1';
   const p = paramsFor(quick);
   const t0 = Date.now();
@@ -284,7 +286,7 @@ async function main(): Promise<void> {
       '(x×) = ÷ direct (the load generator straight to the C upstream: the physical limit); "clawbox ÷ peer" follows each row.',
       '↑ higher is better, ↓ lower is better. This machine has 2 shared cores and absolute figures drift ±15 %: quote ratios.',
       'Proxy CPU is utime+stime of the proxy\'s whole process tree (/proc), reaped children included, over the run; memory is PSS/RSS of the tree.',
-      `Each runs with its default process model: clawbox one worker per core (${cpus().length}), squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes, proxy-chain and sandbox-runtime one Node process.`,
+      `Each runs with its default process model: clawbox ${clawboxWorkers() === null ? `one worker per core (${cpus().length})` : `${clawboxWorkers()} worker(s) (BENCH_CLAWBOX_WORKERS; its default is one per core)`}, squid and unbound one worker, dnsmasq and tinyproxy as packaged, dante its child processes, proxy-chain and sandbox-runtime one Node process.`,
       `node-floor is a reference, not a peer: the least a Node.js CONNECT proxy does (one worker per core, a stream pipe each way, a log line per close; no policy, no audit before the dial, no time-outs). clawbox ÷ node-floor is the cost of clawbox's own work.`,
       `Log lines written (every peer logs each connection): ${Object.entries(logLines).map(([k, v]) => `${k} ${v ?? 'no log file'}`).join(', ')}.`,
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
@@ -321,6 +323,7 @@ async function scenarioOnly(
     notes: [
       '(x×) = ÷ direct (the physical limit); "clawbox ÷ peer" follows each row. Figures drift ±15 % between runs: quote ratios.',
       "Proxy CPU is utime+stime of the proxy's whole process tree (/proc), reaped children included, over the run.",
+      ...(clawboxWorkers() === null ? [] : [`clawbox ran with --workers ${clawboxWorkers()} (BENCH_CLAWBOX_WORKERS), not its default of one per core.`]),
       ...peers.filter(failedPeer).map((x) => `${x.name}: n/a (${x.failed})`),
     ],
     scenarios: {},

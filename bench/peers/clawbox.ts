@@ -30,7 +30,8 @@ export async function startClawbox(ctx: PeerContext): Promise<RunningPeer> {
   );
   const nodeArgs = ctx.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.cpuProfileDir] : [];
   // A profile must see the work: with workers the primary only idles, so the profiled run uses one process.
-  const workers = ctx.cpuProfileDir ? ['--workers', '1'] : [];
+  // BENCH_CLAWBOX_WORKERS=N: another process model than the default, for comparisons (the table's notes say which).
+  const workers = ctx.cpuProfileDir ? ['--workers', '1'] : clawboxWorkers() === null ? [] : ['--workers', String(clawboxWorkers())];
   const child = spawnChild(
     'clawbox',
     process.execPath,
@@ -41,4 +42,13 @@ export async function startClawbox(ctx: PeerContext): Promise<RunningPeer> {
   await child.waitForOutput(/clawbox gateway listening/, 20_000);
   await waitForTcp('127.0.0.1', http, 5000, child.exitReason);
   return { name: 'clawbox', child, http: `127.0.0.1:${http}`, socks: `127.0.0.1:${socks}`, dnsPort: dns, logFile };
+}
+
+/** BENCH_CLAWBOX_WORKERS as a count, or null for clawbox's default (one worker per CPU); a bad value stops the run. */
+export function clawboxWorkers(): number | null {
+  const text = process.env.BENCH_CLAWBOX_WORKERS;
+  if (text === undefined || text === '') return null;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`BENCH_CLAWBOX_WORKERS=${text}: expected a whole number from 1 to 64`);
+  return n;
 }
