@@ -27,7 +27,7 @@ import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError, type ErrorCode } from '../src/errors.js';
 import { ACTIVITY_SAMPLE_EVERY, LeadSteering, SAMPLE_MS, type StandbyRequest } from './accept-steering.js';
 import { choosePorts } from './listen-ports.js';
-import { createControlServer } from './control-server.js';
+import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
 import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
 import { asSendHandle, closeHandle, handleOf, socketOf, type ConnectionHandle } from './handoff.js';
@@ -71,6 +71,8 @@ export interface ClusterOptions {
   readonly config: SandboxConfig;
   readonly log: Logger;
   readonly controlSocket?: string;
+  /** Called once no runner has been connected to the control socket for `gateway.exit_when_unused` (if set). */
+  readonly onUnused?: () => void;
 }
 
 export interface ClusteredGateway {
@@ -297,6 +299,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
           },
         },
         log,
+        unusedExit(gw.exit_when_unused, options.onUnused),
       ).catch(async (err: unknown) => {
         stopping = true;
         await stopWorkers(live, 2000);

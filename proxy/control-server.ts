@@ -30,14 +30,51 @@ export type ControlReply =
 
 const MAX_LINE = 64 * 1024;
 
-export function createControlServer(path: string, handlers: ControlHandlers, log: Logger): Promise<Server> {
+/**
+ * `sandbox.gateway.exit_when_unused`: `onUnused` is called once no runner has been connected for `afterMs`. A run
+ * holds its runner's connection from its environment check to its end, and a resident runner or a library caller
+ * holds one while it lives, so no connection means no run: the gateway can go, and the next run starts it again.
+ */
+export interface UnusedExit {
+  readonly afterMs: number;
+  readonly onUnused: () => void;
+}
+
+/** The exit to arm, if any: a limit above 0 and someone to tell. */
+export function unusedExit(afterMs: number | undefined, onUnused: (() => void) | undefined): UnusedExit | undefined {
+  return afterMs !== undefined && afterMs > 0 && onUnused ? { afterMs, onUnused } : undefined;
+}
+
+export function createControlServer(path: string, handlers: ControlHandlers, log: Logger, unused?: UnusedExit): Promise<Server> {
   rmSync(path, { force: true });
-  const server = createServer((socket) => serve(socket, handlers, log));
+  let connected = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const watch = (): void => {
+    if (!unused) return;
+    if (timer !== null) clearTimeout(timer);
+    timer = connected > 0 ? null : setTimeout(unused.onUnused, unused.afterMs);
+    // The gateway's own listeners keep it alive; this timer alone must not.
+    timer?.unref();
+  };
+  const server = createServer((socket) => {
+    connected += 1;
+    watch();
+    socket.once('close', () => {
+      connected -= 1;
+      watch();
+    });
+    serve(socket, handlers, log);
+  });
+  server.once('close', () => {
+    if (timer !== null) clearTimeout(timer);
+    unused = undefined;
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {
       chmodSync(path, 0o600);
       server.removeListener('error', reject);
+      watch();
       resolve(server);
     });
   });

@@ -5,7 +5,7 @@ import type { AuditSink } from '../src/audit/types.js';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
 import { createConnector } from './connector.js';
-import { createControlServer } from './control-server.js';
+import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
 import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
@@ -23,6 +23,8 @@ export interface GatewayOptions {
   readonly resolver?: Resolver;
   /** Unix socket on which the runner registers sandboxes (`proxy/control-server.ts`). */
   readonly controlSocket?: string;
+  /** Called once no runner has been connected to the control socket for `gateway.exit_when_unused` (if set). */
+  readonly onUnused?: () => void;
   /** Sandboxes and host addresses in force before the first connection (a cluster worker started late). */
   readonly sandboxes?: readonly SandboxRegistration[];
   readonly hostAddresses?: readonly string[];
@@ -148,7 +150,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     policies.setHostAddresses(addresses);
   };
   const control = options.controlSocket
-    ? await createControlServer(options.controlSocket, { register: registerSandbox, unregister: unregisterSandbox, setHostAddresses }, log)
+    ? await createControlServer(
+        options.controlSocket,
+        { register: registerSandbox, unregister: unregisterSandbox, setHostAddresses },
+        log,
+        unusedExit(gw.exit_when_unused, options.onUnused),
+      )
     : null;
   // Runners' control connections are closed with the rest at shutdown: that is how a runner learns the gateway went.
   if (control) openSockets.track(control);

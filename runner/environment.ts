@@ -1,6 +1,7 @@
 /**
  * The shared sandbox environment on this host: an internal-only network whose only way out is a gateway
- * container, which also sits on an egress network. Created once (labelled), reused by every run, swept by gc.
+ * container, which also sits on an egress network. Created once (labelled), reused by every run, swept by gc; a
+ * gateway nobody uses exits by itself (`gateway.exit_when_unused`) and the next run starts it again.
  * There is a gateway per set of gateway settings in use (gateway-container.ts); runs with the same settings share it.
  *
  *   sandbox ──(clawbox-sandboxes: internal, no ICC, host INPUT dropped)──▶ gateway ──(clawbox-egress)──▶ world
@@ -9,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type Dockerode from 'dockerode';
-import type { SandboxConfig } from '../src/config/schema.js';
+import { DEFAULT_GATEWAY_EXIT_WHEN_UNUSED, type SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
 import { localAddresses } from '../proxy/local-addresses.js';
 import { ensureBridgeRules } from './firewall.js';
@@ -198,12 +199,18 @@ async function bringUp(docker: Dockerode, { auditTrail, configText }: GatewaySet
   writeFileSync(join(dir, 'config.yml'), configText);
   markGatewayUsed(dir);
   const gatewayContainer = gatewayContainerName(digest);
-  const gatewayIp = await ensureGatewayContainer(
-    docker,
-    { stateDir, digest, auditTrail, sandboxNetwork: SANDBOX_NETWORK, egressNetwork: EGRESS_NETWORK, prefix },
-    progress,
-  );
-  const control = await waitForControl(dir, gatewayContainer);
+  const spec = { stateDir, digest, auditTrail, sandboxNetwork: SANDBOX_NETWORK, egressNetwork: EGRESS_NETWORK, prefix };
+  let gatewayIp = await ensureGatewayContainer(docker, spec, progress);
+  let control = await waitForControl(docker, dir, gatewayContainer);
+  // Found running while it exited unused: it has stopped now, and starts again (where it was, if it can).
+  for (let again = 0; control === null && again < 3; again++) {
+    progress('gateway: it stopped as we came; starting it again');
+    gatewayIp = await ensureGatewayContainer(docker, spec, progress);
+    control = await waitForControl(docker, dir, gatewayContainer);
+  }
+  if (control === null) {
+    throw new ClawboxError('SANDBOX_FAILED', `the gateway container ${gatewayContainer} keeps stopping as it starts; see 'docker logs ${gatewayContainer}'`);
+  }
   await control.setHostAddresses(localAddresses());
 
   const resolvConf = join(dir, 'resolv.conf');
@@ -249,6 +256,7 @@ function gatewayConfig(config: SandboxConfig, auditTrail: string): string {
     `    idle_timeout: ${config.gateway.idle_timeout}ms`,
     `    handshake_timeout: ${config.gateway.handshake_timeout}ms`,
     `    max_header_size: ${config.gateway.max_header_size}`,
+    `    exit_when_unused: ${config.gateway.exit_when_unused ?? DEFAULT_GATEWAY_EXIT_WHEN_UNUSED}ms`,
     ...(upstream ? [`    upstream_dns: ${JSON.stringify(upstream)}`] : []),
     '',
   ].join('\n');

@@ -82,6 +82,8 @@ export async function ensureGatewayContainer(docker: Dockerode, spec: GatewaySpe
       await new Promise((resolve) => setTimeout(resolve, 200)); // another runner is starting it right now
       continue;
     }
+    const restarted = existing && (await restartInPlace(docker, existing, spec, progress));
+    if (restarted) return restarted;
     if (existing) {
       // Stopped, crashed past its restart policy, or half made by a runner that died: start it afresh.
       progress('gateway: restarting');
@@ -102,17 +104,57 @@ export async function ensureGatewayContainer(docker: Dockerode, spec: GatewaySpe
   throw new ClawboxError('SANDBOX_FAILED', `the gateway container ${name} could not be started (see 'docker ps -a')`);
 }
 
+/**
+ * A gateway that exited by itself (`exit_when_unused`: status 0, so its restart policy left it stopped) starts
+ * again where it was: its address is the one pooled sandboxes were made with (their resolv.conf, their proxy
+ * variables). Null when that cannot be: another gateway took the address meanwhile, or the container is not one
+ * that exited cleanly; the caller then makes it afresh.
+ */
+async function restartInPlace(
+  docker: Dockerode,
+  existing: Dockerode.ContainerInspectInfo,
+  spec: GatewaySpec,
+  progress: (step: string) => void,
+): Promise<string | null> {
+  const ip = addressOn(existing, spec.sandboxNetwork);
+  if (existing.State.Status !== 'exited' || existing.State.ExitCode !== 0 || existing.Config.Labels[GATEWAY_DIGEST_LABEL] !== spec.digest || !ip) {
+    return null;
+  }
+  progress('gateway: starting again');
+  try {
+    await docker.getContainer(existing.Id).start();
+    return ip;
+  } catch (err) {
+    // 304: started by another runner just now. Anything else (the address taken): made afresh by the caller.
+    return (err as { statusCode?: number }).statusCode === 304 ? ip : null;
+  }
+}
+
+type Endpoints = Readonly<Record<string, { IPAddress?: string; IPAMConfig?: { IPv4Address?: string } | null } | undefined>> | undefined;
+
+/** The address on `network` that a container asked for (kept while it is stopped), else its current one; '' for none. */
+function endpointAddress(networks: Endpoints, network: string): string {
+  const endpoint = networks?.[network];
+  return endpoint?.IPAMConfig?.IPv4Address || endpoint?.IPAddress || '';
+}
+
+const listedAddressOn = (info: Dockerode.ContainerInfo, network: string): string => endpointAddress(info.NetworkSettings?.Networks, network);
+
 /** The container's address on `network`, or null before it has one. */
 export function addressOn(info: Dockerode.ContainerInspectInfo, network: string): string | null {
-  const endpoint = info.NetworkSettings.Networks[network] as { IPAddress?: string; IPAMConfig?: { IPv4Address?: string } } | undefined;
-  const ip = endpoint?.IPAMConfig?.IPv4Address ?? endpoint?.IPAddress ?? '';
+  const ip = endpointAddress(info.NetworkSettings.Networks, network);
   return ip === '' ? null : ip;
 }
 
 /** A gateway address no container holds; when all are held, one whose gateway serves nobody is freed. */
 async function freeGatewayAddress(docker: Dockerode, spec: GatewaySpec): Promise<string> {
-  const info = (await docker.getNetwork(spec.sandboxNetwork).inspect()) as { Containers?: Record<string, { IPv4Address?: string }> };
+  const [info, gateways] = await Promise.all([
+    docker.getNetwork(spec.sandboxNetwork).inspect() as Promise<{ Containers?: Record<string, { IPv4Address?: string }> }>,
+    docker.listContainers({ all: true, filters: labelFilter('gateway') }),
+  ]);
   const held = new Set(Object.values(info.Containers ?? {}).map((c) => (c.IPv4Address ?? '').split('/')[0]));
+  // A gateway that exited unused keeps its address for when it starts again (its pooled sandboxes use it).
+  for (const gateway of gateways) held.add(listedAddressOn(gateway, spec.sandboxNetwork));
   const free = GATEWAY_HOSTS.map((host) => `${spec.prefix}.${host}`).filter((ip) => !held.has(ip));
   // Random among the free ones, so two runners starting different gateways at once rarely pick the same.
   if (free.length > 0) return free[Math.floor(Math.random() * free.length)];
@@ -140,7 +182,7 @@ export async function removeIdleGateways(
   const removed: { name: string; ip: string }[] = [];
   for (const gateway of await docker.listContainers({ all: true, filters: labelFilter('gateway') })) {
     if (removed.length >= limit) break;
-    const ip = gateway.NetworkSettings?.Networks?.[sandboxNetwork]?.IPAddress ?? '';
+    const ip = listedAddressOn(gateway, sandboxNetwork);
     if (!(await servesNobody(docker, gateway, ip, stateDir))) continue;
     await ignoringGone(() => docker.getContainer(gateway.Id).remove({ force: true }));
     removed.push({ name: containerNameOf(gateway), ip });
@@ -188,7 +230,8 @@ async function startGatewayContainer(docker: Dockerode, name: string, ip: string
         `${join(dir, 'control')}:/run/clawbox:rw`,
         `${auditDir}:${auditDir}:rw`,
       ],
-      RestartPolicy: { Name: 'unless-stopped' },
+      // A crash is restarted; a clean exit (exit_when_unused) is not: the next run starts it again (restartInPlace).
+      RestartPolicy: { Name: 'on-failure' },
       ReadonlyRootfs: true,
       CapDrop: ['ALL'],
       Sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
@@ -207,8 +250,12 @@ async function startGatewayContainer(docker: Dockerode, name: string, ip: string
   }
 }
 
-/** The gateway's control connection, once it answers (its process takes a moment to listen after the start). */
-export async function waitForControl(dir: string, containerName: string): Promise<GatewayControl> {
+/**
+ * The gateway's control connection, once it answers (its process takes a moment to listen after the start); null
+ * when the container stopped meanwhile: one found running as it was exiting, unused (`exit_when_unused`), which the
+ * caller starts again.
+ */
+export async function waitForControl(docker: Dockerode, dir: string, containerName: string): Promise<GatewayControl | null> {
   const path = controlSocketOf(dir);
   let lastError: unknown;
   for (let attempt = 0; attempt < 100; attempt++) {
@@ -218,6 +265,10 @@ export async function waitForControl(dir: string, containerName: string): Promis
       return control;
     } catch (err) {
       lastError = err;
+      if (attempt % 5 === 4) {
+        const info = await docker.getContainer(containerName).inspect().catch(() => null);
+        if (info?.State.Running !== true) return null;
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

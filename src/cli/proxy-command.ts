@@ -22,7 +22,9 @@ enforce sandbox.allowed_hosts / denied_hosts and write one audit line per decisi
   --dns HOST:PORT        DNS listener, UDP and TCP      (sandbox.gateway.dns, default 127.0.0.1:5353)
   --upstream-dns ADDR    resolver the gateway asks; repeatable (sandbox.gateway.upstream_dns)
   --host-address IP      another address of the host to deny; repeatable (sandbox.gateway.host_addresses)
-  --control PATH         Unix socket on which 'clawbox run' registers per-sandbox policies
+  --control PATH         Unix socket on which 'clawbox run' registers per-sandbox policies; with
+                         sandbox.gateway.exit_when_unused the gateway exits once no runner has been
+                         connected for that long
   --workers N            gateway processes sharing the listeners (default: the number of CPUs; 1 = one process).
                          At low load one of them accepts every TCP connection; the others join while
                          busy connections overlap (held ones idle for a second do not count)
@@ -99,7 +101,19 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
   const config = applyOverrides(source, overrides);
   const log = createAppLogger(config.logging.level === 'silent' ? 'silent' : 'info');
   if (!config.logging.enabled) log.warn('audit trail disabled by sandbox.logging.enabled: false');
-  const controlOption = values.control ? { controlSocket: values.control } : {};
+  const exitWhenUnused = config.gateway.exit_when_unused ?? 0;
+  if (exitWhenUnused > 0 && !values.control) {
+    throw new ClawboxError('CONFIG_INVALID', `sandbox.gateway.exit_when_unused (${exitWhenUnused} ms) needs --control: without a control socket no runner ever connects, so the gateway would only ever exit`, {
+      details: ["set it to 'off' (or leave it out) for a gateway run on its own"],
+    });
+  }
+  // The gateway's own exit once no runner has been connected for that long: the same clean stop as SIGTERM.
+  let stop: (reason: string) => void = () => undefined;
+  const onUnused = (): void => {
+    log.info({ exit_when_unused_ms: exitWhenUnused }, 'no runner connected for sandbox.gateway.exit_when_unused: exiting');
+    stop('unused');
+  };
+  const controlOption = values.control ? { controlSocket: values.control, onUnused } : {};
   const gateway = workers === 1 ? await startGateway({ config, log, ...controlOption }) : await startGatewayCluster({ config, log, workers, ...controlOption });
   const { http, socks, dns } = gateway.addresses;
   log.info(
@@ -128,8 +142,11 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
   });
 
   return new Promise<number>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, 'stopping');
+    let stopping = false;
+    stop = (reason: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ reason }, 'stopping');
       void gateway.close().then(() => resolve(0));
     };
     process.once('SIGINT', stop);

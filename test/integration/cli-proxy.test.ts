@@ -419,6 +419,46 @@ describe('clawbox proxy --workers 2 stopped as a process group', () => {
   });
 });
 
+describe('clawbox proxy --control with sandbox.gateway.exit_when_unused', () => {
+  const unusedConfig = (name: string): string => {
+    const path = join(dir, `${name}.yml`);
+    writeFileSync(path, `${seedConfig(join(dir, name, 'audit.log'))}  gateway:\n    exit_when_unused: 1s\n`);
+    return path;
+  };
+
+  it('exits cleanly once no runner has been connected for that long, and not while one is', { timeout: 30_000 }, async () => {
+    const controlPath = join(dir, 'unused.sock');
+    const cli = await startCli(unusedConfig('unused'), dns, ['--workers', '2', '--control', controlPath]);
+    const exited = once(cli.child, 'exit') as Promise<[number | null, string | null]>;
+    const runner = await GatewayControl.open(controlPath);
+    await runner.ping();
+    // Three times the limit with a runner connected: still serving.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(cli.child.exitCode, null, 'a connected runner keeps the gateway');
+    const tunnel = await connectTunnel(cli.http, 'api.example.com:80');
+    assert.equal(tunnel.status, 200);
+    tunnel.socket.destroy();
+    const workers = workerPids(cli.child.pid!);
+    assert.equal(workers.length, 2);
+    runner.close();
+    const [code, signal] = await exited;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, cli.stderr());
+    assert.match(cli.stderr(), /no runner connected for sandbox\.gateway\.exit_when_unused: exiting/);
+    await waitUntil(() => workers.every((pid) => !alive(pid)), 'the workers to exit with their primary');
+  });
+
+  it('is refused without --control, naming the key, and listens on nothing', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [CLI, 'proxy', '--config', unusedConfig('no-control'), '--http', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /sandbox\.gateway\.exit_when_unused \(1000 ms\) needs --control/);
+    assert.equal(await isListening(port), false);
+  });
+});
+
 /** TCP ports the given processes listen on (`ss`). */
 function listeningPorts(pids: readonly number[]): number[] {
   const lines = execFileSync('ss', ['-Hltnp'], { encoding: 'utf8' }).split('\n');

@@ -13,6 +13,8 @@ import { connectTunnel, nextChunk, readAll } from '../fixtures/clients.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { waitUntil } from '../fixtures/wait.js';
+import pino from 'pino';
+import { createControlServer, unusedExit } from '../../proxy/control-server.js';
 
 const UPSTREAM_IP = '198.19.1.5';
 
@@ -199,5 +201,48 @@ describe('a gateway that restarts under its runner', () => {
     const traffic = await held.unregister('127.0.0.1');
     assert.equal(traffic.allowed, 1, 'the run got its totals');
     await assert.rejects(held.ping(), /closed by this process/);
+  });
+});
+
+describe('the control socket with exit_when_unused', () => {
+  const LIMIT_MS = 300;
+  let unusedDir: string;
+  let server: Server | null = null;
+  let calls = 0;
+
+  before(() => {
+    unusedDir = mkdtempSync(join(tmpdir(), 'clawbox-unused-'));
+  });
+
+  after(() => {
+    server?.close();
+    rmSync(unusedDir, { recursive: true, force: true });
+  });
+
+  const handlers = { register: () => undefined, unregister: () => ({ allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] }), setHostAddresses: () => undefined };
+
+  it('calls onUnused once no runner has been connected for the limit, never while one is', async () => {
+    const path = join(unusedDir, 'control.sock');
+    server = await createControlServer(path, handlers, pino({ level: 'silent' }), { afterMs: LIMIT_MS, onUnused: () => (calls += 1) });
+    // A runner connects before the limit and stays for three times as long: no call.
+    const runner = await GatewayControl.open(path);
+    await runner.ping();
+    await new Promise((r) => setTimeout(r, 3 * LIMIT_MS));
+    assert.equal(calls, 0, 'a connected runner keeps the gateway');
+    // A second runner comes and goes while the first stays: still none.
+    const other = await GatewayControl.open(path);
+    await other.ping();
+    other.close();
+    await new Promise((r) => setTimeout(r, 2 * LIMIT_MS));
+    assert.equal(calls, 0, 'one runner leaving while another stays is not unused');
+    runner.close();
+    await waitUntil(() => calls === 1, 'onUnused after the last runner left');
+  });
+
+  it('is not armed without a limit', () => {
+    assert.equal(unusedExit(undefined, () => undefined), undefined);
+    assert.equal(unusedExit(0, () => undefined), undefined, "0 is 'off'");
+    assert.equal(unusedExit(1000, undefined), undefined);
+    assert.deepEqual(unusedExit(1000, () => undefined)?.afterMs, 1000);
   });
 });

@@ -11,7 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
-import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment } from '../../runner/environment.js';
+import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment, SANDBOX_NETWORK } from '../../runner/environment.js';
+import { addressOn } from '../../runner/gateway-container.js';
 import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
 import { isRefillHelper } from '../../runner/process-alive.js';
 import { createStartedSandbox } from '../../runner/sandbox-container.js';
@@ -299,5 +300,45 @@ describe('the warm pool', () => {
     const out = execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']).toString();
     assert.match(out, /sandboxes removed: [0-9a-f]{12}/);
     assert.equal(await pooled(), 0);
+  });
+});
+
+describe('a gateway unused for sandbox.gateway.exit_when_unused', () => {
+  it('exits; the next run starts it again where its pooled sandbox expects it', { timeout: 120_000 }, async () => {
+    await emptyPool();
+    // Its own gateway (other settings), which exits 2 s after the last runner left it.
+    const { config, text } = world.config('pool:\n  size: 1\n  idle_timeout: 5m', '', 'exit_when_unused: 2s');
+    const curl = async (): Promise<{ result: RunResult; stdout: string }> => {
+      const stdout = new TextCollector();
+      const command = ['sh', '-c', 'curl -s -m 10 -o /dev/null -w "%{http_code}" http://allowed.test/'];
+      const result = await runSandbox({ config, configText: text, command, stdout, stderr: null });
+      await settleBackground();
+      return { result, stdout: stdout.text };
+    };
+    assert.equal((await curl()).stdout, '200');
+    assert.equal(await pooled(), 1, 'refilled: a sandbox made for this gateway waits');
+    const env = await ensureEnvironment(docker, config);
+    const gateway = docker.getContainer(env.gatewayContainer);
+    const startedAt = (await gateway.inspect()).State.StartedAt;
+    // This process still holds its environment's control connection, as a resident runner does: twice the limit.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    assert.equal((await gateway.inspect()).State.Running, true, 'a connected runner keeps its gateway');
+
+    await closeEnvironments();
+    let state = (await gateway.inspect()).State;
+    for (let i = 0; i < 150 && state.Running; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      state = (await gateway.inspect()).State;
+    }
+    assert.deepEqual({ status: state.Status, exitCode: state.ExitCode }, { status: 'exited', exitCode: 0 }, 'it exited by itself, cleanly');
+    assert.equal(await pooled(), 1, 'its pooled sandbox outlives it');
+
+    const next = await curl();
+    assert.equal(next.result.warm, true, 'the sandbox pooled before the exit served the run');
+    assert.equal(next.stdout, '200', 'through the gateway, started again');
+    const again = await gateway.inspect();
+    assert.equal(again.State.Running, true);
+    assert.notEqual(again.State.StartedAt, startedAt, 'the same container, started again');
+    assert.equal(addressOn(again, SANDBOX_NETWORK), env.network.gatewayIp, 'at the address its pooled sandbox was made with');
   });
 });

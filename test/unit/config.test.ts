@@ -78,6 +78,20 @@ describe('the seed document as one config file', () => {
     assert.equal(runnerOf('    size: 0\n'), 0);
     assert.equal(runnerOf('    size: 0\n    runner_idle_timeout: 60s\n'), 60_000, 'asked for without a pool');
   });
+
+  it("reads gateway.exit_when_unused as milliseconds, 0 for 'off', unset when not given, and names a bad value", () => {
+    const exitOf = (value: string | null): number | undefined =>
+      parseConfig(`sandbox:\n  gateway:\n${value === null ? '    idle_timeout: 5m\n' : `    exit_when_unused: ${value}\n`}`, 'test.yml').sandbox.gateway.exit_when_unused;
+    assert.equal(exitOf(null), undefined, 'the context decides: the runner 10 minutes, clawbox proxy never');
+    assert.equal(exitOf('10m'), 600_000);
+    assert.equal(exitOf('90'), 90_000, 'plain numbers are seconds');
+    assert.equal(exitOf('off'), 0);
+    assert.equal(exitOf('0'), 0);
+    assert.throws(
+      () => exitOf('soon'),
+      (err: unknown) => err instanceof ClawboxError && /sandbox\.gateway\.exit_when_unused \(line 3\): expected .*'off'.*got 'soon'/.test(err.message + (err.details ?? []).join('\n')),
+    );
+  });
 });
 
 describe('where the config comes from', () => {
