@@ -422,7 +422,7 @@ describe('clawbox proxy --workers 2 stopped as a process group', () => {
 describe('clawbox proxy --control with sandbox.gateway.exit_when_unused', () => {
   const unusedConfig = (name: string): string => {
     const path = join(dir, `${name}.yml`);
-    writeFileSync(path, `${seedConfig(join(dir, name, 'audit.log'))}  gateway:\n    exit_when_unused: 1s\n`);
+    writeFileSync(path, `${seedConfig(join(dir, name, 'audit.log'))}  gateway:\n    exit_when_unused: 2s\n`);
     return path;
   };
 
@@ -432,8 +432,8 @@ describe('clawbox proxy --control with sandbox.gateway.exit_when_unused', () => 
     const exited = once(cli.child, 'exit') as Promise<[number | null, string | null]>;
     const runner = await GatewayControl.open(controlPath);
     await runner.ping();
-    // Three times the limit with a runner connected: still serving.
-    await new Promise((r) => setTimeout(r, 3000));
+    // Twice the limit with a runner connected: still serving.
+    await new Promise((r) => setTimeout(r, 4000));
     assert.equal(cli.child.exitCode, null, 'a connected runner keeps the gateway');
     const tunnel = await connectTunnel(cli.http, 'api.example.com:80');
     assert.equal(tunnel.status, 200);
@@ -454,7 +454,7 @@ describe('clawbox proxy --control with sandbox.gateway.exit_when_unused', () => 
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const [code] = (await once(child, 'exit')) as [number];
     assert.equal(code, 2, stderr);
-    assert.match(stderr, /sandbox\.gateway\.exit_when_unused \(1000 ms\) needs --control/);
+    assert.match(stderr, /sandbox\.gateway\.exit_when_unused \(2000 ms\) needs --control/);
     assert.equal(await isListening(port), false);
   });
 });
