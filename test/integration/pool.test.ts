@@ -8,10 +8,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
-import { closeEnvironments, DEFAULT_STATE_DIR, ensureEnvironment, SANDBOX_NETWORK } from '../../runner/environment.js';
+import { closeEnvironments, DEFAULT_STATE_DIR, EGRESS_NETWORK, ensureEnvironment, SANDBOX_NETWORK } from '../../runner/environment.js';
 import { addressOn } from '../../runner/gateway-container.js';
 import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
 import { isRefillHelper } from '../../runner/process-alive.js';
@@ -340,5 +341,33 @@ describe('a gateway unused for sandbox.gateway.exit_when_unused', () => {
     assert.equal(again.State.Running, true);
     assert.notEqual(again.State.StartedAt, startedAt, 'the same container, started again');
     assert.equal(addressOn(again, SANDBOX_NETWORK), env.network.gatewayIp, 'at the address its pooled sandbox was made with');
+  });
+
+  it('met as it exits (running, its control socket gone): the run waits for it to stop and starts it again', { timeout: 60_000 }, async () => {
+    // A gateway of its own (other settings), stopped by SIGTERM as an unused one stops itself.
+    const { config } = world.config('', '', 'exit_when_unused: 9m');
+    const env = await ensureEnvironment(docker, config);
+    const gateway = docker.getContainer(env.gatewayContainer);
+    const before = await gateway.inspect();
+    // An open connection makes its stop wait (up to 2 s) after its control socket has closed: the moment a run
+    // finds it running but no longer answering. Reached over the egress network, not the sandboxes'.
+    const held = connect(3128, before.NetworkSettings.Networks[EGRESS_NETWORK].IPAddress);
+    held.on('error', () => undefined);
+    await once(held, 'connect');
+    held.write('CONNECT ');
+    await closeEnvironments();
+    await gateway.kill({ signal: 'SIGTERM' });
+    const steps: string[] = [];
+    try {
+      const again = await ensureEnvironment(docker, config, { onProgress: (step) => steps.push(step) });
+      assert.ok(steps.includes('gateway: it stopped as we came; starting it again'), `steps: ${steps.join(', ')}`);
+      const after = await gateway.inspect();
+      assert.equal(after.State.Running, true);
+      assert.notEqual(after.State.StartedAt, before.State.StartedAt, 'the same container, started again');
+      assert.equal(again.network.gatewayIp, env.network.gatewayIp, 'at its address');
+      assert.equal(await again.control.ping().then(() => true), true);
+    } finally {
+      held.destroy();
+    }
   });
 });
