@@ -49,8 +49,9 @@ export function createControlServer(path: string, handlers: ControlHandlers, log
   rmSync(path, { force: true });
   let connected = 0;
   let timer: NodeJS.Timeout | null = null;
+  let closed = false;
   const watch = (): void => {
-    if (!unused) return;
+    if (!unused || closed) return;
     if (timer !== null) clearTimeout(timer);
     timer = connected > 0 ? null : setTimeout(unused.onUnused, unused.afterMs);
     // The gateway's own listeners keep it alive; this timer alone must not.
@@ -66,8 +67,8 @@ export function createControlServer(path: string, handlers: ControlHandlers, log
     serve(socket, handlers, log);
   });
   server.once('close', () => {
+    closed = true;
     if (timer !== null) clearTimeout(timer);
-    unused = undefined;
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -200,16 +200,17 @@ async function bringUp(docker: Dockerode, { auditTrail, configText }: GatewaySet
   markGatewayUsed(dir);
   const gatewayContainer = gatewayContainerName(digest);
   const spec = { stateDir, digest, auditTrail, sandboxNetwork: SANDBOX_NETWORK, egressNetwork: EGRESS_NETWORK, prefix };
-  let gatewayIp = await ensureGatewayContainer(docker, spec, progress);
-  let control = await waitForControl(docker, dir, gatewayContainer);
-  // Found running while it exited unused: it has stopped now, and starts again (where it was, if it can).
-  for (let again = 0; control === null && again < 3; again++) {
-    progress('gateway: it stopped as we came; starting it again');
+  let gatewayIp = '';
+  let control: GatewayControl | null = null;
+  // A gateway found running as it exited unused has stopped by the time its control socket is given up on: it starts
+  // again (where it was, if it can).
+  for (let attempt = 0; control === null; attempt++) {
+    if (attempt > 3) {
+      throw new ClawboxError('SANDBOX_FAILED', `the gateway container ${gatewayContainer} keeps stopping as it starts; see 'docker logs ${gatewayContainer}'`);
+    }
+    if (attempt > 0) progress('gateway: it stopped as we came; starting it again');
     gatewayIp = await ensureGatewayContainer(docker, spec, progress);
     control = await waitForControl(docker, dir, gatewayContainer);
-  }
-  if (control === null) {
-    throw new ClawboxError('SANDBOX_FAILED', `the gateway container ${gatewayContainer} keeps stopping as it starts; see 'docker logs ${gatewayContainer}'`);
   }
   await control.setHostAddresses(localAddresses());
 
