@@ -18,6 +18,7 @@ import { DnsAnswerCache } from './dns-answer-cache.js';
 import { echoedFlagsOf, encodeResponse, parseSimpleQuery, udpLimitOf, type Rcode, type SimpleQuery } from './dns-wire.js';
 import { ResolveError } from './resolver.js';
 import type { Resolver } from './types.js';
+import { openDatagramIo, type DatagramIo, type DatagramReply, type DatagramSource } from './udp-batch.js';
 
 export interface DnsServerOptions {
   readonly policies: PolicyTable;
@@ -28,10 +29,17 @@ export interface DnsServerOptions {
   readonly port: number;
   /** A TCP connection with no complete query for this long is closed. Default 10 000 ms. */
   readonly tcpIdleTimeoutMs?: number;
+  /**
+   * UDP reads and answers in batches (`proxy/udp-batch.ts`) where the native part is built, else node:dgram's
+   * per-datagram path; 'dgram' always takes the latter. Default 'batched'.
+   */
+  readonly datagramIo?: 'batched' | 'dgram';
 }
 
 export interface DnsServer {
   listen(): Promise<{ udp: AddressInfo; tcp: AddressInfo }>;
+  /** Stop or resume reading UDP queries, for a cluster where one worker reads the shared socket (DatagramIo). */
+  setUdpReading(on: boolean): void;
   close(): Promise<void>;
 }
 
@@ -52,12 +60,6 @@ interface Answered extends SerializedEvent {
   readonly response: Buffer;
 }
 
-interface QueuedSend {
-  readonly response: Buffer;
-  readonly port: number;
-  readonly address: string;
-}
-
 /**
  * Every address the server sends to is the IP a datagram came from: answer it in place, without dns.lookup and
  * its extra tick per send. (Node passes the family as a number here, whatever @types/node says.)
@@ -76,6 +78,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   const tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 10_000;
   const cache = new DnsAnswerCache<PreparedOutcome>();
   let udp: dgram.Socket | null = null;
+  let io: DatagramIo | null = null;
   let tcp: net.Server | null = null;
   const tcpConnections = new Set<net.Socket>();
   let inflight = 0;
@@ -83,31 +86,30 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
 
   // UDP answers wait for their audit lines: the sink writes a turn's lines in one write(2) (`record`), and the
   // answers of that batch are sent once it is written. An answer whose line could not be written is not sent.
-  let batch: { readonly committed: Promise<void>; readonly sends: QueuedSend[] } | null = null;
-  const queueUdp = (answered: Answered, rinfo: dgram.RemoteInfo): void => {
+  let batch: { readonly committed: Promise<void>; readonly sends: DatagramReply[] } | null = null;
+  const queueUdp = (answered: Answered, from: DatagramSource): void => {
     const committed = opts.audit.recordSerialized(answered);
     if (batch?.committed !== committed) {
-      const sends: QueuedSend[] = [];
+      const sends: DatagramReply[] = [];
       batch = { committed, sends };
       committed.then(
         () => {
-          const socket = udp;
-          if (closed || !socket) return;
-          // No callback: a send error is a lost datagram, which the client retries like any other loss.
-          for (const s of sends) socket.send(s.response, s.port, s.address);
+          // A send error is a lost datagram, which the client retries like any other loss.
+          if (!closed) io?.sendAll(sends);
         },
         (err: unknown) => opts.log.error({ err: (err as Error).message, withheld: sends.length }, 'dns: audit trail write failed; answers withheld'),
       );
     }
-    batch.sends.push({ response: answered.response, port: rinfo.port, address: rinfo.address });
+    batch.sends.push({ response: answered.response, to: from });
   };
 
-  const answerUdp = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
-    const client = clientAddress(rinfo.address);
+  // `msg` lives only during this call (DatagramHandler): the cache hit answers within it, a miss keeps a copy.
+  const answerUdp = (msg: Buffer, from: DatagramSource): void => {
+    const client = clientAddress(from.address);
     const simple = parseSimpleQuery(msg);
     const hit = simple && answerFromCache(simple, client, 'udp', cache, opts);
     if (hit) {
-      queueUdp(hit, rinfo);
+      queueUdp(hit, from);
       return;
     }
     if (inflight >= MAX_INFLIGHT) {
@@ -115,9 +117,10 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
       return;
     }
     inflight += 1;
-    handleQuery(msg, simple, client, 'udp', cache, opts)
+    const kept = Buffer.from(msg);
+    handleQuery(kept, simple && parseSimpleQuery(kept), client, 'udp', cache, opts)
       .then((answered) => {
-        if (answered && !closed) queueUdp(answered, rinfo);
+        if (answered && !closed) queueUdp(answered, from);
       })
       .catch((err: unknown) => opts.log.error({ err }, 'dns: query handling failed'))
       .finally(() => {
@@ -236,7 +239,9 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
           udp = bound.udp;
           tcp = bound.tcp;
           const socket = bound.udp;
-          socket.on('message', answerUdp);
+          io = openDatagramIo(socket, answerUdp, opts.datagramIo ?? 'batched', (why) =>
+            opts.log.warn({ why }, 'dns: answering one datagram at a time (node:dgram), not in batches'),
+          );
           return { udp: socket.address(), tcp: bound.tcp.address() as AddressInfo };
         } catch (err) {
           lastError = err;
@@ -246,13 +251,21 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
       throw new Error(`dns server cannot listen on ${opts.host}:${opts.port}: ${(lastError as Error).message}`);
     },
 
+    setUdpReading(on: boolean) {
+      io?.setReading(on);
+    },
+
     async close() {
       closed = true;
       const u = udp;
       const t = tcp;
+      const reading = io;
+      io = null;
       udp = null;
       tcp = null;
       for (const s of tcpConnections) s.destroy();
+      // The batched reader holds a descriptor of its own: gone first, so the port is free once `u` is closed.
+      await reading?.stop();
       await Promise.all([
         u ? new Promise<void>((resolve) => u.close(() => resolve())) : Promise.resolve(),
         t ? new Promise<void>((resolve) => t.close(() => resolve())) : Promise.resolve(),

@@ -10,6 +10,8 @@ import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { createSocket } from 'node:dgram';
+import dnsPacket from 'dns-packet';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
 import { connectTunnel, httpViaProxy, nextChunk, readAll, socks5Connect } from '../fixtures/clients.js';
@@ -291,6 +293,25 @@ describe('clawbox proxy --workers 2: who accepts', () => {
     return byWorker;
   }
 
+  /** One client's DNS queries over UDP, one after the other, each answered NOERROR with the upstream's address. */
+  async function dnsQueries(n: number): Promise<void> {
+    const socket = createSocket('udp4');
+    try {
+      for (let id = 1; id <= n; id++) {
+        socket.send(dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name: 'api.example.com' }] }), cli.dns.port, cli.dns.address);
+        const [reply] = (await once(socket, 'message', { signal: AbortSignal.timeout(10_000) }).catch(() => {
+          throw new Error(`no answer to DNS query ${id} of ${n} within 10 s (is any worker reading?)`);
+        })) as [Buffer];
+        const answer = dnsPacket.decode(reply);
+        assert.equal(answer.id, id);
+        assert.equal((answer as { rcode?: string }).rcode, 'NOERROR');
+        assert.deepEqual((answer.answers ?? []).map((a) => (a.type === 'A' ? a.data : a.type)), [UPSTREAM_IP]);
+      }
+    } finally {
+      socket.close();
+    }
+  }
+
   /** One client's tunnels, one after the other, each closed before the next. */
   async function sequential(n: number): Promise<void> {
     for (let i = 0; i < n; i++) {
@@ -382,16 +403,26 @@ describe('clawbox proxy --workers 2: who accepts', () => {
     }
   });
 
-  it('keeps steering when a worker dies: the other takes over alone, the replacement joins bursts', { timeout: 60_000 }, async () => {
+  it('reads DNS over UDP in one worker, the lead (batched reads: one reader costs less per query than two)', async () => {
+    const alone = await untilOneWorkerAccepts();
+    assert.equal(alone.size, 1, `accepted by ${JSON.stringify([...alone])}`);
+    const answeredBy = await acceptedBy(() => dnsQueries(40));
+    assert.deepEqual([...answeredBy.keys()], [...alone.keys()], `DNS answered by ${JSON.stringify([...answeredBy])}`);
+  });
+
+  it('keeps steering when a worker dies: the other takes over alone (tunnels and DNS), the replacement joins bursts', { timeout: 60_000 }, async () => {
     // After a reload too: a replacement listens where the others do, not on a port 0 of its own.
     cli.child.kill('SIGHUP');
     await waitUntil(() => cli.stderr().includes('policy reloaded'), 'reload message');
+    // The second victim is the lead whatever the first was: it took over from the first, or was the lead already.
     for (const victim of workerPids(cli.child.pid!)) {
       const replaced = cli.stderr().split('replacement gateway worker listening').length;
       process.kill(victim, 'SIGKILL');
       await waitUntil(() => cli.stderr().split('replacement gateway worker listening').length > replaced, 'a replacement worker', 10_000);
       const alone = await untilOneWorkerAccepts();
       assert.equal(alone.size, 1, `after worker ${victim} died: accepted by ${JSON.stringify([...alone])}`);
+      const answeredBy = await acceptedBy(() => dnsQueries(20));
+      assert.deepEqual([...answeredBy.keys()], [...alone.keys()], `after worker ${victim} died: DNS answered by ${JSON.stringify([...answeredBy])}`);
       const byWorker = await acceptedBy(() => burst(32));
       assert.equal(byWorker.size, 2, `after worker ${victim} died: accepted by ${JSON.stringify([...byWorker])}`);
       const announced = new Set([cli.http.port, cli.socks.port, cli.dns.port]);

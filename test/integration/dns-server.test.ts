@@ -43,7 +43,7 @@ interface Harness {
   readonly policies: StaticPolicyTable;
 }
 
-async function start(t: TestContext): Promise<Harness> {
+async function start(t: TestContext, datagramIo: DatagramIoKind): Promise<Harness> {
   const upstream = await startTestDnsServer(RECORDS);
   t.after(() => upstream.close());
   const resolver = new UpstreamResolver([upstream.address], { timeoutMs: 500 });
@@ -67,11 +67,19 @@ async function start(t: TestContext): Promise<Harness> {
     host: '127.0.0.1',
     port: 0,
     tcpIdleTimeoutMs: 300,
+    datagramIo,
   });
   const bound = await server.listen();
   t.after(() => server.close());
   assert.equal(bound.udp.port, bound.tcp.port);
   return { udp: bound.udp, tcp: bound.tcp, upstream, audit, policies };
+}
+
+type DatagramIoKind = 'batched' | 'dgram';
+
+/** Each test runs over both UDP paths: batched reads (the default where built) and node:dgram's (the fall-back). */
+function bothWays(name: string, body: (t: TestContext, io: DatagramIoKind) => Promise<void>): void {
+  for (const io of ['batched', 'dgram'] as const) void test(`${name} [${io}]`, (t) => body(t, io));
 }
 
 let nextId = 1;
@@ -181,8 +189,8 @@ async function assertAnswers(t: TestContext, h: Harness): Promise<void> {
   assert.deepEqual(addresses(r), ['192.0.2.10']);
 }
 
-void test('allowed A and AAAA: answers under the question name, header echoed, TTL capped, audited', async (t) => {
-  const h = await start(t);
+bothWays('allowed A and AAAA: answers under the question name, header echoed, TTL capped, audited', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const a = await c.ask('www.allowed.example', 'A');
   assert.equal(rcodeOf(a), 'NOERROR');
@@ -218,8 +226,8 @@ void test('allowed A and AAAA: answers under the question name, header echoed, T
   assert.deepEqual(lineAaaa?.dialed, ['2001:db8::10']);
 });
 
-void test('RD is echoed as sent, and a mixed-case question is copied verbatim', async (t) => {
-  const h = await start(t);
+bothWays('RD is echoed as sent, and a mixed-case question is copied verbatim', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const r = await c.ask('WWW.Allowed.Example', 'A', { flags: 0 });
   assert.equal(r.flag_rd, false);
@@ -229,8 +237,8 @@ void test('RD is echoed as sent, and a mixed-case question is copied verbatim', 
   assert.equal(h.audit.last()?.host, 'www.allowed.example');
 });
 
-void test('CNAME chains are flattened into address records under the question name', async (t) => {
-  const h = await start(t);
+bothWays('CNAME chains are flattened into address records under the question name', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const r = await c.ask('alias.allowed.example', 'A');
   assert.deepEqual(
@@ -240,8 +248,8 @@ void test('CNAME chains are flattened into address records under the question na
   assert.deepEqual(addresses(r), ['192.0.2.12']);
 });
 
-void test('a denied name is answered NXDOMAIN (A/AAAA) or REFUSED (other types) and never reaches upstream', async (t) => {
-  const h = await start(t);
+bothWays('a denied name is answered NXDOMAIN (A/AAAA) or REFUSED (other types) and never reaches upstream', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   for (const [type, rcode] of [
     ['A', 'NXDOMAIN'],
@@ -269,8 +277,8 @@ void test('a denied name is answered NXDOMAIN (A/AAAA) or REFUSED (other types) 
   assert.equal(h.upstream.totalQueries, 0);
 });
 
-void test('an allowed name whose only answer is cloud metadata is REFUSED and audited', async (t) => {
-  const h = await start(t);
+bothWays('an allowed name whose only answer is cloud metadata is REFUSED and audited', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const r = await c.ask('meta.allowed.example', 'A');
   assert.equal(rcodeOf(r), 'REFUSED');
@@ -283,8 +291,8 @@ void test('an allowed name whose only answer is cloud metadata is REFUSED and au
   assert.doesNotMatch(line?.reason ?? '', /169\.254/, 'reasons name the class, not the address');
 });
 
-void test('mixed answers keep only the allowed addresses', async (t) => {
-  const h = await start(t);
+bothWays('mixed answers keep only the allowed addresses', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const r = await c.ask('mixed.allowed.example', 'A');
   assert.equal(rcodeOf(r), 'NOERROR');
@@ -293,8 +301,8 @@ void test('mixed answers keep only the allowed addresses', async (t) => {
   assert.match(h.audit.last()?.reason ?? '', /2 answer\(s\) filtered/);
 });
 
-void test('rebinding: a name that later resolves to metadata is refused on the next query', async (t) => {
-  const h = await start(t);
+bothWays('rebinding: a name that later resolves to metadata is refused on the next query', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   assert.deepEqual(addresses(await c.ask('rebind.allowed.example', 'A')), ['192.0.2.15']);
   h.upstream.setRecords({ ...RECORDS, 'rebind.allowed.example': { A: ['169.254.169.254'], ttl: 0 } });
@@ -303,8 +311,8 @@ void test('rebinding: a name that later resolves to metadata is refused on the n
   assert.equal(h.audit.last()?.rule, 'builtin.cloud-metadata');
 });
 
-void test('upstream NXDOMAIN, SERVFAIL and NODATA', async (t) => {
-  const h = await start(t);
+bothWays('upstream NXDOMAIN, SERVFAIL and NODATA', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const nx = await c.ask('nothing.allowed.example', 'A');
   assert.equal(rcodeOf(nx), 'NXDOMAIN');
@@ -319,8 +327,8 @@ void test('upstream NXDOMAIN, SERVFAIL and NODATA', async (t) => {
   assert.equal(h.audit.last()?.decision, 'allow');
 });
 
-void test('allowed name, other types: NODATA without asking upstream', async (t) => {
-  const h = await start(t);
+bothWays('allowed name, other types: NODATA without asking upstream', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   for (const type of ['MX', 'TXT', 'SRV', 'NS', 'UNKNOWN_65']) {
     const r = await c.ask('www.allowed.example', type);
@@ -331,8 +339,8 @@ void test('allowed name, other types: NODATA without asking upstream', async (t)
   assert.equal(h.upstream.totalQueries, 0);
 });
 
-void test('IP-literal and invalid names are NXDOMAIN with rule builtin.invalid-host', async (t) => {
-  const h = await start(t);
+bothWays('IP-literal and invalid names are NXDOMAIN with rule builtin.invalid-host', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   for (const name of ['192.0.2.10', '.', 'bad name.allowed.example', 'x\r\ny.allowed.example', 'a_b!.allowed.example']) {
     const r = await c.ask(name, 'A');
@@ -355,8 +363,8 @@ function rawMessage(id: number, flags: number, qd: number, rest: number[] = []):
 
 const QUESTION_WWW = [...Buffer.from('\x03www\x07allowed\x07example\x00'), 0, 1, 0, 1];
 
-void test('FORMERR for zero questions, two questions and a non-QUERY opcode', async (t) => {
-  const h = await start(t);
+bothWays('FORMERR for zero questions, two questions and a non-QUERY opcode', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const cases: [string, Buffer][] = [
     ['0 questions', rawMessage(0x1001, 0x0100, 0)],
@@ -374,8 +382,8 @@ void test('FORMERR for zero questions, two questions and a non-QUERY opcode', as
   await assertAnswers(t, h);
 });
 
-void test('malformed UDP packets are dropped silently; the next good query is answered first', async (t) => {
-  const h = await start(t);
+bothWays('malformed UDP packets are dropped silently; the next good query is answered first', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const garbage: Buffer[] = [
     Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00]), // truncated header
@@ -392,8 +400,8 @@ void test('malformed UDP packets are dropped silently; the next good query is an
   assert.equal(h.audit.decisions().length, 1, 'only the good query was audited');
 });
 
-void test('UDP answers that do not fit are truncated (TC, no answers); TCP carries them whole', async (t) => {
-  const h = await start(t);
+bothWays('UDP answers that do not fit are truncated (TC, no answers); TCP carries them whole', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const small = await c.ask('many.allowed.example', 'A');
   assert.equal(small.flag_tc, true);
@@ -414,8 +422,8 @@ void test('UDP answers that do not fit are truncated (TC, no answers); TCP carri
   assert.equal(addresses(whole).length, 40);
 });
 
-void test('TCP: pipelined queries are all answered', async (t) => {
-  const h = await start(t);
+bothWays('TCP: pipelined queries are all answered', async (t, io) => {
+  const h = await start(t, io);
   const tcp = new TcpClient(t, h.tcp);
   const q1 = query('www.allowed.example', 'A');
   const q2 = query('secret.evil.example', 'A');
@@ -431,8 +439,8 @@ void test('TCP: pipelined queries are all answered', async (t) => {
   assert.deepEqual(addresses(answers.get(q3.id) as DecodedPacket), ['2001:db8::10']);
 });
 
-void test('TCP: a client that half-closes after its query still gets the answer, then the connection closes', async (t) => {
-  const h = await start(t);
+bothWays('TCP: a client that half-closes after its query still gets the answer, then the connection closes', async (t, io) => {
+  const h = await start(t, io);
   const tcp = new TcpClient(t, h.tcp);
   const q = query('www.allowed.example', 'A');
   tcp.sendFrame(q.bytes);
@@ -443,8 +451,8 @@ void test('TCP: a client that half-closes after its query still gets the answer,
   await tcp.closed;
 });
 
-void test('TCP: a malformed frame closes that connection only', async (t) => {
-  const h = await start(t);
+bothWays('TCP: a malformed frame closes that connection only', async (t, io) => {
+  const h = await start(t, io);
   const bad = new TcpClient(t, h.tcp);
   bad.sendFrame(rawMessage(0x3001, 0x0100, 1, [0xc0, 0x0c, 0, 1, 0, 1]));
   await bad.closed;
@@ -461,8 +469,8 @@ void test('TCP: a malformed frame closes that connection only', async (t) => {
   await assertAnswers(t, h);
 });
 
-void test('TCP: a huge length prefix that never fills up is closed at the idle time-out', async (t) => {
-  const h = await start(t);
+bothWays('TCP: a huge length prefix that never fills up is closed at the idle time-out', async (t, io) => {
+  const h = await start(t, io);
   const slow = new TcpClient(t, h.tcp);
   slow.socket.write(Buffer.concat([Buffer.from([0xff, 0xff]), Buffer.alloc(100, 0x41)]));
   await slow.closed;
@@ -470,7 +478,7 @@ void test('TCP: a huge length prefix that never fills up is closed at the idle t
   await assertAnswers(t, h);
 });
 
-void test('close() releases both sockets', async (t) => {
+bothWays('close() releases both sockets', async (t, io) => {
   const upstream = await startTestDnsServer({});
   t.after(() => upstream.close());
   const resolver = new UpstreamResolver([upstream.address]);
@@ -482,6 +490,7 @@ void test('close() releases both sockets', async (t) => {
     log: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: 0,
+    datagramIo: io,
   });
   const { udp, tcp } = await server.listen();
   const idle = new TcpClient(t, tcp);
@@ -496,13 +505,14 @@ void test('close() releases both sockets', async (t) => {
     log: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: udp.port,
+    datagramIo: io,
   });
   await again.listen();
   await again.close();
 });
 
-void test('answer cache: a burst of one repeated question gets an answer each, each audited before it is sent', async (t) => {
-  const h = await start(t);
+bothWays('answer cache: a burst of one repeated question gets an answer each, each audited before it is sent', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   assert.deepEqual(addresses(await c.ask('www.allowed.example', 'A')), ['192.0.2.10']);
   // Lines written when each answer arrived: the server writes a turn's lines, then sends that turn's answers.
@@ -522,8 +532,8 @@ void test('answer cache: a burst of one repeated question gets an answer each, e
   assert.equal(h.upstream.queries('www.allowed.example'), 1);
 });
 
-void test('answer cache: an answer does not outlive its policy', async (t) => {
-  const h = await start(t);
+bothWays('answer cache: an answer does not outlive its policy', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   assert.deepEqual(addresses(await c.ask('www.allowed.example', 'A')), ['192.0.2.10']);
   assert.deepEqual(addresses(await c.ask('www.allowed.example', 'A')), ['192.0.2.10']);
@@ -536,8 +546,8 @@ void test('answer cache: an answer does not outlive its policy', async (t) => {
   assert.equal(h.audit.last()?.rule, 'network_policy');
 });
 
-void test('answer cache: the question echoed as asked, the TTL counted down, over UDP and TCP', async (t) => {
-  const h = await start(t);
+bothWays('answer cache: the question echoed as asked, the TTL counted down, over UDP and TCP', async (t, io) => {
+  const h = await start(t, io);
   const c = new UdpClient(t, h.udp);
   const first = await c.ask('short.allowed.example', 'A');
   assert.equal((first.answers?.[0] as StringAnswer | undefined)?.ttl, 20);

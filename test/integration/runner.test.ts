@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,6 +111,16 @@ describe('egress through the gateway', () => {
     assert.equal(rules.get('rebind.test'), 'builtin.cloud-metadata');
     assert.match(rules.get('10.213.0.1') ?? '', /^builtin\.(private|host-address)$/);
     assert.match(result.explanation ?? '', /denied\.test is not in sandbox\.allowed_hosts/);
+  });
+
+  it('answers DNS in batches inside the gateway image: the native part loads there, and no worker fell back', async () => {
+    const { gatewayContainer } = await environmentOf();
+    const probe = "console.log(typeof require('/opt/clawbox/dist/native/udp-batch.node').attach)";
+    assert.equal(execFileSync('docker', ['exec', gatewayContainer, '/usr/local/bin/node', '-e', probe], { encoding: 'utf8' }).trim(), 'function');
+    const logs = spawnSync('docker', ['logs', gatewayContainer], { encoding: 'utf8' });
+    assert.equal(logs.status, 0);
+    assert.match(logs.stdout + logs.stderr, /clawbox gateway listening/);
+    assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time/);
   });
 
   it('has no way out that skips the proxy: raw TCP, UDP and DNS to anywhere but the gateway fail', async () => {

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { describe, it, type TestContext } from 'node:test';
+import { nativeUdpBatch, openDatagramIo, type DatagramIo, type DatagramSource } from '../../proxy/udp-batch.js';
+
+/** A liveness bound, not a timing check: datagrams on loopback take microseconds. */
+const NO_DATAGRAM_MS = 10_000;
+
+interface Received {
+  readonly text: string;
+  readonly from: DatagramSource;
+}
+
+/** A bound server socket whose reader echoes every datagram back upper-cased, batched per event-loop turn. */
+async function echoServer(t: TestContext, kind: 'batched' | 'dgram', type: 'udp4' | 'udp6' = 'udp4'): Promise<{ port: number; io: DatagramIo; seen: Received[]; socket: dgram.Socket }> {
+  const socket = dgram.createSocket(type);
+  await new Promise<void>((resolve) => socket.bind(0, type === 'udp4' ? '127.0.0.1' : '::1', resolve));
+  const seen: Received[] = [];
+  const replies: { response: Buffer; to: DatagramSource }[] = [];
+  const fallbacks: string[] = [];
+  const io = openDatagramIo(
+    socket,
+    (message, from) => {
+      // The message is valid only during the call: what outlives it is a copy.
+      const text = message.toString('latin1');
+      seen.push({ text, from });
+      if (replies.length === 0) setImmediate(() => io.sendAll(replies.splice(0)));
+      replies.push({ response: Buffer.from(text.toUpperCase(), 'latin1'), to: from });
+    },
+    kind,
+    (why) => fallbacks.push(why),
+  );
+  assert.deepEqual(fallbacks, [], 'no fall-back to node:dgram');
+  assert.equal(io.kind, kind);
+  t.after(async () => {
+    await io.stop();
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+  });
+  return { port: socket.address().port, io, seen, socket };
+}
+
+/** A client socket that collects what it receives. */
+async function client(
+  t: TestContext,
+  type: 'udp4' | 'udp6' = 'udp4',
+): Promise<{ socket: dgram.Socket; port: number; next: (n: number) => Promise<string[]>; unread: () => number }> {
+  const socket = dgram.createSocket(type);
+  await new Promise<void>((resolve) => socket.bind(0, type === 'udp4' ? '127.0.0.1' : '::1', resolve));
+  t.after(() => new Promise<void>((resolve) => socket.close(() => resolve())));
+  const got: string[] = [];
+  socket.on('message', (m) => got.push(m.toString('latin1')));
+  const next = async (n: number): Promise<string[]> => {
+    const deadline = Date.now() + NO_DATAGRAM_MS;
+    while (got.length < n) {
+      if (Date.now() > deadline) throw new Error(`got ${got.length} of ${n} datagrams within ${NO_DATAGRAM_MS} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return got.splice(0, n);
+  };
+  return { socket, port: socket.address().port, next, unread: () => got.length };
+}
+
+describe('batched datagram I/O (proxy/native/udp-batch.c)', () => {
+  it('is built by npm run build and loads in this Node', () => {
+    const native = nativeUdpBatch();
+    assert.ok(typeof native !== 'string', `the native part is unavailable: ${typeof native === 'string' ? native : ''}`);
+  });
+
+  for (const kind of ['batched', 'dgram'] as const) {
+    describe(`through ${kind}`, () => {
+      it('hands each datagram over with its source, and each answer reaches that source', async (t) => {
+        const server = await echoServer(t, kind);
+        const c = await client(t);
+        for (const word of ['alpha', 'beta', 'gamma']) c.socket.send(word, server.port, '127.0.0.1');
+        assert.deepEqual(await c.next(3), ['ALPHA', 'BETA', 'GAMMA']);
+        assert.deepEqual(
+          server.seen.map((s) => [s.text, s.from.address, s.from.port, s.from.family]),
+          ['alpha', 'beta', 'gamma'].map((w) => [w, '127.0.0.1', c.port, 4]),
+        );
+      });
+
+      it('serves a burst larger than one read from three clients, each answer to its own client', async (t) => {
+        const server = await echoServer(t, kind);
+        const clients = await Promise.all([client(t), client(t), client(t)]);
+        // 150 small datagrams queue well within the socket's default receive buffer, so none is lost on the way.
+        for (let i = 0; i < 50; i++) for (const [n, c] of clients.entries()) c.socket.send(`c${n}-${i}`, server.port, '127.0.0.1');
+        for (const [n, c] of clients.entries()) {
+          assert.deepEqual(await c.next(50), Array.from({ length: 50 }, (_, i) => `C${n}-${i}`));
+        }
+        assert.equal(server.seen.length, 150);
+      });
+
+      it('serves IPv6 clients, the address as node:dgram writes it', async (t) => {
+        const server = await echoServer(t, kind, 'udp6');
+        const c = await client(t, 'udp6');
+        c.socket.send('six', server.port, '::1');
+        assert.deepEqual(await c.next(1), ['SIX']);
+        assert.deepEqual([server.seen[0].from.address, server.seen[0].from.port, server.seen[0].from.family], ['::1', c.port, 6]);
+      });
+
+      it('frees the port once stopped and its socket closed', async (t) => {
+        const socket = dgram.createSocket('udp4');
+        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        const port = socket.address().port;
+        const io = openDatagramIo(socket, () => undefined, kind, () => undefined);
+        await io.stop();
+        await new Promise<void>((resolve) => socket.close(() => resolve()));
+        const again = dgram.createSocket('udp4');
+        t.after(() => new Promise<void>((resolve) => again.close(() => resolve())));
+        await new Promise<void>((resolve, reject) => {
+          again.once('error', reject);
+          again.bind(port, '127.0.0.1', resolve);
+        });
+      });
+    });
+  }
+
+  describe('only where batched', () => {
+    it('drops a datagram longer than its slot and serves the next one', async (t) => {
+      const server = await echoServer(t, 'batched');
+      const c = await client(t);
+      c.socket.send(Buffer.alloc(6000, 0x61), server.port, '127.0.0.1');
+      c.socket.send('after', server.port, '127.0.0.1');
+      assert.deepEqual(await c.next(1), ['AFTER']);
+      assert.deepEqual(server.seen.map((s) => s.text), ['after']);
+    });
+
+    it('leaves datagrams in the socket while not reading, and reads them when told to again', async (t) => {
+      const server = await echoServer(t, 'batched');
+      const c = await client(t);
+      server.io.setReading(false);
+      c.socket.send('held', server.port, '127.0.0.1');
+      // A generous hold: a reader still reading would have answered within microseconds.
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(server.seen, []);
+      server.io.setReading(true);
+      assert.deepEqual(await c.next(1), ['HELD']);
+    });
+
+    it('sends nothing after stop, without an error', async (t) => {
+      const server = await echoServer(t, 'batched');
+      const c = await client(t);
+      const from: DatagramSource = { address: '127.0.0.1', port: c.port, family: 4, words: [0x7f000001, 0, 0, 0] };
+      server.io.sendAll([{ response: Buffer.from('before'), to: from }]);
+      assert.deepEqual(await c.next(1), ['before']);
+      await server.io.stop();
+      server.io.sendAll([{ response: Buffer.from('after'), to: from }]);
+      server.io.setReading(true);
+      c.socket.send('unheard', server.port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(server.seen, []);
+      assert.equal(c.unread(), 0, 'the answer sent after stop did not go out');
+    });
+  });
+});
