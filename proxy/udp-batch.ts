@@ -132,8 +132,15 @@ export function openDatagramIo(
   if (prefer === 'batched') {
     const native = nativeUdpBatch();
     const handle = typeof native === 'string' ? native : boundHandle(socket);
-    if (typeof native !== 'string' && typeof handle !== 'string') return batchedIo(native, handle, handler);
-    onFallback(typeof native === 'string' ? native : (handle as string));
+    let why = typeof native === 'string' ? native : (handle as string);
+    if (typeof native !== 'string' && typeof handle !== 'string') {
+      try {
+        return batchedIo(native, handle, handler);
+      } catch (err) {
+        why = `the native part could not take the socket: ${(err as Error).message}`; // e.g. no descriptor left
+      }
+    }
+    onFallback(why);
   }
   return dgramIo(socket, handler);
 }
@@ -156,7 +163,7 @@ function dgramIo(socket: dgram.Socket, handler: DatagramHandler): DatagramIo {
 }
 
 const NO_WORDS = [0, 0, 0, 0] as const;
-/** Answers sent by one sendAll at most; more wait for the next call. A batch of queries is SLOTS (64) per read. */
+/** One native send's answers at most (bytes, datagrams); sendAll calls it again for the rest. */
 const OUT_ARENA_BYTES = 1024 * 1024;
 const OUT_DATAGRAMS = 8192;
 /** IPv4 peers' text by address: a sandbox network has few clients, and each text is made once. */

@@ -48,6 +48,7 @@ typedef struct {
   uv_poll_t poll;
   int fd;
   int closing;
+  int paused; /* reading(handle, false): also ends the rounds of a read whose batch asked for it */
   /* The poll handle and JavaScript's external both point here: freed when the handle is closed and the external
    * collected, whichever is last, so that a stale handle from JavaScript reads "closed", not freed memory. */
   int owners;
@@ -104,8 +105,8 @@ static void report_exception(napi_env env) {
 static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
   batch_socket *s = handle->data;
-  if (status < 0 || s->closing) return;
-  for (int round = 0; round < ROUNDS_PER_EVENT && !s->closing; round++) {
+  if (status < 0 || s->closing || s->paused) return;
+  for (int round = 0; round < ROUNDS_PER_EVENT && !s->closing && !s->paused; round++) {
     for (int i = 0; i < SLOTS; i++) {
       s->iov[i].iov_base = s->in_arena + i * SLOT_BYTES;
       s->iov[i].iov_len = DATA_BYTES;
@@ -344,6 +345,7 @@ static napi_value Reading(napi_env env, napi_callback_info info) {
   }
   batch_socket *s = live_socket(env, argv[0]);
   if (s == NULL) return NULL;
+  s->paused = !on;
   int err = on ? uv_poll_start(&s->poll, UV_READABLE, on_readable) : uv_poll_stop(&s->poll);
   if (err != 0) napi_throw_error(env, "ERR_UDP_BATCH", uv_strerror(err));
   return NULL;
