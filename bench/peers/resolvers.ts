@@ -1,7 +1,8 @@
 /**
  * The DNS peers, each forwarding to the same stub as clawbox and logging every query (clawbox writes an audit
  * line per query, so both peers log too). Each runs as installed by default: dnsmasq is single-threaded, unbound
- * has num-threads 1, and clawbox runs its default of one worker per core (the table's notes say so).
+ * has num-threads 1, and clawbox runs its default of one worker per core (the table's notes say so), of which the
+ * lead alone reads the DNS socket when its reads are batched (proxy/udp-batch.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
