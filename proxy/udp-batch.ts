@@ -21,9 +21,12 @@ export interface DatagramSource {
   /** The peer address's text, as node:dgram gives it. */
   readonly address: string;
   readonly port: number;
-  /** Only for the batched path: the address as the native part read it (IPv4: one word; IPv6: four). */
   readonly family: 4 | 6;
-  readonly words: readonly [number, number, number, number];
+  /**
+   * Only for the batched path: the address as the native part read it (IPv4: one word; IPv6: four, then the scope
+   * id of a link-local one), so that the answer goes back without parsing the text.
+   */
+  readonly words: readonly [number, number, number, number, number];
 }
 
 export interface DatagramReply {
@@ -162,7 +165,7 @@ function dgramIo(socket: dgram.Socket, handler: DatagramHandler): DatagramIo {
   };
 }
 
-const NO_WORDS = [0, 0, 0, 0] as const;
+const NO_WORDS = [0, 0, 0, 0, 0] as const;
 /** One native send's answers at most (bytes, datagrams); sendAll calls it again for the rest. */
 const OUT_ARENA_BYTES = 1024 * 1024;
 const OUT_DATAGRAMS = 8192;
@@ -202,7 +205,7 @@ function batchedIo(native: NativeUdpBatch, bound: { readonly fd: number; recvSto
       // A datagram longer than its slot is no DNS query of ours (they are far below 4 KiB); nor is one without a
       // return address. Either is dropped, as node:dgram's path drops what it cannot parse.
       if (inMeta[m + 1] !== 0 || (family !== 4 && family !== 6)) continue;
-      const words = [inMeta[m + 4], inMeta[m + 5], inMeta[m + 6], inMeta[m + 7]] as const;
+      const words = [inMeta[m + 4], inMeta[m + 5], inMeta[m + 6], inMeta[m + 7], inMeta[m + 8]] as const;
       const from: DatagramSource = { address: textOf(slot, family, words[0]), port: inMeta[m + 3], family, words };
       handler(inBytes.subarray(slot * SLOT_BYTES, slot * SLOT_BYTES + length), from);
     }
@@ -236,6 +239,7 @@ function batchedIo(native: NativeUdpBatch, bound: { readonly fd: number; recvSto
           outMeta[m + 5] = to.words[1];
           outMeta[m + 6] = to.words[2];
           outMeta[m + 7] = to.words[3];
+          outMeta[m + 8] = to.words[4];
           offset += response.length;
           count += 1;
         }

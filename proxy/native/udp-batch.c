@@ -15,13 +15,15 @@
  *                                                      port is free when the dgram socket closes after it)
  *
  * inMeta, per slot (IN_STRIDE int32s): length, truncated (1 if the datagram was longer than the slot), family
- * (4 or 6), port, then the address: IPv4 as one host-order word; IPv6 as 16 bytes in four words, and its text at
- * the slot's end (TEXT_BYTES, NUL-terminated) so that JavaScript need not format it.
- * outMeta, per datagram (OUT_STRIDE int32s): offset in outArena, length, family, port, then the address words
- * exactly as inMeta gave them.
+ * (4 or 6), port, then the address: IPv4 as one host-order word; IPv6 as 16 bytes in four words, then its scope id,
+ * and its text at the slot's end (TEXT_BYTES, NUL-terminated, `%interface` after a link-local address, as Node
+ * writes it) so that JavaScript need not format it.
+ * outMeta, per datagram (OUT_STRIDE int32s): offset in outArena, length, family, port, then the address words and
+ * the scope id exactly as inMeta gave them.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -39,8 +41,8 @@
 #define SLOT_BYTES 4096
 #define TEXT_BYTES 64
 #define DATA_BYTES (SLOT_BYTES - TEXT_BYTES)
-#define IN_STRIDE 8
-#define OUT_STRIDE 8
+#define IN_STRIDE 9
+#define OUT_STRIDE 9
 /* recvmmsg rounds per readable event, so a flood on this socket cannot starve the rest of the event loop. */
 #define ROUNDS_PER_EVENT 4
 
@@ -77,7 +79,7 @@ static void describe(batch_socket *s, int i) {
   const struct sockaddr_storage *a = &s->addrs[i];
   m[0] = (int32_t)s->msgs[i].msg_len;
   m[1] = (s->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 1 : 0;
-  m[4] = m[5] = m[6] = m[7] = 0;
+  m[4] = m[5] = m[6] = m[7] = m[8] = 0;
   char *text = (char *)s->in_arena + i * SLOT_BYTES + DATA_BYTES;
   text[0] = '\0';
   if (a->ss_family == AF_INET) {
@@ -90,7 +92,15 @@ static void describe(batch_socket *s, int i) {
     m[2] = 6;
     m[3] = ntohs(v6->sin6_port);
     memcpy(&m[4], &v6->sin6_addr, 16);
-    inet_ntop(AF_INET6, &v6->sin6_addr, text, TEXT_BYTES);
+    m[8] = (int32_t)v6->sin6_scope_id;
+    if (inet_ntop(AF_INET6, &v6->sin6_addr, text, TEXT_BYTES) != NULL && IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr) &&
+        v6->sin6_scope_id != 0) {
+      /* The answer goes back by the scope id; the text names the interface, as node:dgram's rinfo does. */
+      size_t used = strlen(text);
+      char name[IF_NAMESIZE];
+      if (if_indextoname(v6->sin6_scope_id, name) != NULL) snprintf(text + used, TEXT_BYTES - used, "%%%s", name);
+      else snprintf(text + used, TEXT_BYTES - used, "%%%u", (unsigned)v6->sin6_scope_id);
+    }
   } else {
     m[2] = 0; /* no address: JavaScript drops it */
     m[3] = 0;
@@ -307,6 +317,7 @@ static napi_value Send(napi_env env, napi_callback_info info) {
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((uint16_t)m[3]);
         memcpy(&v6->sin6_addr, &m[4], 16);
+        v6->sin6_scope_id = (uint32_t)m[8];
         name_length = sizeof *v6;
       }
       /* An unsendable entry goes out as an empty datagram to no address: sendmmsg fails it alone and we step past. */

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { describe, it, type TestContext } from 'node:test';
 import { nativeUdpBatch, openDatagramIo, type DatagramIo, type DatagramSource } from '../../proxy/udp-batch.js';
 
@@ -98,6 +101,37 @@ describe('batched datagram I/O (proxy/native/udp-batch.c)', () => {
         assert.deepEqual([server.seen[0].from.address, server.seen[0].from.port, server.seen[0].from.family], ['::1', c.port, 6]);
       });
 
+      it('answers a link-local IPv6 client through its interface, its address written as node:dgram writes it', async (t) => {
+        // A veth pair of our own, each end with a link-local address: the answer must carry the scope id back.
+        const [near, far] = [`cbx${process.pid % 100_000}a`, `cbx${process.pid % 100_000}b`];
+        execFileSync('ip', ['link', 'add', near, 'type', 'veth', 'peer', 'name', far]);
+        t.after(() => execFileSync('ip', ['link', 'del', near]));
+        for (const [dev, address] of [[near, 'fe80::c1a:1/64'], [far, 'fe80::c1a:2/64']]) {
+          execFileSync('ip', ['link', 'set', dev, 'up']);
+          execFileSync('ip', ['-6', 'addr', 'add', address, 'dev', dev, 'nodad']);
+        }
+        const socket = dgram.createSocket('udp6');
+        await new Promise<void>((resolve) => socket.bind(0, '::', resolve));
+        const seen: DatagramSource[] = [];
+        const io = openDatagramIo(socket, (_message, from) => {
+          seen.push(from);
+          setImmediate(() => io.sendAll([{ response: Buffer.from('pong'), to: from }]));
+        }, kind, () => undefined);
+        t.after(async () => {
+          await io.stop();
+          await new Promise<void>((resolve) => socket.close(() => resolve()));
+        });
+        const c = dgram.createSocket('udp6');
+        await new Promise<void>((resolve) => c.bind(0, `fe80::c1a:2%${far}`, resolve));
+        t.after(() => new Promise<void>((resolve) => c.close(() => resolve())));
+        const answered = once(c, 'message', { signal: AbortSignal.timeout(NO_DATAGRAM_MS) });
+        c.send('ping', socket.address().port, `fe80::c1a:1%${far}`);
+        assert.equal(String((await answered)[0]), 'pong');
+        assert.equal(seen[0].address, `fe80::c1a:2%${near}`);
+        // What the answer is sent with: the interface's index (a route lookup without it may pick another link).
+        if (kind === 'batched') assert.equal(seen[0].words[4], Number(readFileSync(`/sys/class/net/${near}/ifindex`, 'utf8')));
+      });
+
       it('frees the port once stopped and its socket closed', async (t) => {
         const socket = dgram.createSocket('udp4');
         await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
@@ -156,7 +190,7 @@ describe('batched datagram I/O (proxy/native/udp-batch.c)', () => {
     it('sends nothing after stop, without an error', async (t) => {
       const server = await echoServer(t, 'batched');
       const c = await client(t);
-      const from: DatagramSource = { address: '127.0.0.1', port: c.port, family: 4, words: [0x7f000001, 0, 0, 0] };
+      const from: DatagramSource = { address: '127.0.0.1', port: c.port, family: 4, words: [0x7f000001, 0, 0, 0, 0] };
       server.io.sendAll([{ response: Buffer.from('before'), to: from }]);
       assert.deepEqual(await c.next(1), ['before']);
       await server.io.stop();
