@@ -31,7 +31,7 @@ import { ACTIVITY_SAMPLE_EVERY, LeadSteering, SAMPLE_MS, type StandbyRequest } f
 import { choosePorts } from './listen-ports.js';
 import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
-import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
+import { startGateway, type DnsIo, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
 import { asSendHandle, closeHandle, handleOf, socketOf, type ConnectionHandle } from './handoff.js';
 import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
 
@@ -60,7 +60,7 @@ type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readon
 
 type FromWorker =
   | { readonly t: 'hello' }
-  | { readonly t: 'listening'; readonly addresses: GatewayAddresses }
+  | { readonly t: 'listening'; readonly addresses: GatewayAddresses; readonly dnsIo: DnsIo }
   | { readonly t: 'failed'; readonly code: string; readonly message: string; readonly details: readonly string[] }
   | ({ readonly t: 'res'; readonly id: number } & Reply)
   /** From the lead. */
@@ -81,6 +81,8 @@ export interface ClusterOptions {
 
 export interface ClusteredGateway {
   readonly addresses: GatewayAddresses;
+  /** The workers' DNS I/O: `dgram` if any one answers through node:dgram. */
+  readonly dnsIo: DnsIo;
   readonly workers: number;
   /** Validates the config, then swaps it in on every worker; throws (changing nothing) when it is invalid. */
   reload(config: SandboxConfig): Promise<void>;
@@ -157,6 +159,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   const startup = new Promise<GatewayAddresses>((resolve, reject) => (settleStartup = { resolve, reject }));
   let listening = 0;
   let firstAddresses: GatewayAddresses | null = null;
+  let dnsIo: DnsIo = 'batched';
 
   const fork = (): Worker => {
     const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
@@ -186,6 +189,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
             return;
           }
           firstAddresses ??= message.addresses;
+          if (message.dnsIo === 'dgram') dnsIo = 'dgram';
           listening += 1;
           if (listening === options.workers) settleStartup?.resolve(firstAddresses);
           return;
@@ -318,6 +322,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let closing: Promise<void> | null = null;
   return {
     addresses,
+    dnsIo,
     workers: options.workers,
     async reload(next: SandboxConfig): Promise<void> {
       // The listeners stay as they are (a reload changes policy); a replacement worker listens where the others do.
@@ -436,7 +441,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           if (gateway) return;
           gateway = startGateway({ config: message.config, log, sandboxes: message.sandboxes, hostAddresses: message.hostAddresses, steer });
           gateway.then(
-            (running) => send({ t: 'listening', addresses: running.addresses }),
+            (running) => send({ t: 'listening', addresses: running.addresses, dnsIo: running.dnsIo }),
             (err: unknown) => {
               const code = err instanceof ClawboxError ? err.code : 'LISTEN_FAILED';
               const details = err instanceof ClawboxError ? [...err.details] : [];

@@ -37,7 +37,8 @@ export interface DnsServerOptions {
 }
 
 export interface DnsServer {
-  listen(): Promise<{ udp: AddressInfo; tcp: AddressInfo }>;
+  /** `io`: how UDP queries are read and answered (`proxy/udp-batch.ts`). */
+  listen(): Promise<{ udp: AddressInfo; tcp: AddressInfo; io: DatagramIo['kind'] }>;
   /** Stop or resume reading UDP queries, for a cluster where one worker reads the shared socket (DatagramIo). */
   setUdpReading(on: boolean): void;
   close(): Promise<void>;
@@ -242,7 +243,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
           io = openDatagramIo(socket, answerUdp, opts.datagramIo ?? 'batched', (why) =>
             opts.log.warn({ why }, 'dns: answering one datagram at a time (node:dgram), not in batches'),
           );
-          return { udp: socket.address(), tcp: bound.tcp.address() as AddressInfo };
+          return { udp: socket.address(), tcp: bound.tcp.address() as AddressInfo, io: io.kind };
         } catch (err) {
           lastError = err;
           if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') break;

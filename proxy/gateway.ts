@@ -9,7 +9,7 @@ import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
 import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
-import { datagramIoOf } from './udp-batch.js';
+import { datagramIoOf, type DatagramIo } from './udp-batch.js';
 import { createHttpProxyServer } from './http-proxy.js';
 import { OpenConnections } from './open-connections.js';
 import { UpstreamResolver } from './resolver.js';
@@ -40,6 +40,8 @@ export interface GatewayOptions {
 /** The gateway's TCP fronts, the ones a cluster steers (DNS is every worker's). */
 export type TcpFront = 'http' | 'socks';
 
+export type DnsIo = DatagramIo['kind'];
+
 export interface GatewayAddresses {
   readonly http: AddressInfo;
   readonly socks: AddressInfo;
@@ -48,6 +50,8 @@ export interface GatewayAddresses {
 
 export interface RunningGateway {
   readonly addresses: GatewayAddresses;
+  /** How the DNS front reads and answers UDP: in batches, or through node:dgram (and its log says why). */
+  readonly dnsIo: DnsIo;
   /** The table the gateway decides with; the runner adds per-sandbox policies to it. */
   readonly policies: GatewayPolicies;
   /** Swaps in the policy of a new config (listeners and the audit destination stay as they are). */
@@ -127,12 +131,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   for (const server of [http, socks]) openSockets.track(server);
 
   let dnsAddress: AddressInfo;
+  let dnsIo: DnsIo;
   let httpAddress: AddressInfo;
   let socksAddress: AddressInfo;
   try {
     httpAddress = await listen(http, gw.http.host, gw.http.port, 'sandbox.gateway.http');
     socksAddress = await listen(socks, gw.socks.host, gw.socks.port, 'sandbox.gateway.socks');
-    dnsAddress = (await dns.listen()).udp;
+    ({ udp: dnsAddress, io: dnsIo } = await dns.listen());
   } catch (err) {
     http.close();
     socks.close();
@@ -174,6 +179,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   let closing: Promise<void> | null = null;
   return {
     addresses: { http: httpAddress, socks: socksAddress, dns: dnsAddress },
+    dnsIo,
     get busyConnections(): number {
       return openSockets.busy;
     },

@@ -124,6 +124,7 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
       dns: `${dns.address}:${dns.port}`,
       audit: config.logging.audit_trail ?? 'stdout',
       workers,
+      dns_io: gateway.dnsIo,
     },
     'clawbox gateway listening',
   );

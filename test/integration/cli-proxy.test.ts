@@ -35,14 +35,22 @@ interface RunningCli {
   readonly http: AddressInfo;
   readonly socks: AddressInfo;
   readonly dns: AddressInfo;
+  /** The listening line's `dns_io`. */
+  readonly dnsIo: string;
   readonly stderr: () => string;
 }
 
-async function startCli(configPath: string, dns: TestDnsServer, extraArgs: readonly string[] = [], ownGroup = false): Promise<RunningCli> {
+async function startCli(
+  configPath: string,
+  dns: TestDnsServer,
+  extraArgs: readonly string[] = [],
+  ownGroup = false,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<RunningCli> {
   const child = spawn(
     process.execPath,
     [CLI, 'proxy', '--config', configPath, '--http', '127.0.0.1:0', '--socks', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--upstream-dns', `127.0.0.1:${dns.port}`, ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: ownGroup },
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: ownGroup, env },
   );
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
@@ -56,12 +64,31 @@ async function startCli(configPath: string, dns: TestDnsServer, extraArgs: reado
     child.kill('SIGKILL');
     throw new Error(`clawbox proxy did not start: ${stderr}`);
   }
-  const ready = JSON.parse(line) as { http: string; socks5: string; dns: string };
+  const ready = JSON.parse(line) as { http: string; socks5: string; dns: string; dns_io: string };
   const address = (text: string): AddressInfo => {
     const i = text.lastIndexOf(':');
     return { address: text.slice(0, i), port: Number(text.slice(i + 1)), family: 'IPv4' };
   };
-  return { child, http: address(ready.http), socks: address(ready.socks5), dns: address(ready.dns), stderr: () => stderr };
+  return { child, http: address(ready.http), socks: address(ready.socks5), dns: address(ready.dns), dnsIo: ready.dns_io, stderr: () => stderr };
+}
+
+/** One client's DNS queries over UDP, one after the other, each answered NOERROR with the upstream's address. */
+async function askDns(server: AddressInfo, n: number): Promise<void> {
+  const socket = createSocket('udp4');
+  try {
+    for (let id = 1; id <= n; id++) {
+      socket.send(dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name: 'api.example.com' }] }), server.port, server.address);
+      const [reply] = (await once(socket, 'message', { signal: AbortSignal.timeout(10_000) }).catch(() => {
+        throw new Error(`no answer to DNS query ${id} of ${n} within 10 s (is any worker reading?)`);
+      })) as [Buffer];
+      const answer = dnsPacket.decode(reply);
+      assert.equal(answer.id, id);
+      assert.equal((answer as { rcode?: string }).rcode, 'NOERROR');
+      assert.deepEqual((answer.answers ?? []).map((a) => (a.type === 'A' ? a.data : a.type)), [UPSTREAM_IP]);
+    }
+  } finally {
+    socket.close();
+  }
 }
 
 function auditLines(path: string): Array<Record<string, unknown>> {
@@ -205,6 +232,7 @@ describe('clawbox proxy --workers 2', () => {
     const lines = cli.stderr().split('\n').filter((l) => l.includes('clawbox gateway listening'));
     assert.equal(lines.length, 1);
     assert.equal((JSON.parse(lines[0]) as { workers: number }).workers, 2);
+    assert.equal(cli.dnsIo, 'batched', 'DNS read and answered in batches');
     assert.equal(workerPids(cli.child.pid!).length, 2);
   });
 
@@ -291,25 +319,6 @@ describe('clawbox proxy --workers 2: who accepts', () => {
       byWorker.set(worker, (byWorker.get(worker) ?? 0) + 1);
     }
     return byWorker;
-  }
-
-  /** One client's DNS queries over UDP, one after the other, each answered NOERROR with the upstream's address. */
-  async function dnsQueries(n: number): Promise<void> {
-    const socket = createSocket('udp4');
-    try {
-      for (let id = 1; id <= n; id++) {
-        socket.send(dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name: 'api.example.com' }] }), cli.dns.port, cli.dns.address);
-        const [reply] = (await once(socket, 'message', { signal: AbortSignal.timeout(10_000) }).catch(() => {
-          throw new Error(`no answer to DNS query ${id} of ${n} within 10 s (is any worker reading?)`);
-        })) as [Buffer];
-        const answer = dnsPacket.decode(reply);
-        assert.equal(answer.id, id);
-        assert.equal((answer as { rcode?: string }).rcode, 'NOERROR');
-        assert.deepEqual((answer.answers ?? []).map((a) => (a.type === 'A' ? a.data : a.type)), [UPSTREAM_IP]);
-      }
-    } finally {
-      socket.close();
-    }
   }
 
   /** One client's tunnels, one after the other, each closed before the next. */
@@ -406,7 +415,7 @@ describe('clawbox proxy --workers 2: who accepts', () => {
   it('reads DNS over UDP in one worker, the lead (batched reads: one reader costs less per query than two)', async () => {
     const alone = await untilOneWorkerAccepts();
     assert.equal(alone.size, 1, `accepted by ${JSON.stringify([...alone])}`);
-    const answeredBy = await acceptedBy(() => dnsQueries(40));
+    const answeredBy = await acceptedBy(() => askDns(cli.dns, 40));
     assert.deepEqual([...answeredBy.keys()], [...alone.keys()], `DNS answered by ${JSON.stringify([...answeredBy])}`);
   });
 
@@ -421,7 +430,7 @@ describe('clawbox proxy --workers 2: who accepts', () => {
       await waitUntil(() => cli.stderr().split('replacement gateway worker listening').length > replaced, 'a replacement worker', 10_000);
       const alone = await untilOneWorkerAccepts();
       assert.equal(alone.size, 1, `after worker ${victim} died: accepted by ${JSON.stringify([...alone])}`);
-      const answeredBy = await acceptedBy(() => dnsQueries(20));
+      const answeredBy = await acceptedBy(() => askDns(cli.dns, 20));
       assert.deepEqual([...answeredBy.keys()], [...alone.keys()], `after worker ${victim} died: DNS answered by ${JSON.stringify([...answeredBy])}`);
       const byWorker = await acceptedBy(() => burst(32));
       assert.equal(byWorker.size, 2, `after worker ${victim} died: accepted by ${JSON.stringify([...byWorker])}`);
@@ -551,6 +560,36 @@ describe('clawbox proxy whose audit trail cannot be written', () => {
     malformed.socket.destroy();
     assert.equal(cli.child.exitCode, null, 'the gateway is still running');
     assert.match(cli.stderr(), /audit trail write failed; connections are refused until it works/);
+  });
+});
+
+describe('clawbox proxy with CLAWBOX_DNS_IO', () => {
+  it('dgram: says so in its listening line, and answers DNS through node:dgram in every worker', async () => {
+    const configPath = join(dir, 'dgram.yml');
+    writeFileSync(configPath, seedConfig(join(dir, 'dgram', 'audit.log')));
+    const cli = await startCli(configPath, dns, ['--workers', '2'], false, { ...process.env, CLAWBOX_DNS_IO: 'dgram' });
+    try {
+      assert.equal(cli.dnsIo, 'dgram');
+      await askDns(cli.dns, 20);
+    } finally {
+      cli.child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses any other value by name (exit 2), listening on nothing', async () => {
+    const port = await freePort();
+    const configPath = join(dir, 'dns-io.yml');
+    writeFileSync(configPath, seedConfig(join(dir, 'dns-io', 'audit.log')));
+    const child = spawn(process.execPath, [CLI, 'proxy', '--config', configPath, '--http', `127.0.0.1:${port}`, '--dns', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CLAWBOX_DNS_IO: 'fast' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2);
+    assert.match(stderr, /CLAWBOX_DNS_IO must be "batched" or "dgram", not "fast"/);
+    assert.equal(await isListening(port), false);
   });
 });
 

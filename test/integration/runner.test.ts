@@ -119,7 +119,7 @@ describe('egress through the gateway', () => {
     assert.equal(execFileSync('docker', ['exec', gatewayContainer, '/usr/local/bin/node', '-e', probe], { encoding: 'utf8' }).trim(), 'function');
     const logs = spawnSync('docker', ['logs', gatewayContainer], { encoding: 'utf8' });
     assert.equal(logs.status, 0);
-    assert.match(logs.stdout + logs.stderr, /clawbox gateway listening/);
+    assert.match(logs.stdout + logs.stderr, /"dns_io":"batched".*"clawbox gateway listening"/);
     assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time/);
   });
 
