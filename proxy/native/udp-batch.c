@@ -9,7 +9,8 @@
  *   attach(fd, inArena, inMeta, onBatch) -> handle   watch a dup of fd; each readable burst fills up to SLOTS
  *                                                      slots of inArena, describes them in inMeta and calls
  *                                                      onBatch(count) once per recvmmsg
- *   send(handle, outArena, outMeta, count) -> sent    sendmmsg of count datagrams described in outMeta
+ *   send(handle, outArena, outMeta, count) -> 0 or -errno   sendmmsg of the count datagrams described in outMeta;
+ *                                                      one lost (-errno: the first loss's) does not stop the rest
  *   reading(handle, on)                               stop or resume watching (sends go on either way)
  *   close(handle, onClosed)                           stop watching; onClosed() once the dup is closed (so the
  *                                                      port is free when the dgram socket closes after it)
