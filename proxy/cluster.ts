@@ -31,7 +31,8 @@ import { ACTIVITY_SAMPLE_EVERY, LeadSteering, SAMPLE_MS, type StandbyRequest } f
 import { choosePorts } from './listen-ports.js';
 import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
-import { startGateway, type DnsIo, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
+import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
+import type { DatagramIoKind } from './udp-batch.js';
 import { asSendHandle, closeHandle, handleOf, socketOf, type ConnectionHandle } from './handoff.js';
 import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
 
@@ -60,7 +61,7 @@ type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readon
 
 type FromWorker =
   | { readonly t: 'hello' }
-  | { readonly t: 'listening'; readonly addresses: GatewayAddresses; readonly dnsIo: DnsIo }
+  | { readonly t: 'listening'; readonly addresses: GatewayAddresses; readonly dnsIo: DatagramIoKind }
   | { readonly t: 'failed'; readonly code: string; readonly message: string; readonly details: readonly string[] }
   | ({ readonly t: 'res'; readonly id: number } & Reply)
   /** From the lead. */
@@ -82,7 +83,7 @@ export interface ClusterOptions {
 export interface ClusteredGateway {
   readonly addresses: GatewayAddresses;
   /** The workers' DNS I/O: `dgram` if any one answers through node:dgram. */
-  readonly dnsIo: DnsIo;
+  readonly dnsIo: DatagramIoKind;
   readonly workers: number;
   /** Validates the config, then swaps it in on every worker; throws (changing nothing) when it is invalid. */
   reload(config: SandboxConfig): Promise<void>;
@@ -154,12 +155,17 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     lead = worker;
     worker.send({ t: 'lead', standbysAccepting } satisfies ToWorker);
   };
+  /** A worker that is not the lead: it leaves the DNS socket to the lead, and accepts only while the standbys do. */
+  const makeStandby = (worker: Worker): Promise<void> => {
+    worker.send({ t: 'dns-standby' } satisfies ToWorker);
+    return standbysAccepting ? Promise.resolve() : setAccepting(worker, false);
+  };
 
   let settleStartup: { resolve: (a: GatewayAddresses) => void; reject: (e: Error) => void } | null = null;
   const startup = new Promise<GatewayAddresses>((resolve, reject) => (settleStartup = { resolve, reject }));
   let listening = 0;
   let firstAddresses: GatewayAddresses | null = null;
-  let dnsIo: DnsIo = 'batched';
+  let dnsIo: DatagramIoKind = 'batched';
 
   const fork = (): Worker => {
     const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
@@ -182,10 +188,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
           if (started) {
             log.info({ worker: worker.process.pid }, 'replacement gateway worker listening');
             if (steered && lead === null) nameLead(worker);
-            else if (steered) {
-              worker.send({ t: 'dns-standby' } satisfies ToWorker);
-              if (!standbysAccepting) void setAccepting(worker, false);
-            }
+            else if (steered) void makeStandby(worker);
             return;
           }
           firstAddresses ??= message.addresses;
@@ -284,8 +287,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     const first = [...initialised][0];
     standbysAccepting = false;
     if (first) nameLead(first);
-    for (const w of standbys()) w.send({ t: 'dns-standby' } satisfies ToWorker);
-    await Promise.all(standbys().map((w) => setAccepting(w, false)));
+    await Promise.all(standbys().map(makeStandby));
   }
 
   const control: Server | null = options.controlSocket

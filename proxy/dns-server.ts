@@ -18,7 +18,7 @@ import { DnsAnswerCache } from './dns-answer-cache.js';
 import { echoedFlagsOf, encodeResponse, parseSimpleQuery, udpLimitOf, type Rcode, type SimpleQuery } from './dns-wire.js';
 import { ResolveError } from './resolver.js';
 import type { Resolver } from './types.js';
-import { openDatagramIo, type DatagramIo, type DatagramReply, type DatagramSource } from './udp-batch.js';
+import { openDatagramIo, type DatagramIo, type DatagramIoKind, type DatagramReply, type DatagramSource } from './udp-batch.js';
 
 export interface DnsServerOptions {
   readonly policies: PolicyTable;
@@ -33,12 +33,12 @@ export interface DnsServerOptions {
    * UDP reads and answers in batches (`proxy/udp-batch.ts`) where the native part is built, else node:dgram's
    * per-datagram path; 'dgram' always takes the latter. Default 'batched'.
    */
-  readonly datagramIo?: 'batched' | 'dgram';
+  readonly datagramIo?: DatagramIoKind;
 }
 
 export interface DnsServer {
   /** `io`: how UDP queries are read and answered (`proxy/udp-batch.ts`). */
-  listen(): Promise<{ udp: AddressInfo; tcp: AddressInfo; io: DatagramIo['kind'] }>;
+  listen(): Promise<{ udp: AddressInfo; tcp: AddressInfo; io: DatagramIoKind }>;
   /** Stop or resume reading UDP queries, for a cluster where one worker reads the shared socket (DatagramIo). */
   setUdpReading(on: boolean): void;
   close(): Promise<void>;

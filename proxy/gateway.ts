@@ -9,7 +9,7 @@ import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
 import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
-import { datagramIoOf, type DatagramIo } from './udp-batch.js';
+import { datagramIoOf, type DatagramIoKind } from './udp-batch.js';
 import { createHttpProxyServer } from './http-proxy.js';
 import { OpenConnections } from './open-connections.js';
 import { UpstreamResolver } from './resolver.js';
@@ -37,10 +37,8 @@ export interface GatewayOptions {
   readonly steer?: (front: TcpFront, socket: Socket, busy: number) => boolean;
 }
 
-/** The gateway's TCP fronts, the ones a cluster steers (DNS is every worker's). */
+/** The gateway's TCP fronts, the ones a cluster steers (DNS over UDP is the lead's where it is batched). */
 export type TcpFront = 'http' | 'socks';
-
-export type DnsIo = DatagramIo['kind'];
 
 export interface GatewayAddresses {
   readonly http: AddressInfo;
@@ -51,7 +49,7 @@ export interface GatewayAddresses {
 export interface RunningGateway {
   readonly addresses: GatewayAddresses;
   /** How the DNS front reads and answers UDP: in batches, or through node:dgram (and its log says why). */
-  readonly dnsIo: DnsIo;
+  readonly dnsIo: DatagramIoKind;
   /** The table the gateway decides with; the runner adds per-sandbox policies to it. */
   readonly policies: GatewayPolicies;
   /** Swaps in the policy of a new config (listeners and the audit destination stay as they are). */
@@ -131,7 +129,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   for (const server of [http, socks]) openSockets.track(server);
 
   let dnsAddress: AddressInfo;
-  let dnsIo: DnsIo;
+  let dnsIo: DatagramIoKind;
   let httpAddress: AddressInfo;
   let socksAddress: AddressInfo;
   try {

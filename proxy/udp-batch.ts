@@ -40,8 +40,11 @@ export interface DatagramReply {
  */
 export type DatagramHandler = (message: Buffer, from: DatagramSource) => void;
 
+/** How datagrams are read and answered: in batches by the native part, or one at a time by node:dgram. */
+export type DatagramIoKind = 'batched' | 'dgram';
+
 export interface DatagramIo {
-  readonly kind: 'batched' | 'dgram';
+  readonly kind: DatagramIoKind;
   /** Sends every answer; one that cannot go (a full socket buffer) is lost, as any datagram may be. */
   sendAll(replies: readonly DatagramReply[]): void;
   /**
@@ -61,7 +64,7 @@ export interface DatagramIo {
  * `CLAWBOX_DNS_IO`: `dgram` makes the gateway answer one datagram at a time even where the native part is built
  * (to compare the two, or to set the native part aside); unset or `batched` is the default.
  */
-export function datagramIoOf(value: string | undefined): 'batched' | 'dgram' {
+export function datagramIoOf(value: string | undefined): DatagramIoKind {
   if (value === undefined || value === '' || value === 'batched') return 'batched';
   if (value === 'dgram') return 'dgram';
   throw new ClawboxError('CONFIG_INVALID', `CLAWBOX_DNS_IO must be "batched" or "dgram", not ${JSON.stringify(value)}`);
@@ -129,7 +132,7 @@ function boundHandle(socket: dgram.Socket): { readonly fd: number; recvStop(): n
 export function openDatagramIo(
   socket: dgram.Socket,
   handler: DatagramHandler,
-  prefer: 'batched' | 'dgram',
+  prefer: DatagramIoKind,
   onFallback: (reason: string) => void,
 ): DatagramIo {
   if (prefer === 'batched') {

@@ -149,6 +149,14 @@ static void release(batch_socket *s) {
   if (--s->owners == 0) free(s);
 }
 
+/* What attach took from JavaScript: its references and the async context. */
+static void drop_js(batch_socket *s) {
+  napi_delete_reference(s->env, s->on_batch);
+  napi_delete_reference(s->env, s->in_arena_ref);
+  napi_delete_reference(s->env, s->in_meta_ref);
+  napi_async_destroy(s->env, s->async_context);
+}
+
 static void on_closed(uv_handle_t *handle) {
   batch_socket *s = handle->data;
   close(s->fd);
@@ -163,10 +171,7 @@ static void on_closed(uv_handle_t *handle) {
     }
     napi_delete_reference(s->env, s->on_closed);
   }
-  napi_delete_reference(s->env, s->on_batch);
-  napi_delete_reference(s->env, s->in_arena_ref);
-  napi_delete_reference(s->env, s->in_meta_ref);
-  napi_async_destroy(s->env, s->async_context);
+  drop_js(s);
   release(s);
 }
 
@@ -249,10 +254,7 @@ static napi_value Attach(napi_env env, napi_callback_info info) {
       return NULL;
     }
   } else {
-    napi_delete_reference(env, s->on_batch);
-    napi_delete_reference(env, s->in_arena_ref);
-    napi_delete_reference(env, s->in_meta_ref);
-    napi_async_destroy(env, s->async_context);
+    drop_js(s);
     close(own);
     free(s);
     napi_throw_error(env, "ERR_UDP_BATCH", uv_strerror(err));

@@ -5,6 +5,7 @@ import { test, type TestContext } from 'node:test';
 import dnsPacket, { type DecodedPacket, type Packet, type RecordType, type StringAnswer } from 'dns-packet';
 import { pino } from 'pino';
 import { createDnsServer } from '../../proxy/dns-server.js';
+import type { DatagramIoKind } from '../../proxy/udp-batch.js';
 import { UpstreamResolver } from '../../proxy/resolver.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { compilePolicy, StaticPolicyTable } from '../../src/policy/policy.js';
@@ -74,8 +75,6 @@ async function start(t: TestContext, datagramIo: DatagramIoKind): Promise<Harnes
   assert.equal(bound.udp.port, bound.tcp.port);
   return { udp: bound.udp, tcp: bound.tcp, upstream, audit, policies };
 }
-
-type DatagramIoKind = 'batched' | 'dgram';
 
 /** Each test runs over both UDP paths: batched reads (the default where built) and node:dgram's (the fall-back). */
 function bothWays(name: string, body: (t: TestContext, io: DatagramIoKind) => Promise<void>): void {

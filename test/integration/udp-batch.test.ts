@@ -4,7 +4,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { describe, it, type TestContext } from 'node:test';
-import { nativeUdpBatch, openDatagramIo, type DatagramIo, type DatagramSource } from '../../proxy/udp-batch.js';
+import { nativeUdpBatch, openDatagramIo, type DatagramIo, type DatagramIoKind, type DatagramSource } from '../../proxy/udp-batch.js';
 
 /** A liveness bound, not a timing check: datagrams on loopback take microseconds. */
 const NO_DATAGRAM_MS = 10_000;
@@ -15,7 +15,7 @@ interface Received {
 }
 
 /** A bound server socket whose reader echoes every datagram back upper-cased, batched per event-loop turn. */
-async function echoServer(t: TestContext, kind: 'batched' | 'dgram', type: 'udp4' | 'udp6' = 'udp4'): Promise<{ port: number; io: DatagramIo; seen: Received[]; socket: dgram.Socket }> {
+async function echoServer(t: TestContext, kind: DatagramIoKind, type: 'udp4' | 'udp6' = 'udp4'): Promise<{ port: number; io: DatagramIo; seen: Received[]; socket: dgram.Socket }> {
   const socket = dgram.createSocket(type);
   await new Promise<void>((resolve) => socket.bind(0, type === 'udp4' ? '127.0.0.1' : '::1', resolve));
   const seen: Received[] = [];
