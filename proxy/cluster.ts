@@ -32,6 +32,7 @@ import { choosePorts } from './listen-ports.js';
 import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
 import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
+import type { TcpRelayKind } from './tcp-relay.js';
 import type { DatagramIoKind } from './udp-batch.js';
 import { asSendHandle, closeHandle, handleOf, socketOf, type ConnectionHandle } from './handoff.js';
 import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
@@ -61,7 +62,7 @@ type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readon
 
 type FromWorker =
   | { readonly t: 'hello' }
-  | { readonly t: 'listening'; readonly addresses: GatewayAddresses; readonly dnsIo: DatagramIoKind }
+  | { readonly t: 'listening'; readonly addresses: GatewayAddresses; readonly dnsIo: DatagramIoKind; readonly tcpRelay: TcpRelayKind }
   | { readonly t: 'failed'; readonly code: string; readonly message: string; readonly details: readonly string[] }
   | ({ readonly t: 'res'; readonly id: number } & Reply)
   /** From the lead. */
@@ -84,6 +85,8 @@ export interface ClusteredGateway {
   readonly addresses: GatewayAddresses;
   /** The workers' DNS I/O: `dgram` if any one answers through node:dgram. */
   readonly dnsIo: DatagramIoKind;
+  /** The workers' tunnels: `node` if any one relays through node:net. */
+  readonly tcpRelay: TcpRelayKind;
   readonly workers: number;
   /** Validates the config, then swaps it in on every worker; throws (changing nothing) when it is invalid. */
   reload(config: SandboxConfig): Promise<void>;
@@ -166,6 +169,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let listening = 0;
   let firstAddresses: GatewayAddresses | null = null;
   let dnsIo: DatagramIoKind = 'batched';
+  let relayKind: TcpRelayKind = 'native';
 
   const fork = (): Worker => {
     const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
@@ -193,6 +197,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
           }
           firstAddresses ??= message.addresses;
           if (message.dnsIo === 'dgram') dnsIo = 'dgram';
+          if (message.tcpRelay === 'node') relayKind = 'node';
           listening += 1;
           if (listening === options.workers) settleStartup?.resolve(firstAddresses);
           return;
@@ -325,6 +330,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   return {
     addresses,
     dnsIo,
+    tcpRelay: relayKind,
     workers: options.workers,
     async reload(next: SandboxConfig): Promise<void> {
       // The listeners stay as they are (a reload changes policy); a replacement worker listens where the others do.
@@ -443,7 +449,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           if (gateway) return;
           gateway = startGateway({ config: message.config, log, sandboxes: message.sandboxes, hostAddresses: message.hostAddresses, steer });
           gateway.then(
-            (running) => send({ t: 'listening', addresses: running.addresses, dnsIo: running.dnsIo }),
+            (running) => send({ t: 'listening', addresses: running.addresses, dnsIo: running.dnsIo, tcpRelay: running.tcpRelay }),
             (err: unknown) => {
               const code = err instanceof ClawboxError ? err.code : 'LISTEN_FAILED';
               const details = err instanceof ClawboxError ? [...err.details] : [];

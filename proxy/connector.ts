@@ -6,6 +6,8 @@ import type { Decision, PolicyTable } from '../src/policy/types.js';
 import { nextConnId } from './conn-id.js';
 import { upstreamFailureOf } from './errors.js';
 import { IdleSweep, type Watched } from './idle-sweep.js';
+import { createRelayedTunnel } from './relayed-tunnel.js';
+import type { TcpRelay } from './tcp-relay.js';
 import { createTunnel, UpstreamRelay, type TunnelContext } from './tunnel.js';
 import type { Connector, OpenRequest, OpenResult, Resolver } from './types.js';
 
@@ -15,6 +17,8 @@ export interface ConnectorOptions {
   readonly audit: AuditSink;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Dials and relays CONNECT and SOCKS5 tunnels natively; null: through node:net. */
+  readonly tcpRelay: TcpRelay | null;
 }
 
 /**
@@ -26,7 +30,7 @@ export interface ConnectorOptions {
  * and the per-connection path makes no promise per step. `open` is the same path as a promise.
  */
 export function createConnector(options: ConnectorOptions): Connector {
-  const { policies, resolver, audit } = options;
+  const { policies, resolver, audit, tcpRelay } = options;
   const connecting = new IdleSweep(options.connectTimeoutMs);
   const idle = new IdleSweep(options.idleTimeoutMs);
 
@@ -76,16 +80,23 @@ export function createConnector(options: ConnectorOptions): Connector {
           done({ ok: true, upstream: kept, tunnel: createTunnel(kept, context), dialed: dial.text });
           return;
         }
-        // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: no relay there.
-        const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
-        dialChecked(dial, req.port, connecting, relay?.onread, (err, upstream) => {
-          if (upstream !== null) {
-            done({ ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text });
-            return;
-          }
-          const code = err?.code;
+        const fail = (code: string | undefined): void => {
           createTunnel(null, context).close(code ?? 'connect failed');
           done({ ok: false, kind: 'upstream', failure: upstreamFailureOf(code), message: `cannot connect to ${base.host}:${req.port}: ${code ?? 'error'}` });
+        };
+        // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: a node:net socket there. A
+        // link-local IPv6 address's zone is node:net's to resolve.
+        if (tcpRelay !== null && req.channel !== 'http' && !dial.text.includes('%')) {
+          dialRelayed(tcpRelay, dial, req.port, connecting, (code, id) => {
+            if (code === null) done({ ok: true, upstream: null, tunnel: createRelayedTunnel(tcpRelay, id, context), dialed: dial.text });
+            else fail(code);
+          });
+          return;
+        }
+        const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
+        dialChecked(dial, req.port, connecting, relay?.onread, (err, upstream) => {
+          if (upstream !== null) done({ ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text });
+          else fail(err?.code);
         });
       });
     };
@@ -110,10 +121,9 @@ export function createConnector(options: ConnectorOptions): Connector {
     );
   };
 
-  return {
-    openThen,
-    open: (req: OpenRequest): Promise<OpenResult> => new Promise((resolve) => openThen(req, resolve)),
-  };
+  const open = (req: OpenRequest): Promise<OpenResult> => new Promise((resolve) => openThen(req, resolve));
+  // The 'http' overload holds: only CONNECT and SOCKS5 tunnels are dialed by the native relay (see dialAllowed).
+  return { openThen, open: open as Connector['open'] };
 }
 
 interface UpstreamError {
@@ -158,4 +168,35 @@ function dialChecked(
   };
   socket.once('connect', onConnect);
   socket.once('error', onError);
+}
+
+/** `dialChecked` through the native relay: `done` gets null and the relay's id, or the error code. */
+function dialRelayed(
+  relay: TcpRelay,
+  ip: IpAddress,
+  port: number,
+  connecting: IdleSweep,
+  done: (code: string | null, id: number) => void,
+): void {
+  let id = 0;
+  const pending: Watched = {
+    lastActive: 0,
+    prev: null,
+    next: null,
+    expire: () => {
+      relay.abort(id);
+      done('ETIMEDOUT', id);
+    },
+  };
+  const dialed = relay.dial(ip, port, (code) => {
+    connecting.unwatch(pending);
+    done(code, id);
+  });
+  if (typeof dialed === 'string') {
+    // Failed at once (no descriptor left, no route): reported a turn later, as a refused connect would be.
+    setImmediate(done, dialed, 0);
+    return;
+  }
+  id = dialed;
+  connecting.watch(pending);
 }

@@ -9,6 +9,7 @@ import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
 import { SandboxRegistry, type SandboxRegistration, type SandboxTraffic } from './sandbox-registry.js';
 import { createDnsServer } from './dns-server.js';
+import { tcpRelay, tcpRelayOf, type TcpRelay, type TcpRelayKind } from './tcp-relay.js';
 import { datagramIoOf, type DatagramIoKind } from './udp-batch.js';
 import { createHttpProxyServer } from './http-proxy.js';
 import { OpenConnections } from './open-connections.js';
@@ -35,6 +36,8 @@ export interface GatewayOptions {
    * (`busyConnections`), this one included.
    */
   readonly steer?: (front: TcpFront, socket: Socket, busy: number) => boolean;
+  /** How tunnels reach their upstream; by default `CLAWBOX_TCP_RELAY`'s choice (the native relay where built). */
+  readonly tcpRelay?: TcpRelayKind;
 }
 
 /** The gateway's TCP fronts, the ones a cluster steers (DNS over UDP is the lead's where it is batched). */
@@ -50,6 +53,8 @@ export interface RunningGateway {
   readonly addresses: GatewayAddresses;
   /** How the DNS front reads and answers UDP: in batches, or through node:dgram (and its log says why). */
   readonly dnsIo: DatagramIoKind;
+  /** How CONNECT and SOCKS5 tunnels reach their upstream: the native relay, or node:net (and its log says why). */
+  readonly tcpRelay: TcpRelayKind;
   /** The table the gateway decides with; the runner adds per-sandbox policies to it. */
   readonly policies: GatewayPolicies;
   /** Swaps in the policy of a new config (listeners and the audit destination stay as they are). */
@@ -100,12 +105,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const resolver =
     options.resolver ??
     (gw.upstream_dns ? new UpstreamResolver(gw.upstream_dns) : UpstreamResolver.fromResolvConf());
+  const relay = nativeRelayUnless(options.tcpRelay ?? tcpRelayOf(process.env.CLAWBOX_TCP_RELAY), log);
   const connector = createConnector({
     policies,
     resolver,
     audit,
     connectTimeoutMs: gw.connect_timeout,
     idleTimeoutMs: gw.idle_timeout,
+    tcpRelay: relay,
   });
 
   const openSockets = new OpenConnections();
@@ -178,6 +185,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   return {
     addresses: { http: httpAddress, socks: socksAddress, dns: dnsAddress },
     dnsIo,
+    tcpRelay: relay === null ? 'node' : 'native',
     get busyConnections(): number {
       return openSockets.busy;
     },
@@ -240,4 +248,13 @@ function listen(server: Server, host: string, port: number, key: string): Promis
 
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** The native relay where wanted and available; null (node:net) otherwise, with the reason in the log. */
+function nativeRelayUnless(prefer: TcpRelayKind, log: Logger): TcpRelay | null {
+  if (prefer === 'node') return null;
+  const relay = tcpRelay();
+  if (typeof relay !== 'string') return relay;
+  log.warn({ why: relay }, 'tunnels: relayed through node:net, not natively');
+  return null;
 }

@@ -133,7 +133,7 @@ export function serveForward(options: ForwardOptions, socket: Socket, first: Buf
 function relay(
   socket: Socket,
   head: ForwardHead,
-  result: Extract<OpenResult, { ok: true }>,
+  result: Extract<OpenResult<Socket>, { ok: true }>,
   options: ForwardOptions,
   client: string,
 ): Promise<Outcome> {

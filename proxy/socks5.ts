@@ -22,11 +22,12 @@ import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { Deadlines } from './deadlines.js';
 import { socksReplyOf } from './errors.js';
-import type { ConnectionSteer, Connector, OpenResult } from './types.js';
+import type { ConnectionSteer, OpenRequest, OpenResult } from './types.js';
 
 export interface Socks5ServerOptions {
   /** SOCKS5 connects once per connection after a handshake of its own; the promise form is enough. */
-  readonly connector: Pick<Connector, 'open'>;
+  /** CONNECT's path to an upstream (the gateway's `Connector`). */
+  readonly connector: { open(req: OpenRequest): Promise<OpenResult> };
   readonly log: Logger;
   readonly audit: AuditSink;
   /** From accept until the CONNECT request is complete. Default 10 000 ms. */
@@ -320,7 +321,7 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
     const head = buffer;
     buffer = Buffer.alloc(0);
     socket.removeListener('data', onData);
-    socket.write(reply(REPLY.succeeded, { address: result.upstream.localAddress, port: result.upstream.localPort }));
+    socket.write(reply(REPLY.succeeded, result.tunnel.localEndpoint()));
     result.tunnel.pipe(socket, head.length > 0 ? head : undefined);
   };
 

@@ -149,6 +149,27 @@ export class UpstreamRelay {
 function nothingWaits(): void {}
 
 /**
+ * A tunnel's close line. The close already happened: the line joins the turn's batch, nothing waits for it. A failed
+ * write is logged by the sink and surfaces on the next decision, which does wait.
+ */
+export function recordClose(ctx: TunnelContext, bytes_up: number, bytes_down: number, error: string | undefined): void {
+  const { conn, channel, client, host, port } = ctx.fields;
+  const dialed = ctx.dialed;
+  const duration_ms = Math.round((performance.now() - ctx.startedAt) * 1000) / 1000;
+  // One literal per branch, not spreads (see the connector's decision line); same fields, same order.
+  const event: CloseEvent =
+    error === undefined
+      ? { event: 'close', conn, channel, client, host, port, dialed, bytes_up, bytes_down, duration_ms }
+      : { event: 'close', conn, channel, client, host, port, dialed, bytes_up, bytes_down, duration_ms, error };
+  ctx.audit.recordThen(event, nothingWaits);
+}
+
+/** The deny line of a tunnel whose first bytes failed the SNI check (`sni-gate.ts`). */
+export function recordSniDeny(ctx: TunnelContext, reason: string): void {
+  ctx.audit.write({ event: 'decision', ...ctx.fields, dialed: ctx.dialed, decision: 'deny', rule: 'builtin.sni-mismatch', reason });
+}
+
+/**
  * Owns an upstream socket from the moment it connects until the close audit line is written. Byte counts come
  * from the upstream socket's own counters, so the data path does no accounting of its own.
  * With a `relay` (the upstream was dialed with its `onread`), downloads go through it; without one, through
@@ -163,21 +184,8 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
   // A reused keep-alive connection has carried earlier exchanges: this tunnel's line counts only its own bytes.
   const baseUp = upstream?.bytesWritten ?? 0;
   const baseDown = upstream?.bytesRead ?? 0;
-  // The close already happened: the line joins the turn's batch, nothing waits for it. A failed write is logged
-  // by the sink and surfaces on the next decision, which does wait.
-  const writeCloseLine = (error?: string): void => {
-    const { conn, channel, client, host, port } = ctx.fields;
-    const dialed = ctx.dialed;
-    const bytes_up = (upstream?.bytesWritten ?? 0) - baseUp;
-    const bytes_down = (upstream?.bytesRead ?? 0) - baseDown;
-    const duration_ms = Math.round((performance.now() - ctx.startedAt) * 1000) / 1000;
-    // One literal per branch, not spreads (see the connector's decision line); same fields, same order.
-    const event: CloseEvent =
-      error === undefined
-        ? { event: 'close', conn, channel, client, host, port, dialed, bytes_up, bytes_down, duration_ms }
-        : { event: 'close', conn, channel, client, host, port, dialed, bytes_up, bytes_down, duration_ms, error };
-    ctx.audit.recordThen(event, nothingWaits);
-  };
+  const writeCloseLine = (error?: string): void =>
+    recordClose(ctx, (upstream?.bytesWritten ?? 0) - baseUp, (upstream?.bytesRead ?? 0) - baseDown, error);
 
   const close = (error?: string): void => {
     if (closed) return;
@@ -212,6 +220,9 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
 
   return {
     close,
+    localEndpoint() {
+      return { address: upstream?.localAddress ?? '0.0.0.0', port: upstream?.localPort ?? 0 };
+    },
     release(): Socket | null {
       // Only an unpiped tunnel (an HTTP exchange) is released: a piped one's sockets are joined for good.
       if (closed || !upstream || client || relay) return null;
@@ -265,14 +276,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
           forward(verdict.head);
           return;
         }
-        ctx.audit.write({
-          event: 'decision',
-          ...ctx.fields,
-          dialed: ctx.dialed,
-          decision: 'deny',
-          rule: 'builtin.sni-mismatch',
-          reason: verdict.reason,
-        });
+        recordSniDeny(ctx, verdict.reason);
         close(verdict.reason);
       };
       socket.on('data', (chunk: Buffer) => {

@@ -49,8 +49,9 @@ export type ConnectionSteer = (socket: Socket) => boolean;
 /** Why an upstream could not be reached; mapped to 502/504 and SOCKS reply codes in one place (`proxy/errors.ts`). */
 export type UpstreamFailure = 'dns-not-found' | 'dns-failed' | 'refused' | 'unreachable' | 'timeout' | 'reset';
 
-export type OpenResult =
-  | { readonly ok: true; readonly upstream: Socket; readonly tunnel: Tunnel; readonly dialed: string }
+/** `upstream`: the node:net socket dialed, or null where the native relay dialed (CONNECT and SOCKS5 only). */
+export type OpenResult<Upstream extends Socket | null = Socket | null> =
+  | { readonly ok: true; readonly upstream: Upstream; readonly tunnel: Tunnel; readonly dialed: string }
   | { readonly ok: false; readonly kind: 'deny'; readonly decision: Deny }
   | { readonly ok: false; readonly kind: 'upstream'; readonly failure: UpstreamFailure; readonly message: string }
   /** The decision's audit line could not be written: the connection is refused (fail closed). */
@@ -61,6 +62,8 @@ export type OpenResult =
  * the checked IP. Writes the decision audit line in every outcome.
  */
 export interface Connector {
+  /** Absolute-URI HTTP: node:http reads the upstream as a stream, so it is always a node:net socket. */
+  open(req: OpenRequest & { readonly channel: 'http' }): Promise<OpenResult<Socket>>;
   open(req: OpenRequest): Promise<OpenResult>;
   /** `open` with a callback, for the per-connection fast path: `done` runs once, never synchronously. */
   openThen(req: OpenRequest, done: (result: OpenResult) => void): void;
@@ -87,4 +90,6 @@ export interface Tunnel {
    * the close line with this tunnel's bytes, lets go of the socket and returns it; null if the tunnel had closed.
    */
   release(): Socket | null;
+  /** The upstream connection's own address and port (a SOCKS5 reply names them). */
+  localEndpoint(): { readonly address: string; readonly port: number };
 }

@@ -10,11 +10,8 @@
  * node:dgram's; only the reads and the answers go around it.
  */
 import type dgram from 'node:dgram';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ClawboxError } from '../src/errors.js';
+import { loadNativeAddon } from './native-addon.js';
 
 /** Where a datagram came from, and so where its answer goes. */
 export interface DatagramSource {
@@ -83,32 +80,9 @@ interface NativeUdpBatch {
   readonly OUT_STRIDE: number;
 }
 
-/** The compiled part, beside dist/ (`npm run build`, scripts/build-native.ts); from proxy/ (tsx) or dist/proxy/. */
-function nativePath(moduleUrl: string): string | null {
-  const here = dirname(fileURLToPath(moduleUrl));
-  for (const candidate of [join(here, '..', 'native', 'udp-batch.node'), join(here, '..', 'dist', 'native', 'udp-batch.node')]) {
-    if (existsSync(candidate)) return candidate;
-  }
-  return null;
-}
-
-let loaded: { readonly native: NativeUdpBatch } | { readonly unavailable: string } | null = null;
-
 /** The native part, or why it cannot be used (not built, or built for another Node). Loaded once. */
-export function nativeUdpBatch(moduleUrl: string = import.meta.url): NativeUdpBatch | string {
-  if (loaded === null) {
-    const path = nativePath(moduleUrl);
-    if (path === null) {
-      loaded = { unavailable: 'proxy/native/udp-batch.c is not built (npm run build compiles it when a C compiler and Node headers are present)' };
-    } else {
-      try {
-        loaded = { native: createRequire(moduleUrl)(path) as NativeUdpBatch };
-      } catch (err) {
-        loaded = { unavailable: `${path} does not load: ${(err as Error).message}` };
-      }
-    }
-  }
-  return 'native' in loaded ? loaded.native : loaded.unavailable;
+export function nativeUdpBatch(): NativeUdpBatch | string {
+  return loadNativeAddon<NativeUdpBatch>('udp-batch');
 }
 
 /**

@@ -125,6 +125,7 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
       audit: config.logging.audit_trail ?? 'stdout',
       workers,
       dns_io: gateway.dnsIo,
+      tcp_relay: gateway.tcpRelay,
     },
     'clawbox gateway listening',
   );

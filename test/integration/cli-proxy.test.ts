@@ -37,6 +37,8 @@ interface RunningCli {
   readonly dns: AddressInfo;
   /** The listening line's `dns_io`. */
   readonly dnsIo: string;
+  /** The listening line's `tcp_relay`. */
+  readonly tcpRelay: string;
   readonly stderr: () => string;
 }
 
@@ -64,12 +66,12 @@ async function startCli(
     child.kill('SIGKILL');
     throw new Error(`clawbox proxy did not start: ${stderr}`);
   }
-  const ready = JSON.parse(line) as { http: string; socks5: string; dns: string; dns_io: string };
+  const ready = JSON.parse(line) as { http: string; socks5: string; dns: string; dns_io: string; tcp_relay: string };
   const address = (text: string): AddressInfo => {
     const i = text.lastIndexOf(':');
     return { address: text.slice(0, i), port: Number(text.slice(i + 1)), family: 'IPv4' };
   };
-  return { child, http: address(ready.http), socks: address(ready.socks5), dns: address(ready.dns), dnsIo: ready.dns_io, stderr: () => stderr };
+  return { child, http: address(ready.http), socks: address(ready.socks5), dns: address(ready.dns), dnsIo: ready.dns_io, tcpRelay: ready.tcp_relay, stderr: () => stderr };
 }
 
 /** One client's DNS queries over UDP, one after the other, each answered NOERROR with the upstream's address. */
@@ -233,6 +235,7 @@ describe('clawbox proxy --workers 2', () => {
     assert.equal(lines.length, 1);
     assert.equal((JSON.parse(lines[0]) as { workers: number }).workers, 2);
     assert.equal(cli.dnsIo, 'batched', 'DNS read and answered in batches');
+    assert.equal(cli.tcpRelay, 'native', 'tunnels dialed and relayed natively');
     assert.equal(workerPids(cli.child.pid!).length, 2);
   });
 
@@ -362,10 +365,22 @@ describe('clawbox proxy --workers 2: who accepts', () => {
   }
 
   /** Waits for the standbys to go (2 s without overlapping connections), checking with one client's tunnels. */
+  /** Worker processes holding a front's listening socket (the primary holds it too, and is left out). */
+  function listeningWorkers(port: number): number {
+    const line = execFileSync('ss', ['-ltnpH', `sport = :${port}`]).toString();
+    return [...line.matchAll(/pid=(\d+)/g)].filter((m) => Number(m[1]) !== cli.child.pid).length;
+  }
+
+  /**
+   * Waits until the standbys have stopped listening (seen in the kernel's socket table: one worker holds each front's
+   * listening socket), then returns who took 20 sequential tunnels. Sequential tunnels landing on one worker alone
+   * do not prove it: the lead, awake and warm, can win every accept while a standby still listens.
+   */
   async function untilOneWorkerAccepts(): Promise<Map<string, number>> {
     let last = new Map<string, number>();
     for (let attempt = 0; attempt < 20; attempt++) {
       await new Promise((r) => setTimeout(r, 500));
+      if (listeningWorkers(cli.http.port) !== 1 || listeningWorkers(cli.socks.port) !== 1) continue;
       last = await acceptedBy(() => sequential(20));
       if (last.size === 1) return last;
     }
@@ -589,6 +604,40 @@ describe('clawbox proxy with CLAWBOX_DNS_IO', () => {
     const [code] = (await once(child, 'exit')) as [number];
     assert.equal(code, 2);
     assert.match(stderr, /CLAWBOX_DNS_IO must be "batched" or "dgram", not "fast"/);
+    assert.equal(await isListening(port), false);
+  });
+});
+
+describe('clawbox proxy with CLAWBOX_TCP_RELAY', () => {
+  it('node: says so in its listening line, and tunnels through node:net in every worker', async () => {
+    const configPath = join(dir, 'tcp-node.yml');
+    writeFileSync(configPath, seedConfig(join(dir, 'tcp-node', 'audit.log')));
+    const cli = await startCli(configPath, dns, ['--workers', '2'], false, { ...process.env, CLAWBOX_TCP_RELAY: 'node' });
+    try {
+      assert.equal(cli.tcpRelay, 'node');
+      for (let i = 0; i < 4; i += 1) {
+        const tunnel = i % 2 === 0 ? await connectTunnel(cli.http, 'api.example.com:80') : await socks5Connect(cli.socks, 'api.example.com', 80);
+        tunnel.socket.end('GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n');
+        assert.match((await readAll(tunnel.socket)).toString(), /seed-upstream/);
+      }
+    } finally {
+      cli.child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses any other value by name (exit 2), listening on nothing', async () => {
+    const port = await freePort();
+    const configPath = join(dir, 'tcp-relay.yml');
+    writeFileSync(configPath, seedConfig(join(dir, 'tcp-relay', 'audit.log')));
+    const child = spawn(process.execPath, [CLI, 'proxy', '--config', configPath, '--http', `127.0.0.1:${port}`, '--dns', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CLAWBOX_TCP_RELAY: 'splice' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2);
+    assert.match(stderr, /CLAWBOX_TCP_RELAY must be "native" or "node", not "splice"/);
     assert.equal(await isListening(port), false);
   });
 });

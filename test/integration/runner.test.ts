@@ -113,14 +113,15 @@ describe('egress through the gateway', () => {
     assert.match(result.explanation ?? '', /denied\.test is not in sandbox\.allowed_hosts/);
   });
 
-  it('answers DNS in batches inside the gateway image: the native part loads there, and no worker fell back', async () => {
+  it('answers DNS in batches and relays tunnels natively inside the gateway image: both native parts load there, no worker fell back', async () => {
     const { gatewayContainer } = await environmentOf();
-    const probe = "console.log(typeof require('/opt/clawbox/dist/native/udp-batch.node').attach)";
-    assert.equal(execFileSync('docker', ['exec', gatewayContainer, '/usr/local/bin/node', '-e', probe], { encoding: 'utf8' }).trim(), 'function');
+    const probe =
+      "console.log(typeof require('/opt/clawbox/dist/native/udp-batch.node').attach, typeof require('/opt/clawbox/dist/native/tcp-relay.node').dial)";
+    assert.equal(execFileSync('docker', ['exec', gatewayContainer, '/usr/local/bin/node', '-e', probe], { encoding: 'utf8' }).trim(), 'function function');
     const logs = spawnSync('docker', ['logs', gatewayContainer], { encoding: 'utf8' });
     assert.equal(logs.status, 0);
-    assert.match(logs.stdout + logs.stderr, /"dns_io":"batched".*"clawbox gateway listening"/);
-    assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time/);
+    assert.match(logs.stdout + logs.stderr, /"dns_io":"batched","tcp_relay":"native".*"clawbox gateway listening"/);
+    assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time|relayed through node:net/);
   });
 
   it('has no way out that skips the proxy: raw TCP, UDP and DNS to anywhere but the gateway fail', async () => {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
-import { createSocks5Server } from '../../proxy/socks5.js';
-import type { Connector, OpenRequest, OpenResult, Tunnel, UpstreamFailure } from '../../proxy/types.js';
+import { createSocks5Server, type Socks5ServerOptions } from '../../proxy/socks5.js';
+import type { OpenRequest, OpenResult, Tunnel, UpstreamFailure } from '../../proxy/types.js';
 import { hostToString } from '../../src/net/host.js';
 import { RawClient } from '../fixtures/raw-client.js';
 import { waitUntil } from '../fixtures/wait.js';
@@ -26,6 +26,9 @@ class PipeTunnel implements Tunnel {
   close(error?: string): void {
     this.closedWith = error;
     this.upstream.destroy();
+  }
+  localEndpoint(): { address: string; port: number } {
+    return { address: this.upstream.localAddress ?? '0.0.0.0', port: this.upstream.localPort ?? 0 };
   }
   release(): net.Socket | null {
     return null; // SOCKS5 tunnels are always piped, never handed back
@@ -92,7 +95,7 @@ async function start(t: TestContext, opts: { handshakeTimeoutMs?: number; listen
     tunnels.push(tunnel);
     return { ok: true, upstream, tunnel, dialed: '127.0.0.1' };
   };
-  const connector: Pick<Connector, 'open'> = {
+  const connector: Socks5ServerOptions['connector'] = {
     async open(req) {
       requests.push(req);
       const host = hostToString(req.host);

@@ -10,6 +10,7 @@ import { createCipheriv, createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { IdleSweep } from '../../proxy/idle-sweep.js';
+import type { TcpRelayKind } from '../../proxy/tcp-relay.js';
 import { UpstreamRelay, createTunnel } from '../../proxy/tunnel.js';
 import { MemoryAuditSink } from '../../src/audit/sink.js';
 import type { AuditEvent, CloseEvent } from '../../src/audit/types.js';
@@ -67,6 +68,7 @@ interface SourceConnection {
 
 let dns: TestDnsServer;
 let gw: TestGateway;
+const gateways = {} as Record<TcpRelayKind, TestGateway>;
 const servers: net.Server[] = [];
 const serverSockets = new Set<net.Socket>();
 const sources: SourceConnection[] = [];
@@ -143,11 +145,14 @@ before(async () => {
     socket.on('close', () => clearInterval(timer));
   });
   dns = await startTestDnsServer({ 'bulk.test': { A: [UPSTREAM_IP] } });
-  gw = await startTestGateway(CONFIG, dns);
+  gateways.native = await startTestGateway(CONFIG, dns, { tcpRelay: 'native' });
+  gateways.node = await startTestGateway(CONFIG, dns, { tcpRelay: 'node' });
+  gw = gateways.native;
 });
 
 after(async () => {
-  await gw?.close();
+  await gateways.native?.close();
+  await gateways.node?.close();
   await dns?.close();
   for (const socket of serverSockets) socket.destroy();
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
@@ -210,142 +215,152 @@ async function settled(value: () => number): Promise<number> {
   return last;
 }
 
-describe('the end of a tunnel', { timeout: 60_000 }, () => {
-  it('closes once the upstream has closed and its bytes reached the client, without waiting for the client', async () => {
-    const mark = gw.audit.events.length;
-    // allowHalfOpen: this client never sends its FIN, so only the upstream's close can end the tunnel.
-    const client = net.connect({ host: gw.gateway.addresses.http.address, port: gw.gateway.addresses.http.port, allowHalfOpen: true });
-    try {
-      client.write(`CONNECT ${UPSTREAM_IP}:${SOURCE_PORT} HTTP/1.1\r\nHost: ${UPSTREAM_IP}:${SOURCE_PORT}\r\n\r\n`);
-      client.write(request(1000, 21));
-      const received = await readAll(client);
-      const head = 'HTTP/1.1 200 Connection Established\r\n\r\n';
-      assert.equal(received.subarray(0, head.length).toString('latin1'), head);
-      assert.equal(received.length - head.length, 1000, 'every byte the upstream sent arrived before the FIN');
-      assert.equal(client.writableEnded, false);
-      const close = await closeLine(SOURCE_PORT, mark);
-      assert.equal(close.bytes_down, 1000);
-      assert.equal(close.error, undefined);
-    } finally {
-      client.destroy();
-    }
-  });
-});
-
-describe('bulk through a CONNECT tunnel', { timeout: 120_000 }, () => {
-  it('downloads 64 MiB intact; the server half-closes and the close line counts every byte', async () => {
-    const mark = gw.audit.events.length;
-    const reply = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SOURCE_PORT}`);
-    assert.equal(reply.status, 200);
-    reply.socket.write(request(BULK, 1));
-    const got = await receive(reply.socket, reply.rest);
-    assert.equal(got.bytes, BULK);
-    assert.equal(got.sha256, digestOf(1, BULK));
-    reply.socket.end();
-    const close = await closeLine(SOURCE_PORT, mark);
-    assert.equal(close.bytes_down, BULK);
-    assert.equal(close.bytes_up, REQUEST_BYTES);
-    assert.equal(close.error, undefined);
-  });
-
-  it('uploads 64 MiB intact; the client half-closes and still gets the answer', async () => {
-    const mark = gw.audit.events.length;
-    const reply = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SINK_PORT}`);
-    assert.equal(reply.status, 200);
-    const answer = readAll(reply.socket);
-    await sendPattern(reply.socket, 2, BULK);
-    reply.socket.end();
-    const bytes = Buffer.concat([reply.rest, await answer]);
-    assert.equal(bytes.length, 40);
-    assert.equal(bytes.subarray(0, 32).toString('hex'), digestOf(2, BULK));
-    assert.equal(Number(bytes.readBigUInt64BE(32)), BULK);
-    const close = await closeLine(SINK_PORT, mark);
-    assert.equal(close.bytes_up, BULK);
-    assert.equal(close.bytes_down, 40);
-  });
-
-  it('stops reading the upstream while the client does not read, and loses nothing', async () => {
-    const mark = gw.audit.events.length;
-    const reply = await connectTunnel(gw.gateway.addresses.http, `bulk.test:${SOURCE_PORT}`);
-    assert.equal(reply.status, 200);
-    const before = sources.length;
-    reply.socket.pause();
-    reply.socket.write(request(BULK, 3));
-    await settled(() => sources[before]?.accepted ?? 0);
-    const source = sources[before];
-    assert.ok(source, 'the source got the request');
-    // Kernel buffers on three sockets hold at most tens of MiB here; without backpressure the gateway would
-    // have read all of it.
-    assert.ok(source.accepted < BULK, `the source could send all ${BULK} bytes to a client that reads nothing`);
-
-    // Then a reader that keeps stopping: every few MiB it waits until the pipeline is full again.
-    let nextStop = 4 * MiB;
-    const got = await receive(reply.socket, reply.rest, (received) => {
-      if (received < nextStop) return null;
-      nextStop += 8 * MiB;
-      return settled(() => source.accepted).then(() => undefined);
+// Each of these through both data paths: the native relay and node:net (CLAWBOX_TCP_RELAY=node).
+for (const kind of ['native', 'node'] as const) {
+  describe(`through the ${kind} relay`, () => {
+    before(() => {
+      gw = gateways[kind];
+      assert.equal(gw.gateway.tcpRelay, kind, `the gateway relays tunnels through ${kind}`);
     });
-    assert.equal(got.bytes, BULK);
-    assert.equal(got.sha256, digestOf(3, BULK));
-    reply.socket.end();
-    const close = await closeLine(SOURCE_PORT, mark);
-    assert.equal(close.bytes_down, BULK);
-    assert.equal(close.bytes_up, REQUEST_BYTES);
-  });
 
-  it('keeps concurrent downloads to slow readers apart', async () => {
-    const mark = gw.audit.events.length;
-    const size = 32 * MiB;
-    const stopAndGo = async (seed: number): Promise<Received> => {
-      const reply = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SOURCE_PORT}`);
-      reply.socket.write(request(size, seed));
-      let nextStop = MiB;
-      return receive(reply.socket, reply.rest, (received) => {
-        if (received < nextStop) return null;
-        nextStop += 3 * MiB;
-        return new Promise((resolve) => setTimeout(resolve, 30));
+    describe('the end of a tunnel', { timeout: 60_000 }, () => {
+      it('closes once the upstream has closed and its bytes reached the client, without waiting for the client', async () => {
+        const mark = gw.audit.events.length;
+        // allowHalfOpen: this client never sends its FIN, so only the upstream's close can end the tunnel.
+        const client = net.connect({ host: gw.gateway.addresses.http.address, port: gw.gateway.addresses.http.port, allowHalfOpen: true });
+        try {
+          client.write(`CONNECT ${UPSTREAM_IP}:${SOURCE_PORT} HTTP/1.1\r\nHost: ${UPSTREAM_IP}:${SOURCE_PORT}\r\n\r\n`);
+          client.write(request(1000, 21));
+          const received = await readAll(client);
+          const head = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+          assert.equal(received.subarray(0, head.length).toString('latin1'), head);
+          assert.equal(received.length - head.length, 1000, 'every byte the upstream sent arrived before the FIN');
+          assert.equal(client.writableEnded, false);
+          const close = await closeLine(SOURCE_PORT, mark);
+          assert.equal(close.bytes_down, 1000);
+          assert.equal(close.error, undefined);
+        } finally {
+          client.destroy();
+        }
       });
-    };
-    const [a, b, c] = await Promise.all([stopAndGo(11), stopAndGo(12), stopAndGo(13)]);
-    assert.equal(a.sha256, digestOf(11, size));
-    assert.equal(b.sha256, digestOf(12, size));
-    assert.equal(c.sha256, digestOf(13, size));
-    const closes = (): CloseEvent[] =>
-      gw.audit.events.slice(mark).filter((e): e is CloseEvent => e.event === 'close' && e.port === SOURCE_PORT);
-    await gw.waitFor((e: AuditEvent): e is CloseEvent => e.event === 'close' && closes().length === 3, 'three close lines');
-    assert.deepEqual(closes().map((e) => e.bytes_down), [size, size, size]);
-  });
+    });
 
-  it('keeps both directions going at once', async () => {
-    const mark = gw.audit.events.length;
-    const down = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SOURCE_PORT}`);
-    const up = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SINK_PORT}`);
-    down.socket.write(request(16 * MiB, 4));
-    const answer = readAll(up.socket);
-    const [got] = await Promise.all([receive(down.socket, down.rest), sendPattern(up.socket, 5, 16 * MiB).then(() => up.socket.end())]);
-    assert.equal(got.sha256, digestOf(4, 16 * MiB));
-    assert.equal(Buffer.concat([up.rest, await answer]).subarray(0, 32).toString('hex'), digestOf(5, 16 * MiB));
-    down.socket.end();
-    assert.equal((await closeLine(SOURCE_PORT, mark)).bytes_down, 16 * MiB);
-    assert.equal((await closeLine(SINK_PORT, mark)).bytes_up, 16 * MiB);
-  });
-});
+    describe('bulk through a CONNECT tunnel', { timeout: 120_000 }, () => {
+      it('downloads 64 MiB intact; the server half-closes and the close line counts every byte', async () => {
+        const mark = gw.audit.events.length;
+        const reply = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SOURCE_PORT}`);
+        assert.equal(reply.status, 200);
+        reply.socket.write(request(BULK, 1));
+        const got = await receive(reply.socket, reply.rest);
+        assert.equal(got.bytes, BULK);
+        assert.equal(got.sha256, digestOf(1, BULK));
+        reply.socket.end();
+        const close = await closeLine(SOURCE_PORT, mark);
+        assert.equal(close.bytes_down, BULK);
+        assert.equal(close.bytes_up, REQUEST_BYTES);
+        assert.equal(close.error, undefined);
+      });
 
-describe('bulk through SOCKS5', { timeout: 120_000 }, () => {
-  it('downloads 64 MiB intact', async () => {
-    const mark = gw.audit.events.length;
-    const { reply, socket } = await socks5Connect(gw.gateway.addresses.socks, UPSTREAM_IP, SOURCE_PORT);
-    assert.equal(reply, 0x00);
-    socket.write(request(BULK, 6));
-    const got = await receive(socket, Buffer.alloc(0));
-    assert.equal(got.bytes, BULK);
-    assert.equal(got.sha256, digestOf(6, BULK));
-    socket.end();
-    const close = await closeLine(SOURCE_PORT, mark);
-    assert.equal(close.channel, 'socks5');
-    assert.equal(close.bytes_down, BULK);
+      it('uploads 64 MiB intact; the client half-closes and still gets the answer', async () => {
+        const mark = gw.audit.events.length;
+        const reply = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SINK_PORT}`);
+        assert.equal(reply.status, 200);
+        const answer = readAll(reply.socket);
+        await sendPattern(reply.socket, 2, BULK);
+        reply.socket.end();
+        const bytes = Buffer.concat([reply.rest, await answer]);
+        assert.equal(bytes.length, 40);
+        assert.equal(bytes.subarray(0, 32).toString('hex'), digestOf(2, BULK));
+        assert.equal(Number(bytes.readBigUInt64BE(32)), BULK);
+        const close = await closeLine(SINK_PORT, mark);
+        assert.equal(close.bytes_up, BULK);
+        assert.equal(close.bytes_down, 40);
+      });
+
+      it('stops reading the upstream while the client does not read, and loses nothing', async () => {
+        const mark = gw.audit.events.length;
+        const reply = await connectTunnel(gw.gateway.addresses.http, `bulk.test:${SOURCE_PORT}`);
+        assert.equal(reply.status, 200);
+        const before = sources.length;
+        reply.socket.pause();
+        reply.socket.write(request(BULK, 3));
+        await settled(() => sources[before]?.accepted ?? 0);
+        const source = sources[before];
+        assert.ok(source, 'the source got the request');
+        // Kernel buffers on three sockets hold at most tens of MiB here; without backpressure the gateway would
+        // have read all of it.
+        assert.ok(source.accepted < BULK, `the source could send all ${BULK} bytes to a client that reads nothing`);
+
+        // Then a reader that keeps stopping: every few MiB it waits until the pipeline is full again.
+        let nextStop = 4 * MiB;
+        const got = await receive(reply.socket, reply.rest, (received) => {
+          if (received < nextStop) return null;
+          nextStop += 8 * MiB;
+          return settled(() => source.accepted).then(() => undefined);
+        });
+        assert.equal(got.bytes, BULK);
+        assert.equal(got.sha256, digestOf(3, BULK));
+        reply.socket.end();
+        const close = await closeLine(SOURCE_PORT, mark);
+        assert.equal(close.bytes_down, BULK);
+        assert.equal(close.bytes_up, REQUEST_BYTES);
+      });
+
+      it('keeps concurrent downloads to slow readers apart', async () => {
+        const mark = gw.audit.events.length;
+        const size = 32 * MiB;
+        const stopAndGo = async (seed: number): Promise<Received> => {
+          const reply = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SOURCE_PORT}`);
+          reply.socket.write(request(size, seed));
+          let nextStop = MiB;
+          return receive(reply.socket, reply.rest, (received) => {
+            if (received < nextStop) return null;
+            nextStop += 3 * MiB;
+            return new Promise((resolve) => setTimeout(resolve, 30));
+          });
+        };
+        const [a, b, c] = await Promise.all([stopAndGo(11), stopAndGo(12), stopAndGo(13)]);
+        assert.equal(a.sha256, digestOf(11, size));
+        assert.equal(b.sha256, digestOf(12, size));
+        assert.equal(c.sha256, digestOf(13, size));
+        const closes = (): CloseEvent[] =>
+          gw.audit.events.slice(mark).filter((e): e is CloseEvent => e.event === 'close' && e.port === SOURCE_PORT);
+        await gw.waitFor((e: AuditEvent): e is CloseEvent => e.event === 'close' && closes().length === 3, 'three close lines');
+        assert.deepEqual(closes().map((e) => e.bytes_down), [size, size, size]);
+      });
+
+      it('keeps both directions going at once', async () => {
+        const mark = gw.audit.events.length;
+        const down = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SOURCE_PORT}`);
+        const up = await connectTunnel(gw.gateway.addresses.http, `${UPSTREAM_IP}:${SINK_PORT}`);
+        down.socket.write(request(16 * MiB, 4));
+        const answer = readAll(up.socket);
+        const [got] = await Promise.all([receive(down.socket, down.rest), sendPattern(up.socket, 5, 16 * MiB).then(() => up.socket.end())]);
+        assert.equal(got.sha256, digestOf(4, 16 * MiB));
+        assert.equal(Buffer.concat([up.rest, await answer]).subarray(0, 32).toString('hex'), digestOf(5, 16 * MiB));
+        down.socket.end();
+        assert.equal((await closeLine(SOURCE_PORT, mark)).bytes_down, 16 * MiB);
+        assert.equal((await closeLine(SINK_PORT, mark)).bytes_up, 16 * MiB);
+      });
+    });
+
+    describe('bulk through SOCKS5', { timeout: 120_000 }, () => {
+      it('downloads 64 MiB intact', async () => {
+        const mark = gw.audit.events.length;
+        const { reply, socket } = await socks5Connect(gw.gateway.addresses.socks, UPSTREAM_IP, SOURCE_PORT);
+        assert.equal(reply, 0x00);
+        socket.write(request(BULK, 6));
+        const got = await receive(socket, Buffer.alloc(0));
+        assert.equal(got.bytes, BULK);
+        assert.equal(got.sha256, digestOf(6, BULK));
+        socket.end();
+        const close = await closeLine(SOURCE_PORT, mark);
+        assert.equal(close.channel, 'socks5');
+        assert.equal(close.bytes_down, BULK);
+      });
+    });
   });
-});
+}
 
 describe('a tunnel whose client is attached later', { timeout: 120_000 }, () => {
   /** A server-accepted socket, as the gateway's listeners hand to `pipe()`, and its other end. */
