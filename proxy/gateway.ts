@@ -88,6 +88,9 @@ export interface RunningGateway {
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const { config, log } = options;
   const gw = config.gateway;
+  // The environment's choices first: a bad value is refused before anything is opened.
+  const relayKind = options.tcpRelay ?? tcpRelayOf(process.env.CLAWBOX_TCP_RELAY);
+  const datagramIo = datagramIoOf(process.env.CLAWBOX_DNS_IO);
   const configuredPorts = [gw.http.port, gw.socks.port, gw.dns.port].filter((p) => p !== 0);
   const policies = new GatewayPolicies(config, configuredPorts);
   const trail =
@@ -105,7 +108,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const resolver =
     options.resolver ??
     (gw.upstream_dns ? new UpstreamResolver(gw.upstream_dns) : UpstreamResolver.fromResolvConf());
-  const relay = nativeRelayUnless(options.tcpRelay ?? tcpRelayOf(process.env.CLAWBOX_TCP_RELAY), log);
+  const relay = nativeRelayUnless(relayKind, log);
   const connector = createConnector({
     policies,
     resolver,
@@ -131,7 +134,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   });
   const http = httpFront.server;
   const socks = createSocks5Server({ ...frontOptions, ...steerFor('socks') });
-  const datagramIo = datagramIoOf(process.env.CLAWBOX_DNS_IO);
   const dns = createDnsServer({ policies, resolver, audit, log, host: gw.dns.host, port: gw.dns.port, datagramIo });
   for (const server of [http, socks]) openSockets.track(server);
 

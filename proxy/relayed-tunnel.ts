@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { clock, type Watched } from './idle-sweep.js';
 import { noteBytesMovedElsewhere } from './open-connections.js';
 import { FirstBytesGate, type FirstBytesVerdict } from './sni-gate.js';
-import type { TcpRelay } from './tcp-relay.js';
+import type { RelayedBytes, TcpRelay } from './tcp-relay.js';
 import { recordClose, recordSniDeny, type TunnelContext } from './tunnel.js';
 import type { Tunnel } from './types.js';
 
@@ -18,7 +18,7 @@ export function createRelayedTunnel(relay: TcpRelay, id: number, ctx: TunnelCont
   let client: Socket | null = null;
   let activity: Watched | null = null;
 
-  const end = (bytes: { readonly up: number; readonly down: number }, error: string | undefined): void => {
+  const end = (bytes: RelayedBytes, error: string | undefined): void => {
     if (activity !== null) ctx.idle.unwatch(activity);
     client?.destroy();
     recordClose(ctx, bytes.up, bytes.down, error);
@@ -29,7 +29,7 @@ export function createRelayedTunnel(relay: TcpRelay, id: number, ctx: TunnelCont
     end(relay.abort(id), error);
   };
   // The native part ended it (and closed its descriptors): an upstream FIN passed on, or a socket's error.
-  const ended = (bytes: { readonly up: number; readonly down: number }, error: string | undefined): void => {
+  const ended = (bytes: RelayedBytes, error: string | undefined): void => {
     if (closed) return;
     closed = true;
     end(bytes, error);

@@ -447,6 +447,15 @@ static int arg_int32(napi_env env, napi_value v, int32_t *out) {
   return 0;
 }
 
+/* The arguments, the first of them a tunnel's id: *r is its tunnel, or NULL for one that has ended. 0 when an
+ * argument was wrong (an exception is pending). */
+static int relay_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, relay **r) {
+  int32_t id;
+  if (!args(env, info, want, argv) || !arg_int32(env, argv[0], &id)) return 0;
+  *r = find(id);
+  return 1;
+}
+
 static int arg_float64_array(napi_env env, napi_value v, double **data, size_t length) {
   bool is_typed;
   napi_typedarray_type type;
@@ -561,10 +570,9 @@ static napi_value js_dial(napi_env env, napi_callback_info info) {
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!args(env, info, 2, argv)) return NULL;
-  int32_t id, client_fd;
-  if (!arg_int32(env, argv[0], &id) || !arg_int32(env, argv[1], &client_fd)) return NULL;
-  relay *r = find(id);
+  relay *r;
+  int32_t client_fd;
+  if (!relay_args(env, info, 2, argv, &r) || !arg_int32(env, argv[1], &client_fd)) return NULL;
   if (r == NULL || r->state != CONNECTED) return int32_value(env, -ENOENT);
   int fd = fcntl(client_fd, F_DUPFD_CLOEXEC, 3);
   if (fd < 0) return int32_value(env, -errno);
@@ -588,10 +596,8 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
 
 static napi_value js_pass(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!args(env, info, 2, argv)) return NULL;
-  int32_t id;
-  if (!arg_int32(env, argv[0], &id)) return NULL;
-  relay *r = find(id);
+  relay *r;
+  if (!relay_args(env, info, 2, argv, &r)) return NULL;
   if (r == NULL || r->state != RELAYING || !r->held) return int32_value(env, -ENOENT);
   napi_valuetype head_type;
   napi_typeof(env, argv[1], &head_type);
@@ -617,11 +623,9 @@ static napi_value js_pass(napi_env env, napi_callback_info info) {
 
 static napi_value js_abort(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!args(env, info, 2, argv)) return NULL;
-  int32_t id;
+  relay *r;
   double *counts;
-  if (!arg_int32(env, argv[0], &id) || !arg_float64_array(env, argv[1], &counts, 2)) return NULL;
-  relay *r = find(id);
+  if (!relay_args(env, info, 2, argv, &r) || !arg_float64_array(env, argv[1], &counts, 2)) return NULL;
   if (r == NULL) return int32_value(env, -ENOENT);
   counts[0] = (double)r->flows[CLIENT].bytes;
   counts[1] = (double)r->flows[UPSTREAM].bytes;
@@ -631,28 +635,22 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
 
 static napi_value js_idle_ms(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!args(env, info, 1, argv)) return NULL;
-  int32_t id;
-  if (!arg_int32(env, argv[0], &id)) return NULL;
-  relay *r = find(id);
+  relay *r;
+  if (!relay_args(env, info, 1, argv, &r)) return NULL;
   return double_value(env, r == NULL ? -1 : (double)(uv_now(g.loop) - r->last_active));
 }
 
 static napi_value js_moved(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!args(env, info, 1, argv)) return NULL;
-  int32_t id;
-  if (!arg_int32(env, argv[0], &id)) return NULL;
-  relay *r = find(id);
+  relay *r;
+  if (!relay_args(env, info, 1, argv, &r)) return NULL;
   return double_value(env, r == NULL ? -1 : (double)(r->flows[CLIENT].bytes + r->flows[UPSTREAM].bytes));
 }
 
 static napi_value js_local(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!args(env, info, 1, argv)) return NULL;
-  int32_t id;
-  if (!arg_int32(env, argv[0], &id)) return NULL;
-  relay *r = find(id);
+  relay *r;
+  if (!relay_args(env, info, 1, argv, &r)) return NULL;
   if (r == NULL) return throw_errno(env, "local", ENOENT);
   struct sockaddr_storage self;
   socklen_t length = sizeof self;

@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { tcpRelay, tcpRelayOf, type TcpRelay } from '../../proxy/tcp-relay.js';
 import type { AuditEvent, CloseEvent } from '../../src/audit/types.js';
 import { connectTunnel, socks5Connect } from '../fixtures/clients.js';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
-import { addLoopbackAlias } from '../fixtures/upstreams.js';
+import { addLoopbackAlias, TestServers } from '../fixtures/upstreams.js';
 import { waitUntil } from '../fixtures/wait.js';
 
 const UPSTREAM_IP = '198.19.5.2';
@@ -38,24 +38,11 @@ let gw: TestGateway;
 let relay: TcpRelay;
 let removeAlias: () => void = () => undefined;
 let dropRule: string[] | null = null;
-const servers: net.Server[] = [];
-const serverSockets = new Set<net.Socket>();
+const upstreams = new TestServers(UPSTREAM_IP);
 /** The echo server's side of each connection, newest last, and by the first bytes its client sent. */
 const echoSides: net.Socket[] = [];
 const echoSideBy = new Map<string, net.Socket>();
 let tunnelsMade = 0;
-
-async function serve(port: number, onConnection: (socket: net.Socket) => void): Promise<void> {
-  const server = net.createServer((socket) => {
-    serverSockets.add(socket);
-    socket.on('close', () => serverSockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    onConnection(socket);
-  });
-  servers.push(server);
-  server.listen(port, UPSTREAM_IP);
-  await once(server, 'listening');
-}
 
 function openDescriptors(): number {
   return readdirSync('/proc/self/fd').length;
@@ -88,12 +75,12 @@ before(async () => {
   removeAlias = addLoopbackAlias(UPSTREAM_IP);
   dropRule = ['INPUT', '-d', UPSTREAM_IP, '-p', 'tcp', '--dport', String(SILENT_PORT), '-j', 'DROP'];
   execFileSync('iptables', ['-I', ...dropRule]);
-  await serve(ECHO_PORT, (socket) => {
+  await upstreams.serve(ECHO_PORT, (socket) => {
     echoSides.push(socket);
     socket.once('data', (first: Buffer) => echoSideBy.set(first.toString(), socket));
     socket.pipe(socket);
   });
-  await serve(TRICKLE_PORT, (socket) => {
+  await upstreams.serve(TRICKLE_PORT, (socket) => {
     let sent = 0;
     const timer = setInterval(() => {
       socket.write('t');
@@ -116,8 +103,7 @@ before(async () => {
 after(async () => {
   await gw?.close();
   await dns?.close();
-  for (const socket of serverSockets) socket.destroy();
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  await upstreams.close();
   if (dropRule !== null) execFileSync('iptables', ['-D', ...dropRule]);
   removeAlias();
 });

@@ -17,7 +17,7 @@ import type { AuditEvent, CloseEvent } from '../../src/audit/types.js';
 import { connectTunnel, readAll, readExactly, socks5Connect } from '../fixtures/clients.js';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
-import { addLoopbackAlias } from '../fixtures/upstreams.js';
+import { addLoopbackAlias, TestServers } from '../fixtures/upstreams.js';
 
 const UPSTREAM_IP = '198.19.3.2';
 /** Sends as many bytes as the client asks for (8-byte big-endian count, 8-byte seed), then ends. */
@@ -69,22 +69,9 @@ interface SourceConnection {
 let dns: TestDnsServer;
 let gw: TestGateway;
 const gateways = {} as Record<TcpRelayKind, TestGateway>;
-const servers: net.Server[] = [];
-const serverSockets = new Set<net.Socket>();
+const upstreams = new TestServers(UPSTREAM_IP);
 const sources: SourceConnection[] = [];
 let removeAlias: () => void = () => undefined;
-
-async function serve(port: number, onConnection: (socket: net.Socket) => void): Promise<void> {
-  const server = net.createServer((socket) => {
-    serverSockets.add(socket);
-    socket.on('close', () => serverSockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    onConnection(socket);
-  });
-  servers.push(server);
-  server.listen(port, UPSTREAM_IP);
-  await once(server, 'listening');
-}
 
 function drainedOrClosed(socket: net.Socket): Promise<void> {
   return new Promise((resolve) => {
@@ -110,7 +97,7 @@ async function sendPattern(socket: net.Socket, seed: number, total: number, prog
 
 before(async () => {
   removeAlias = addLoopbackAlias(UPSTREAM_IP);
-  await serve(SOURCE_PORT, (socket) => {
+  await upstreams.serve(SOURCE_PORT, (socket) => {
     void readExactly(socket, REQUEST_BYTES).then(async (request) => {
       const progress: SourceConnection = { accepted: 0, total: Number(request.readBigUInt64BE(0)) };
       sources.push(progress);
@@ -118,7 +105,7 @@ before(async () => {
       socket.end();
     }, () => socket.destroy());
   });
-  await serve(SINK_PORT, (socket) => {
+  await upstreams.serve(SINK_PORT, (socket) => {
     const hash = createHash('sha256');
     let count = 0;
     socket.on('data', (chunk: Buffer) => {
@@ -132,11 +119,11 @@ before(async () => {
       socket.end(answer);
     });
   });
-  await serve(BANNER_PORT, (socket) => {
+  await upstreams.serve(BANNER_PORT, (socket) => {
     socket.write(BANNER);
     socket.pipe(socket);
   });
-  await serve(TRICKLE_PORT, (socket) => {
+  await upstreams.serve(TRICKLE_PORT, (socket) => {
     let sent = 0;
     const timer = setInterval(() => {
       socket.write('t');
@@ -154,8 +141,7 @@ after(async () => {
   await gateways.native?.close();
   await gateways.node?.close();
   await dns?.close();
-  for (const socket of serverSockets) socket.destroy();
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  await upstreams.close();
   removeAlias();
 });
 
