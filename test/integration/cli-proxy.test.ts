@@ -578,6 +578,23 @@ describe('clawbox proxy whose audit trail cannot be written', () => {
   });
 });
 
+/** `clawbox proxy` with `variable=value` in its environment exits 2 with `message`, listening on nothing. */
+async function refusesSetting(variable: string, value: string, message: RegExp): Promise<void> {
+  const port = await freePort();
+  const configPath = join(dir, `${variable}.yml`);
+  writeFileSync(configPath, seedConfig(join(dir, variable, 'audit.log')));
+  const child = spawn(process.execPath, [CLI, 'proxy', '--config', configPath, '--http', `127.0.0.1:${port}`, '--dns', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, [variable]: value },
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const [code] = (await once(child, 'exit')) as [number];
+  assert.equal(code, 2);
+  assert.match(stderr, message);
+  assert.equal(await isListening(port), false);
+}
+
 describe('clawbox proxy with CLAWBOX_DNS_IO', () => {
   it('dgram: says so in its listening line, and answers DNS through node:dgram in every worker', async () => {
     const configPath = join(dir, 'dgram.yml');
@@ -591,21 +608,8 @@ describe('clawbox proxy with CLAWBOX_DNS_IO', () => {
     }
   });
 
-  it('refuses any other value by name (exit 2), listening on nothing', async () => {
-    const port = await freePort();
-    const configPath = join(dir, 'dns-io.yml');
-    writeFileSync(configPath, seedConfig(join(dir, 'dns-io', 'audit.log')));
-    const child = spawn(process.execPath, [CLI, 'proxy', '--config', configPath, '--http', `127.0.0.1:${port}`, '--dns', '127.0.0.1:0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CLAWBOX_DNS_IO: 'fast' },
-    });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const [code] = (await once(child, 'exit')) as [number];
-    assert.equal(code, 2);
-    assert.match(stderr, /CLAWBOX_DNS_IO must be "batched" or "dgram", not "fast"/);
-    assert.equal(await isListening(port), false);
-  });
+  it('refuses any other value by name (exit 2), listening on nothing', () =>
+    refusesSetting('CLAWBOX_DNS_IO', 'fast', /CLAWBOX_DNS_IO must be "batched" or "dgram", not "fast"/));
 });
 
 describe('clawbox proxy with CLAWBOX_TCP_RELAY', () => {
@@ -625,21 +629,8 @@ describe('clawbox proxy with CLAWBOX_TCP_RELAY', () => {
     }
   });
 
-  it('refuses any other value by name (exit 2), listening on nothing', async () => {
-    const port = await freePort();
-    const configPath = join(dir, 'tcp-relay.yml');
-    writeFileSync(configPath, seedConfig(join(dir, 'tcp-relay', 'audit.log')));
-    const child = spawn(process.execPath, [CLI, 'proxy', '--config', configPath, '--http', `127.0.0.1:${port}`, '--dns', '127.0.0.1:0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CLAWBOX_TCP_RELAY: 'splice' },
-    });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const [code] = (await once(child, 'exit')) as [number];
-    assert.equal(code, 2);
-    assert.match(stderr, /CLAWBOX_TCP_RELAY must be "native" or "node", not "splice"/);
-    assert.equal(await isListening(port), false);
-  });
+  it('refuses any other value by name (exit 2), listening on nothing', () =>
+    refusesSetting('CLAWBOX_TCP_RELAY', 'splice', /CLAWBOX_TCP_RELAY must be "native" or "node", not "splice"/));
 });
 
 describe('clawbox proxy with a bad config', () => {

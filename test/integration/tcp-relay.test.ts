@@ -17,7 +17,7 @@ import type { AuditEvent, CloseEvent } from '../../src/audit/types.js';
 import { connectTunnel, socks5Connect } from '../fixtures/clients.js';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
-import { addLoopbackAlias, TestServers } from '../fixtures/upstreams.js';
+import { addLoopbackAlias, TestServers, trickle } from '../fixtures/upstreams.js';
 import { waitUntil } from '../fixtures/wait.js';
 
 const UPSTREAM_IP = '198.19.5.2';
@@ -80,14 +80,7 @@ before(async () => {
     socket.once('data', (first: Buffer) => echoSideBy.set(first.toString(), socket));
     socket.pipe(socket);
   });
-  await upstreams.serve(TRICKLE_PORT, (socket) => {
-    let sent = 0;
-    const timer = setInterval(() => {
-      socket.write('t');
-      if (++sent === TRICKLE_BYTES) clearInterval(timer);
-    }, TRICKLE_EVERY_MS);
-    socket.on('close', () => clearInterval(timer));
-  });
+  await upstreams.serve(TRICKLE_PORT, (socket) => trickle(socket, TRICKLE_BYTES, TRICKLE_EVERY_MS));
   dns = await startTestDnsServer({});
   const allowed = [ECHO_PORT, TRICKLE_PORT, CLOSED_PORT, SILENT_PORT].map((port) => `  - '${UPSTREAM_IP}:${port}'`).join('\n');
   gw = await startTestGateway(`network_policy: deny-by-default\nallowed_hosts:\n${allowed}\n`, dns, {

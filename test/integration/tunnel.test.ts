@@ -17,7 +17,7 @@ import type { AuditEvent, CloseEvent } from '../../src/audit/types.js';
 import { connectTunnel, readAll, readExactly, socks5Connect } from '../fixtures/clients.js';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
-import { addLoopbackAlias, TestServers } from '../fixtures/upstreams.js';
+import { addLoopbackAlias, TestServers, trickle } from '../fixtures/upstreams.js';
 
 const UPSTREAM_IP = '198.19.3.2';
 /** Sends as many bytes as the client asks for (8-byte big-endian count, 8-byte seed), then ends. */
@@ -123,14 +123,7 @@ before(async () => {
     socket.write(BANNER);
     socket.pipe(socket);
   });
-  await upstreams.serve(TRICKLE_PORT, (socket) => {
-    let sent = 0;
-    const timer = setInterval(() => {
-      socket.write('t');
-      if (++sent === TRICKLE_BYTES) clearInterval(timer);
-    }, TRICKLE_EVERY_MS);
-    socket.on('close', () => clearInterval(timer));
-  });
+  await upstreams.serve(TRICKLE_PORT, (socket) => trickle(socket, TRICKLE_BYTES, TRICKLE_EVERY_MS));
   dns = await startTestDnsServer({ 'bulk.test': { A: [UPSTREAM_IP] } });
   gateways.native = await startTestGateway(CONFIG, dns, { tcpRelay: 'native' });
   gateways.node = await startTestGateway(CONFIG, dns, { tcpRelay: 'node' });
