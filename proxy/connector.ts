@@ -8,7 +8,7 @@ import { upstreamFailureOf } from './errors.js';
 import { IdleSweep, type Watched } from './idle-sweep.js';
 import { createRelayedTunnel } from './relayed-tunnel.js';
 import type { TcpRelay } from './tcp-relay.js';
-import { createTunnel, UpstreamRelay, type TunnelContext } from './tunnel.js';
+import { createTunnel, recordClose, UpstreamRelay, type TunnelContext } from './tunnel.js';
 import type { Connector, OpenRequest, OpenResult, Resolver } from './types.js';
 
 export interface ConnectorOptions {
@@ -80,23 +80,19 @@ export function createConnector(options: ConnectorOptions): Connector {
           done({ ok: true, upstream: kept, tunnel: createTunnel(kept, context), dialed: dial.text });
           return;
         }
-        const fail = (code: string | undefined): void => {
-          createTunnel(null, context).close(code ?? 'connect failed');
-          done({ ok: false, kind: 'upstream', failure: upstreamFailureOf(code), message: `cannot connect to ${base.host}:${req.port}: ${code ?? 'error'}` });
-        };
         // Absolute-URI HTTP hands the upstream to node:http, which reads it as a stream: a node:net socket there. A
         // link-local IPv6 address's zone is node:net's to resolve.
         if (tcpRelay !== null && req.channel !== 'http' && !dial.text.includes('%')) {
           dialRelayed(tcpRelay, dial, req.port, connecting, (code, id) => {
             if (code === null) done({ ok: true, upstream: null, tunnel: createRelayedTunnel(tcpRelay, id, context), dialed: dial.text });
-            else fail(code);
+            else failedDial(context, req.port, code, done);
           });
           return;
         }
         const relay = req.channel === 'http' ? undefined : new UpstreamRelay();
         dialChecked(dial, req.port, connecting, relay?.onread, (err, upstream) => {
           if (upstream !== null) done({ ok: true, upstream, tunnel: createTunnel(upstream, context, relay), dialed: dial.text });
-          else fail(err?.code);
+          else failedDial(context, req.port, err?.code, done);
         });
       });
     };
@@ -124,6 +120,12 @@ export function createConnector(options: ConnectorOptions): Connector {
   const open = (req: OpenRequest): Promise<OpenResult> => new Promise((resolve) => openThen(req, resolve));
   // The 'http' overload holds: only CONNECT and SOCKS5 tunnels are dialed by the native relay (see dialAllowed).
   return { openThen, open: open as Connector['open'] };
+}
+
+/** A dial that failed: its close line (no bytes), then the failure for the front to answer. */
+function failedDial(context: TunnelContext, port: number, code: string | undefined, done: (result: OpenResult) => void): void {
+  recordClose(context, 0, 0, code ?? 'connect failed');
+  done({ ok: false, kind: 'upstream', failure: upstreamFailureOf(code), message: `cannot connect to ${context.fields.host}:${port}: ${code ?? 'error'}` });
 }
 
 interface UpstreamError {

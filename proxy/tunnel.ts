@@ -175,23 +175,22 @@ export function recordSniDeny(ctx: TunnelContext, reason: string): void {
  * With a `relay` (the upstream was dialed with its `onread`), downloads go through it; without one, through
  * a stream pipe.
  */
-export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?: UpstreamRelay): Tunnel {
+export function createTunnel(upstream: Socket, ctx: TunnelContext, relay?: UpstreamRelay): Tunnel {
   let closed = false;
   let client: Socket | null = null;
   /** The piped tunnel's entry in the idle sweep. */
   let activity: Watched | null = null;
 
   // A reused keep-alive connection has carried earlier exchanges: this tunnel's line counts only its own bytes.
-  const baseUp = upstream?.bytesWritten ?? 0;
-  const baseDown = upstream?.bytesRead ?? 0;
-  const writeCloseLine = (error?: string): void =>
-    recordClose(ctx, (upstream?.bytesWritten ?? 0) - baseUp, (upstream?.bytesRead ?? 0) - baseDown, error);
+  const baseUp = upstream.bytesWritten;
+  const baseDown = upstream.bytesRead;
+  const writeCloseLine = (error?: string): void => recordClose(ctx, (upstream.bytesWritten ?? 0) - baseUp, upstream.bytesRead - baseDown, error);
 
   const close = (error?: string): void => {
     if (closed) return;
     closed = true;
     if (activity !== null) ctx.idle.unwatch(activity);
-    upstream?.destroy();
+    upstream.destroy();
     client?.destroy();
     relay?.stop();
     writeCloseLine(error);
@@ -206,26 +205,24 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
     else client.once('finish', close); // 'finish' has no arguments: a close without error
   };
   const onUpstreamIdle = (): void => close('idle timeout');
-  if (upstream) {
-    relay?.start(upstream);
-    upstream.on('error', onUpstreamError);
-    upstream.on('close', onUpstreamClose);
-    // An unpiped tunnel (an HTTP exchange, read by node:http) is idle-timed on its upstream socket; a piped one is
-    // watched by the idle sweep from `pipe` on, stamped by reads in both directions.
-    if (!relay) {
-      upstream.on('timeout', onUpstreamIdle);
-      upstream.setTimeout(ctx.idle.limitMs);
-    }
+  relay?.start(upstream);
+  upstream.on('error', onUpstreamError);
+  upstream.on('close', onUpstreamClose);
+  // An unpiped tunnel (an HTTP exchange, read by node:http) is idle-timed on its upstream socket; a piped one is
+  // watched by the idle sweep from `pipe` on, stamped by reads in both directions.
+  if (!relay) {
+    upstream.on('timeout', onUpstreamIdle);
+    upstream.setTimeout(ctx.idle.limitMs);
   }
 
   return {
     close,
     localEndpoint() {
-      return { address: upstream?.localAddress ?? '0.0.0.0', port: upstream?.localPort ?? 0 };
+      return { address: upstream.localAddress ?? '0.0.0.0', port: upstream.localPort ?? 0 };
     },
     release(): Socket | null {
       // Only an unpiped tunnel (an HTTP exchange) is released: a piped one's sockets are joined for good.
-      if (closed || !upstream || client || relay) return null;
+      if (closed || client || relay) return null;
       closed = true;
       upstream.removeListener('error', onUpstreamError);
       upstream.removeListener('close', onUpstreamClose);
@@ -235,11 +232,10 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       return upstream;
     },
     pipe(socket: Socket, head?: Buffer): void {
-      if (!upstream || closed) {
+      if (closed) {
         socket.destroy();
         return;
       }
-      const up = upstream;
       client = socket;
       socket.on('error', (err: NodeJS.ErrnoException) => close(err.code ?? err.message));
       socket.on('close', () => close());
@@ -249,11 +245,11 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
       if (relay) {
         relay.attach(socket, watched);
         // The relay writes to the client; end() queues the FIN behind those writes.
-        if (up.readableEnded) socket.end();
-        else up.once('end', () => socket.end());
+        if (upstream.readableEnded) socket.end();
+        else upstream.once('end', () => socket.end());
       } else {
-        up.on('data', () => (watched.lastActive = clock.now));
-        up.pipe(socket);
+        upstream.on('data', () => (watched.lastActive = clock.now));
+        upstream.pipe(socket);
       }
 
       // Uploads: one 'data' listener for the tunnel's life, no stream pipe. The first bytes go through the SNI gate;
@@ -265,10 +261,10 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
         socket.resume();
       };
       const forward = (chunk: Buffer): void => {
-        if (chunk.length === 0 || up.write(chunk) || draining) return;
+        if (chunk.length === 0 || upstream.write(chunk) || draining) return;
         draining = true;
         socket.pause();
-        up.once('drain', resumeClient);
+        upstream.once('drain', resumeClient);
       };
       const judged = (verdict: FirstBytesVerdict): void => {
         gate = null;
@@ -294,7 +290,7 @@ export function createTunnel(upstream: Socket | null, ctx: TunnelContext, relay?
         if (gate !== null) judged(gate.end());
         // An upstream that already ended its side (its FIN came first) needs no end() of ours: on a finished stream
         // end() would only build an error object, at a cost felt at every tunnel's close.
-        if (!closed && !up.writableEnded) up.end();
+        if (!closed && !upstream.writableEnded) upstream.end();
       });
       if (head !== undefined && head.length > 0) {
         const verdict = gate.feed(head);

@@ -321,14 +321,20 @@ static int run(relay *r) {
 
 static void on_idle(uv_idle_t *handle);
 
+/* Room in the queue for `extra` more ids: ENOMEM if there is none to be had. */
+static int reserve(uint32_t extra) {
+  if (g.queued_count + extra <= g.queued_capacity) return 0;
+  uint32_t capacity = g.queued_capacity == 0 ? 256 : g.queued_capacity;
+  while (capacity < g.queued_count + extra) capacity *= 2;
+  int32_t *queued = realloc(g.queued, capacity * sizeof *queued);
+  if (queued == NULL) return ENOMEM;
+  g.queued = queued;
+  g.queued_capacity = capacity;
+  return 0;
+}
+
 static int queue(int32_t id) {
-  if (g.queued_count == g.queued_capacity) {
-    uint32_t capacity = g.queued_capacity == 0 ? 256 : g.queued_capacity * 2;
-    int32_t *queued = realloc(g.queued, capacity * sizeof *queued);
-    if (queued == NULL) return ENOMEM;
-    g.queued = queued;
-    g.queued_capacity = capacity;
-  }
+  if (reserve(1) != 0) return ENOMEM;
   g.queued[g.queued_count++] = id;
   return 0;
 }
@@ -347,11 +353,12 @@ static void run_queued(void) {
   for (uint32_t i = 0; i < count; i++) {
     relay *r = find(ids[i]);
     if (r == NULL || r->state != RELAYING) continue;
+    /* A run adds at most one record: hand over a full set first. */
+    if (g.event_count == MAX_EVENTS) flush();
     if (run(r)) {
       int err = queue(r->id);
       if (err != 0) finish(r, err);
     }
-    if (g.event_count == MAX_EVENTS) flush();
   }
   flush();
   if (g.queued_count > 0) uv_idle_start(&g.idle, on_idle);
@@ -388,6 +395,10 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   (void)status;
   (void)events;
   struct epoll_event ready[MAX_EVENTS];
+  /* Room to queue every tunnel this burst may name, before the events are taken: an edge-triggered event taken
+   * cannot be put back, and a tunnel ended inside the loop could still be named by a later event of it. Without the
+   * room, the events stay in the epoll for the next turn. */
+  if (reserve(MAX_EVENTS) != 0) return;
   int n = epoll_wait(g.epoll_fd, ready, MAX_EVENTS, 0);
   g.burst++;
   for (int i = 0; i < n; i++) {
@@ -405,11 +416,10 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     /* A connected upstream waits for start(); the client's duplicate is only registered by start(). */
     if (r->state == RELAYING && r->seen != g.burst) {
       r->seen = g.burst;
-      if (queue(r->id) != 0) finish(r, ENOMEM);
+      g.queued[g.queued_count++] = r->id; /* reserved above */
     }
   }
-  /* Connection records (at most one per event) go first: the queue's run adds at most MAX_EVENTS more per flush. */
-  flush();
+  /* The burst's connection records (at most one per event) and its tunnels' ends go to JavaScript together. */
   run_queued();
 }
 
