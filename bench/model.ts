@@ -47,6 +47,8 @@ export interface BenchParams {
   readonly quick: boolean;
   /** tunnel rate: seconds per round; two rounds per target, the second in reverse order. */
   readonly rateRoundS: number;
+  /** tunnel rate: seconds of the same load, untimed, just before each target's first round. */
+  readonly rateWarmUpS: number;
   readonly rateConc: number;
   readonly latencyCount: number;
   readonly bulkSingleBytes: number;
@@ -63,8 +65,8 @@ const MiB = 1024 ** 2;
 
 export function paramsFor(quick: boolean): BenchParams {
   return quick
-    ? { quick, rateRoundS: 1.5, rateConc: 64, latencyCount: 500, bulkSingleBytes: 256 * MiB, bulkMultiStreams: 8, bulkMultiBytes: 32 * MiB,
+    ? { quick, rateRoundS: 1.5, rateWarmUpS: 0.5, rateConc: 64, latencyCount: 500, bulkSingleBytes: 256 * MiB, bulkMultiStreams: 8, bulkMultiBytes: 32 * MiB,
         httpRoundS: 1.5, httpConc: 64, idleTunnels: 2000, dnsSeconds: 3 }
-    : { quick, rateRoundS: 5, rateConc: 64, latencyCount: 2000, bulkSingleBytes: 2 * GiB, bulkMultiStreams: 8, bulkMultiBytes: 256 * MiB,
+    : { quick, rateRoundS: 5, rateWarmUpS: 1, rateConc: 64, latencyCount: 2000, bulkSingleBytes: 2 * GiB, bulkMultiStreams: 8, bulkMultiBytes: 256 * MiB,
         httpRoundS: 5, httpConc: 64, idleTunnels: 9000, dnsSeconds: 10 };
 }

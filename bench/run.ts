@@ -118,7 +118,7 @@ function writeResults(doc: Record<string, unknown>): string {
 }
 
 const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
-  'tunnel rate': `${p.rateConc} clients loop {CONNECT (SOCKS5 for dante and the -socks targets) + 64 B echo + close}, 2 rounds × ${p.rateRoundS} s, 2nd reversed`,
+  'tunnel rate': `${p.rateConc} clients loop {CONNECT (SOCKS5 for dante and the -socks targets) + 64 B echo + close}, 2 rounds × ${p.rateRoundS} s, 2nd reversed, each target's first after ${p.rateWarmUpS} s of the same load untimed`,
   'latency, 1 client': `${p.latencyCount} sequential tunnels`,
   'plain HTTP': `absolute-URI GET, keep-alive, ${p.httpConc} clients, 2 rounds × ${p.httpRoundS} s`,
   [`idle, ${p.idleTunnels} tunnels`]: 'opened 256 at a time, held, then each must still echo 64 B; PSS/RSS delta of the process tree ÷ tunnels; a -socks target runs second in its HTTP target\'s process (heap already grown)',
