@@ -118,7 +118,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     tcpRelay: relay,
   });
 
-  const openSockets = new OpenConnections();
+  const openSockets = new OpenConnections(relay === null ? undefined : (socket) => relay.bytesMovedBy(socket));
   const steer = options.steer;
   // A connection another worker handed over (`adopt`) is served here, never steered again: the lead can get one of
   // its own back from the primary when no standby is left, and would otherwise pass it round again.

@@ -60,7 +60,6 @@ export function createHttpProxyServer(options: HttpProxyOptions): HttpFront {
   // absolute-URI request (`http-forward.ts`). Everything else (other methods, bodies, partial or odd heads, anything
   // the strict grammars do not match) goes to node:http with its bytes put back, so every refusal (400, 408, 431)
   // comes from the same code as before.
-  // The accept path runs per connection: its handlers are made once per server and find the socket in `this`.
   // A client that sends nothing at all is refused as node:http would refuse a head that never completes. Its time
   // limit is one sweep for every connection (`deadlines.ts`), not a Node timer per socket.
   const silent = new Deadlines<Socket>(options.handshakeTimeoutMs, (socket) => {
@@ -69,38 +68,35 @@ export function createHttpProxyServer(options: HttpProxyOptions): HttpFront {
     protocolError(options, socket, refusal.message);
     refuseOnSocket(socket, refusal);
   });
-  function forgetSilent(this: Socket): void {
-    silent.delete(this);
-  }
-  // A client that closes its side before sending anything had no request to refuse or to audit: it goes now, not
-  // when its handshake limit runs out. After a first chunk this is a half-close, which that request's path answers.
-  function endedSilent(this: Socket): void {
-    if (!silent.has(this)) return;
-    silent.delete(this);
-    this.destroy();
-  }
-  function onFirstChunk(this: Socket, chunk: Buffer): void {
-    silent.delete(this);
+  const onFirstChunk = (socket: Socket, chunk: Buffer): void => {
     const fast = parseConnectHead(chunk, options.maxHeaderSize);
     if (fast === null) {
       const forward = parseForwardHead(chunk, options.maxHeaderSize);
-      if (forward !== null) serveForward(forwardOptions, this, chunk, forward);
-      else handOff(this, chunk);
+      if (forward !== null) serveForward(forwardOptions, socket, chunk, forward);
+      else handOff(socket, chunk);
       return;
     }
-    this.pause(); // the tunnel resumes it
-    handleConnect(options, fast.target, this, chunk.subarray(fast.headLength));
-  }
+    socket.pause(); // the tunnel resumes it
+    handleConnect(options, fast.target, socket, chunk.subarray(fast.headLength));
+  };
   // allowHalfOpen as node:http has it: a client that sends its request and FIN still gets the answer.
   // pauseOnConnect: see ConnectionSteer.
   const front = createNetServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (socket: Socket) => {
     if (options.steer?.(socket)) return;
     // Errors after a reply was sent (client reset) must never reach the process.
     socket.on('error', destroySelf);
-    socket.on('close', forgetSilent);
-    socket.on('end', endedSilent);
-    silent.add(socket);
-    socket.once('data', onFirstChunk);
+    // The handlers hold the connection's deadline: no table from socket to deadline (see deadlines.ts).
+    const deadline = silent.add(socket);
+    socket.on('close', () => silent.delete(deadline));
+    // A client that closes its side before sending anything had no request to refuse or to audit: it goes now, not
+    // when its handshake limit runs out. After a first chunk this is a half-close, which that request's path answers.
+    socket.on('end', () => {
+      if (silent.delete(deadline)) socket.destroy();
+    });
+    socket.once('data', (chunk: Buffer) => {
+      silent.delete(deadline);
+      onFirstChunk(socket, chunk);
+    });
     socket.resume();
   });
   // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.

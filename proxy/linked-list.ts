@@ -26,6 +26,11 @@ export class LinkedList<T extends Linked<T>> {
     return this.count;
   }
 
+  /** The item added first of those still in the list. */
+  get first(): T | null {
+    return this.head;
+  }
+
   has(item: T): boolean {
     return item.prev !== null || this.head === item;
   }

@@ -8,17 +8,6 @@ import { LinkedList, type Linked } from './linked-list.js';
  */
 export const IDLE_AFTER_SAMPLES = 2;
 
-/**
- * Bytes a connection moved outside its node:net socket (the native relay's, `relayed-tunnel.ts`): node:net's counters
- * stop at the hand-over, so the samples ask this too.
- */
-const movedElsewhere = new WeakMap<Socket, () => number>();
-
-/** Counts `moved()` as `socket`'s activity from now on (for the busy count). */
-export function noteBytesMovedElsewhere(socket: Socket, moved: () => number): void {
-  movedElsewhere.set(socket, moved);
-}
-
 /** An open connection, and what the activity samples saw of it. */
 interface OpenSocket extends Linked<OpenSocket> {
   readonly socket: Socket;
@@ -36,6 +25,14 @@ interface OpenSocket extends Linked<OpenSocket> {
 export class OpenConnections {
   private readonly sockets = new LinkedList<OpenSocket>();
   private idle = 0;
+
+  /**
+   * `movedElsewhere`: bytes a connection moved outside its node:net socket (the native relay's, `tcp-relay.ts`), since
+   * node:net's counters stop at the hand-over. Asked of the relay by the socket, not kept in a table here: a WeakMap
+   * from socket to a counter kept every relayed socket alive through the young-generation collections (see
+   * `BySlot` in tcp-relay.ts).
+   */
+  constructor(private readonly movedElsewhere: (socket: Socket) => number = () => 0) {}
 
   get size(): number {
     return this.sockets.size;
@@ -67,7 +64,7 @@ export class OpenConnections {
     for (const open of this.sockets.toArray()) {
       const { socket } = open;
       // bytesWritten is undefined once the socket is destroyed (a close event is on its way).
-      const moved = socket.bytesRead + (socket.bytesWritten ?? 0) + (movedElsewhere.get(socket)?.() ?? 0);
+      const moved = socket.bytesRead + (socket.bytesWritten ?? 0) + this.movedElsewhere(socket);
       open.stillFor = moved === open.moved ? open.stillFor + 1 : 0;
       open.moved = moved;
       if (open.stillFor >= IDLE_AFTER_SAMPLES) idle += 1;

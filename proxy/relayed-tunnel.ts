@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import { clock, type Watched } from './idle-sweep.js';
-import { noteBytesMovedElsewhere } from './open-connections.js';
 import { FirstBytesGate, type FirstBytesVerdict } from './sni-gate.js';
 import type { RelayedBytes, TcpRelay } from './tcp-relay.js';
 import { recordClose, recordSniDeny, type TunnelContext } from './tunnel.js';
@@ -70,8 +69,6 @@ export function createRelayedTunnel(relay: TcpRelay, id: number, ctx: TunnelCont
         close(failed);
         return;
       }
-      noteBytesMovedElsewhere(socket, () => Math.max(0, relay.moved(id)));
-
       let gate: FirstBytesGate | null = new FirstBytesGate(ctx.sniHost);
       const judged = (verdict: FirstBytesVerdict): void => {
         gate = null;

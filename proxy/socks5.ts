@@ -201,11 +201,11 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
     debug({ state }, 'socks5 handshake timed out');
     socket.destroy();
   };
-  handshakes.add(handshakeTimedOut);
+  const handshake = handshakes.add(handshakeTimedOut);
 
   socket.on('close', () => {
     clientGone = true;
-    handshakes.delete(handshakeTimedOut);
+    handshakes.delete(handshake);
     clearTimeout(lingerTimer);
   });
   socket.on('end', () => {
@@ -220,7 +220,7 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
 
   const fail = (answer: Buffer | null, why: string): void => {
     debug({ state, why }, 'socks5 request refused');
-    handshakes.delete(handshakeTimedOut);
+    handshakes.delete(handshake);
     state = 'closing';
     buffer = Buffer.alloc(0);
     if (answer === null) {
@@ -289,7 +289,7 @@ function handleConnection(socket: net.Socket, opts: Socks5ServerOptions, handsha
         fail(reply(r.reply), r.why);
         return;
       }
-      handshakes.delete(handshakeTimedOut);
+      handshakes.delete(handshake);
       buffer = buffer.subarray(r.consumed);
       state = 'connecting';
       void connect(r.host, r.port);

@@ -42,6 +42,7 @@ interface NativeTcpRelay {
   readonly EVENT_STRIDE: number;
   readonly EV_CONNECTED: number;
   readonly EV_CLOSED: number;
+  readonly SLOT_BITS: number;
 }
 
 /** An errno as the code node:net would report it (`ECONNREFUSED`), for audit lines and the upstream-failure map. */
@@ -59,6 +60,13 @@ export interface RelayedBytes {
 /** How a relayed tunnel ended by itself: its bytes, and the error code if a socket failed (else undefined). */
 export type RelayClosed = (bytes: RelayedBytes, error: string | undefined) => void;
 
+/** A tunnel the native part relays: who hears its end, and its client (for `bytesMovedBy`). */
+interface Relaying {
+  readonly closed: RelayClosed;
+  readonly client: Socket;
+  readonly fd: number;
+}
+
 /** The client socket's libuv handle: its descriptor, and its reads to stop. node:net has no public accessor. */
 interface StreamHandle {
   readonly fd: number;
@@ -73,17 +81,69 @@ function streamHandleOf(socket: Socket): StreamHandle | null {
 }
 
 /**
+ * Per-tunnel state in an array indexed by the slot in the tunnel's id, not in a Map. A Map with an entry added and
+ * deleted per tunnel, thousands a second, is rebuilt as it goes, and a table it drops keeps its entries and a link
+ * to its successor; once such a table is old enough to be in the old generation, it is garbage that points at
+ * young callbacks, and the young-generation collector, which takes every old-to-young pointer for a live one, kept
+ * them and the sockets they hold, then promoted them (see linked-list.ts for the same with Sets). The native part
+ * reuses freed slots first, so the arrays stay as long as the most tunnels open at once.
+ */
+class BySlot<T> {
+  private readonly ids: number[] = [];
+  private readonly values: (T | null)[] = [];
+  private count = 0;
+
+  constructor(private readonly slotMask: number) {}
+
+  get size(): number {
+    return this.count;
+  }
+
+  set(id: number, value: T): void {
+    const slot = id & this.slotMask;
+    while (this.values.length <= slot) {
+      this.values.push(null);
+      this.ids.push(0);
+    }
+    if (this.values[slot] === null) this.count += 1;
+    this.ids[slot] = id;
+    this.values[slot] = value;
+  }
+
+  /** The value set for `id`; null when there is none. */
+  get(id: number): T | null {
+    const slot = id & this.slotMask;
+    return this.ids[slot] === id ? (this.values[slot] ?? null) : null;
+  }
+
+  /** The value set for `id`, now taken out; null when there is none (never set, taken, or a later tunnel's slot). */
+  take(id: number): T | null {
+    const slot = id & this.slotMask;
+    const value = this.values[slot] ?? null;
+    if (value === null || this.ids[slot] !== id) return null;
+    this.values[slot] = null;
+    this.count -= 1;
+    return value;
+  }
+}
+
+/**
  * One process's native relay: every tunnel's upstream and its relay, reporting connections made and tunnels ended
  * in bursts. Ids are the native part's: valid from `dial` until the tunnel's end is reported or `abort` is called.
  */
 export class TcpRelay {
   private readonly events: Float64Array;
   private readonly counts = new Float64Array(2);
-  private readonly connecting = new Map<number, (error: string | null) => void>();
-  private readonly relaying = new Map<number, RelayClosed>();
+  private readonly connecting: BySlot<(error: string | null) => void>;
+  private readonly relaying: BySlot<Relaying>;
+  /** The id relaying each client descriptor (node:net's, the one `start` was given), 0 for none. */
+  private readonly idByFd: number[] = [];
 
   constructor(private readonly native: NativeTcpRelay) {
     this.events = new Float64Array(native.MAX_EVENTS * native.EVENT_STRIDE);
+    const slotMask = 2 ** native.SLOT_BITS - 1;
+    this.connecting = new BySlot(slotMask);
+    this.relaying = new BySlot(slotMask);
     native.open(this.events, this.onEvents);
   }
 
@@ -112,7 +172,9 @@ export class TcpRelay {
     if (handle === null) return 'the client socket has no descriptor';
     const result = this.native.start(id, handle.fd);
     if (result < 0) return codeOf(-result);
-    this.relaying.set(id, closed);
+    this.relaying.set(id, { closed, client, fd: handle.fd });
+    while (this.idByFd.length <= handle.fd) this.idByFd.push(0);
+    this.idByFd[handle.fd] = id;
     return null;
   }
 
@@ -136,10 +198,21 @@ export class TcpRelay {
 
   /** Ends a tunnel now (its sockets closed, no report to come): the bytes it moved. */
   abort(id: number): RelayedBytes {
-    this.connecting.delete(id);
-    this.relaying.delete(id);
+    this.connecting.take(id);
+    this.forget(id);
     if (this.native.abort(id, this.counts) < 0) return { up: 0, down: 0 };
     return { up: this.counts[0], down: this.counts[1] };
+  }
+
+  /**
+   * Bytes the native part moved for `client` so far, 0 when it relays nothing for it (for the accept steering's busy
+   * count: node:net's own counters stop at `pass`).
+   */
+  bytesMovedBy(client: Socket): number {
+    const fd = streamHandleOf(client)?.fd;
+    const id = fd === undefined ? 0 : (this.idByFd[fd] ?? 0);
+    if (id === 0 || this.relaying.get(id)?.client !== client) return 0;
+    return Math.max(0, this.native.moved(id));
   }
 
   /** Milliseconds since a byte was last read on either side, or -1 for an id that has ended. */
@@ -158,6 +231,12 @@ export class TcpRelay {
     return { address, port };
   }
 
+  private forget(id: number): Relaying | null {
+    const relaying = this.relaying.take(id);
+    if (relaying !== null && this.idByFd[relaying.fd] === id) this.idByFd[relaying.fd] = 0;
+    return relaying;
+  }
+
   private readonly onEvents = (count: number): void => {
     const { events } = this;
     const { EVENT_STRIDE, EV_CONNECTED } = this.native;
@@ -166,14 +245,11 @@ export class TcpRelay {
       const id = events[at + 1];
       const errno = events[at + 4];
       if (events[at] === EV_CONNECTED) {
-        const connected = this.connecting.get(id);
-        this.connecting.delete(id);
+        const connected = this.connecting.take(id);
         connected?.(errno === 0 ? null : codeOf(errno));
         continue;
       }
-      const closed = this.relaying.get(id);
-      this.relaying.delete(id);
-      closed?.({ up: events[at + 2], down: events[at + 3] }, errno === 0 ? undefined : codeOf(errno));
+      this.forget(id)?.closed({ up: events[at + 2], down: events[at + 3] }, errno === 0 ? undefined : codeOf(errno));
     }
   };
 }

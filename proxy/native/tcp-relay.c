@@ -26,6 +26,8 @@
  *   local(id) -> [address, port]      the upstream socket's own address (SOCKS5's reply carries it)
  *
  * A record: kind, id, bytes up (client to upstream), bytes down, errno (0: a clean end).
+ * An id's low SLOT_BITS are its slot: a freed slot is reused before a new one, so JavaScript can index its own
+ * per-tunnel state by them in arrays as long as the most tunnels open at once.
  * A tunnel ends (EV_CLOSED) once the upstream has sent its FIN and every byte of it reached the client, whose side
  * is then shut down (the client's FIN needs not be awaited, as squid does not); on any error of either socket; or
  * by abort(). A client's FIN is passed on to the upstream (a half-close), and the tunnel stays open for the answer.
@@ -698,6 +700,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"EVENT_STRIDE", NULL, NULL, NULL, NULL, int32_value(env, EVENT_STRIDE), napi_default, NULL},
       {"EV_CONNECTED", NULL, NULL, NULL, NULL, int32_value(env, EV_CONNECTED), napi_default, NULL},
       {"EV_CLOSED", NULL, NULL, NULL, NULL, int32_value(env, EV_CLOSED), napi_default, NULL},
+      {"SLOT_BITS", NULL, NULL, NULL, NULL, int32_value(env, SLOT_BITS), napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

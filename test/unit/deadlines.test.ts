@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Deadlines } from '../../proxy/deadlines.js';
+import { Deadlines, type Deadline } from '../../proxy/deadlines.js';
 import { waitUntil } from '../fixtures/wait.js';
 
 /** Deadlines whose expiries are recorded as [key, ms after `start`]. */
@@ -30,12 +30,13 @@ describe('Deadlines', () => {
 
   it('a deleted key never expires, and the others still do, in the order they were added', async () => {
     const { deadlines, expired } = recorded(50);
-    deadlines.add('first');
-    deadlines.add('gone');
+    const first = deadlines.add('first');
+    const gone = deadlines.add('gone');
     await sleep(20);
-    deadlines.add('last');
-    deadlines.delete('gone');
-    assert.deepEqual(['first', 'gone', 'last'].map((key) => deadlines.has(key)), [true, false, true]);
+    const last = deadlines.add('last');
+    assert.equal(deadlines.delete(gone), true);
+    assert.equal(deadlines.delete(gone), false, 'a second delete finds nothing held');
+    assert.deepEqual([first, gone, last].map((d) => deadlines.has(d)), [true, false, true]);
     await until(() => expired.length >= 2);
     await sleep(100);
     assert.deepEqual(
@@ -45,24 +46,27 @@ describe('Deadlines', () => {
     assert.equal(deadlines.size, 0);
   });
 
-  it('keeps a key\'s first deadline when it is added again', async () => {
-    const { deadlines, expired } = recorded(100);
+  it('an expired key is no longer held, and deleting it then finds nothing', async () => {
+    const { deadlines, expired } = recorded(30);
+    const a = deadlines.add('a');
+    await until(() => expired.length === 1);
+    assert.equal(deadlines.has(a), false);
+    assert.equal(deadlines.delete(a), false);
+    assert.equal(deadlines.size, 0);
+  });
+
+  it('an expiry that deletes a later key due in the same tick: that key does not expire as well', async () => {
+    const expired: string[] = [];
+    let later: Deadline<string> | null = null;
+    const deadlines = new Deadlines<string>(30, (key) => {
+      expired.push(key);
+      if (key === 'a' && later !== null) deadlines.delete(later);
+    });
     deadlines.add('a');
+    later = deadlines.add('b');
+    await until(() => expired.length >= 1 && deadlines.size === 0);
     await sleep(60);
-    deadlines.add('b');
-    deadlines.add('a');
-    // 'a' falls due 100 ms after its first add, 'b' 60 ms later: 'a' goes alone. Had the second add pushed 'a'
-    // back, both would fall due together.
-    await until(() => expired.length > 0);
-    assert.deepEqual(
-      expired.map(([key]) => key),
-      ['a'],
-    );
-    await until(() => expired.length > 1);
-    assert.deepEqual(
-      expired.map(([key]) => key),
-      ['a', 'b'],
-    );
+    assert.deepEqual(expired, ['a']);
   });
 
   it('starts its timer again for keys added after it stopped', async () => {
