@@ -23,6 +23,7 @@ export interface ProfileSummary {
   readonly total_ms: number;
   readonly top: ReadonlyArray<{ readonly fn: string; readonly where: string; readonly self_ms: number; readonly pct: number }>;
   readonly by_origin: Readonly<Record<string, number>>;
+  readonly young?: YoungGeneration;
 }
 
 function origin(frame: CallFrame): string {
@@ -63,10 +64,42 @@ export function summariseProfile(file: string, topN = 15): ProfileSummary {
   return { total_ms: total / 1000, top, by_origin: origins };
 }
 
+/**
+ * The young generation during the profiled round, from V8's `--trace-gc-nvp` lines: how much of each tunnel's
+ * garbage outlived a scavenge (copied to the old generation, to be freed only by a full collection) and what the
+ * scavenges cost. A table keyed per connection, rebuilt as entries come and go, once drove this to 2.5–4.5 KB per
+ * tunnel and 6–8 ms pauses (bench/README.md, *Tunnels promoted by their own bookkeeping*).
+ */
+export interface YoungGeneration {
+  readonly scavenges: number;
+  readonly pause_ms_mean: number;
+  readonly promoted_bytes_per_tunnel: number;
+  readonly full_collections: number;
+}
+
+export function summariseGcTrace(lines: readonly string[], tunnels: number): YoungGeneration | null {
+  const number = (line: string, key: string): number => Number(new RegExp(`\\b${key}=([0-9.]+)`).exec(line)?.[1] ?? 0);
+  const scavenges = lines.filter((l) => / gc=s /.test(l));
+  if (scavenges.length === 0 || tunnels === 0) return null;
+  return {
+    scavenges: scavenges.length,
+    pause_ms_mean: scavenges.reduce((sum, l) => sum + number(l, 'pause'), 0) / scavenges.length,
+    promoted_bytes_per_tunnel: scavenges.reduce((sum, l) => sum + number(l, 'promoted'), 0) / tunnels,
+    full_collections: lines.filter((l) => / gc=mc /.test(l)).length,
+  };
+}
+
 export function renderProfile(s: ProfileSummary): string {
   const lines = [`clawbox CPU profile during tunnel rate (node --cpu-prof, ${(s.total_ms / 1000).toFixed(1)} s sampled):`, '  self time by origin:'];
   for (const [o, pct] of Object.entries(s.by_origin).slice(0, 12)) lines.push(`    ${pct.toFixed(1).padStart(5)}%  ${o}`);
   lines.push('  top functions by self time:');
   for (const t of s.top) lines.push(`    ${t.pct.toFixed(1).padStart(5)}%  ${t.fn}  ${t.where}`);
+  const y = s.young;
+  if (y) {
+    lines.push(
+      `  young generation (--trace-gc-nvp, the same round): ${y.scavenges} scavenges, ${y.pause_ms_mean.toFixed(2)} ms each on average, ` +
+        `${Math.round(y.promoted_bytes_per_tunnel)} bytes promoted per tunnel, ${y.full_collections} full collections`,
+    );
+  }
   return lines.join('\n');
 }

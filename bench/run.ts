@@ -34,7 +34,7 @@ import { startSandboxRuntime } from './peers/sandbox-runtime.js';
 import { startDnsmasq, startUnbound } from './peers/resolvers.js';
 import type { PeerContext, RunningPeer } from './peers/types.js';
 import { policyBench } from './policy.js';
-import { renderProfile, summariseProfile, type ProfileSummary } from './profile.js';
+import { renderProfile, summariseGcTrace, summariseProfile, type ProfileSummary, type YoungGeneration } from './profile.js';
 import { bulk } from './scenarios/bulk.js';
 import { dnsScenario, type DnsTarget } from './scenarios/dns.js';
 import { plainHttp } from './scenarios/http.js';
@@ -98,16 +98,23 @@ function countLines(file: string): number | null {
 async function profileClawbox(ctx: PeerContext, p: BenchParams): Promise<ProfileSummary | Failed> {
   const dir = join(ctx.dir, 'cpu-prof');
   mkdirSync(dir, { recursive: true });
-  const peer = await start('clawbox (profiled)', undefined, () => startClawbox({ ...ctx, cpuProfileDir: dir }));
+  const gcLines: string[] = [];
+  const peer = await start('clawbox (profiled)', undefined, () =>
+    startClawbox({ ...ctx, cpuProfileDir: dir, gcTrace: (line) => (line.includes(' gc=') ? gcLines.push(line) : 0) }),
+  );
   if (failedPeer(peer)) return { failed: peer.failed };
+  let young: YoungGeneration | null = null;
   try {
-    await rateRounds([tcpTarget('clawbox', peer, 'http')], { ...p, rateRoundS: p.rateRoundS * 2 }, 1);
+    const started = gcLines.length; // the gateway's own start is not a tunnel's
+    const rate = (await rateRounds([tcpTarget('clawbox', peer, 'http')], { ...p, rateRoundS: p.rateRoundS * 2 }, 1)).get('clawbox');
+    if (rate !== undefined && !('failed' in rate)) young = summariseGcTrace(gcLines.slice(started), rate.ok + (rate.warmUp?.result.ok ?? 0));
   } finally {
     await peer.child.stop(15_000); // SIGTERM: clawbox exits cleanly and node writes the profile
   }
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) return { failed: 'node wrote no .cpuprofile' };
-  return summariseProfile(join(dir, file));
+  const summary = summariseProfile(join(dir, file));
+  return young === null ? summary : { ...summary, young };
 }
 
 function writeResults(doc: Record<string, unknown>): string {

@@ -23,6 +23,8 @@ export interface SpawnOptions {
   readonly nofile?: number;
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
+  /** Every line of stdout and stderr, as it comes. */
+  readonly onLine?: (line: string) => void;
 }
 
 export function spawnChild(name: string, cmd: string, args: readonly string[], opts: SpawnOptions = {}): Child {
@@ -36,6 +38,7 @@ export function spawnChild(name: string, cmd: string, args: readonly string[], o
   const waiters = new Set<{ pattern: RegExp; resolve: (line: string) => void }>();
   let exit: string | null = null;
   const onLine = (line: string): void => {
+    opts.onLine?.(line);
     lines.push(line);
     if (lines.length > 40) lines.shift();
     for (const w of waiters) {

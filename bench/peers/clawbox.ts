@@ -28,7 +28,7 @@ export async function startClawbox(ctx: PeerContext): Promise<RunningPeer> {
       '',
     ].join('\n'),
   );
-  const nodeArgs = ctx.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.cpuProfileDir] : [];
+  const nodeArgs = [...(ctx.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.cpuProfileDir] : []), ...(ctx.gcTrace ? ['--trace-gc-nvp'] : [])];
   // A profile must see the work: with workers the primary only idles, so the profiled run uses one process.
   // BENCH_CLAWBOX_WORKERS=N: another process model than the default, for comparisons (the table's notes say which).
   const workers = ctx.cpuProfileDir ? ['--workers', '1'] : clawboxWorkers() === null ? [] : ['--workers', String(clawboxWorkers())];
@@ -37,7 +37,7 @@ export async function startClawbox(ctx: PeerContext): Promise<RunningPeer> {
     process.execPath,
     [...nodeArgs, MAIN, 'proxy', '--config', config, '--http', `127.0.0.1:${http}`, '--socks', `127.0.0.1:${socks}`,
       '--dns', `127.0.0.1:${dns}`, '--upstream-dns', hostPort(DNS_STUB), ...workers],
-    { nofile: NOFILE },
+    { nofile: NOFILE, ...(ctx.gcTrace ? { onLine: ctx.gcTrace } : {}) },
   );
   await child.waitForOutput(/clawbox gateway listening/, 20_000);
   await waitForTcp('127.0.0.1', http, 5000, child.exitReason);

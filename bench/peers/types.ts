@@ -21,6 +21,8 @@ export interface PeerContext {
   readonly npmPeerDirs: Partial<Record<NpmPeer, string>>;
   /** When set, clawbox runs under `node --cpu-prof` writing into this dir. */
   readonly cpuProfileDir?: string;
+  /** When set, clawbox also runs with `--trace-gc-nvp`, and every line of its output comes here. */
+  readonly gcTrace?: (line: string) => void;
 }
 
 /** The most file descriptors a child may hold: 9,000 idle tunnels need two each plus the listeners. */
