@@ -100,7 +100,13 @@ async function profileClawbox(ctx: PeerContext, p: BenchParams): Promise<Profile
   mkdirSync(dir, { recursive: true });
   const gcLines: string[] = [];
   const peer = await start('clawbox (profiled)', undefined, () =>
-    startClawbox({ ...ctx, cpuProfileDir: dir, gcTrace: (line) => (line.includes(' gc=') ? gcLines.push(line) : 0) }),
+    startClawbox({
+      ...ctx,
+      cpuProfileDir: dir,
+      gcTrace: (line) => {
+        if (line.includes(' gc=')) gcLines.push(line);
+      },
+    }),
   );
   if (failedPeer(peer)) return { failed: peer.failed };
   let young: YoungGeneration | null = null;

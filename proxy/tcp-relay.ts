@@ -87,6 +87,9 @@ function streamHandleOf(socket: Socket): StreamHandle | null {
  * young callbacks, and the young-generation collector, which takes every old-to-young pointer for a live one, kept
  * them and the sockets they hold, then promoted them (see linked-list.ts for the same with Sets). The native part
  * reuses freed slots first, so the arrays stay as long as the most tunnels open at once.
+ * A slot's entry is taken before the slot holds another tunnel's: an end is read, and its entry taken, in the call
+ * that reports it; a tunnel dialed meanwhile (only JavaScript dials) reaches `relaying` only when its own connect is
+ * reported, in a later burst.
  */
 class BySlot<T> {
   private readonly ids: number[] = [];
