@@ -1,12 +1,13 @@
 /**
  * Compiles a PolicyConfig into an immutable, precomputed Policy. All parsing happens here, once; a decision is a
- * handful of Map lookups and integer compares.
+ * handful of Map lookups and integer compares, made once per host and port (`decision-memo.ts`).
  */
 import { classifyAddress, embeddedIpv4s, unmapIpv4, withArticle, type Classification } from '../net/classify.js';
 import { hostToString, parseHost } from '../net/host.js';
 import { cidrContains, ipEquals, parseIp } from '../net/ip.js';
 import type { Host, HostIp, HostName, IpAddress } from '../net/types.js';
 import type { PolicyConfig } from './config.js';
+import { DecisionMemo } from './decision-memo.js';
 import { parseHostPattern, patternToString, type HostPattern } from './pattern.js';
 import type {
   Allow,
@@ -38,6 +39,12 @@ const METADATA_NAMES: ReadonlySet<string> = new Set([
 const LOOPBACK_NAMES: ReadonlySet<string> = new Set(['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback']);
 
 type ListName = 'allowed_hosts' | 'denied_hosts';
+
+/**
+ * Answers one policy keeps per kind of host (an IP's, a name's). A few hundred bytes each: a sandbox that floods
+ * distinct targets holds at most about a megabyte here before its memo starts over.
+ */
+export const DECISION_MEMO_LIMIT = 4096;
 
 interface Entry {
   readonly rule: RuleId;
@@ -197,6 +204,9 @@ class CompiledPolicy implements Policy {
   private readonly defaultPorts: readonly number[];
   /** Ports `decideName` tries: any of them being allowed makes the name resolvable. */
   private readonly candidatePorts: readonly number[];
+  /** Stage 1's answers so far (`decision-memo.ts`). */
+  private readonly ipDecisions = new DecisionMemo<Decision>(DECISION_MEMO_LIMIT);
+  private readonly nameDecisions = new DecisionMemo<Decision>(DECISION_MEMO_LIMIT);
 
   constructor(cfg: PolicyConfig) {
     this.defaultPorts = [...cfg.defaultPorts];
@@ -247,7 +257,19 @@ class CompiledPolicy implements Policy {
    * When several entries match, the lowest index is reported.
    */
   decide(host: Host, port: number): Decision {
-    return host.kind === 'ip' ? this.decideIp(host, port) : this.decideHostName(host, port);
+    // Two memos: a name's text never collides with an address's that way.
+    if (host.kind === 'ip') {
+      const known = this.ipDecisions.get(host.ip.text, port);
+      if (known !== undefined) return known;
+      const decision = this.decideIp(host, port);
+      this.ipDecisions.set(host.ip.text, port, decision);
+      return decision;
+    }
+    const known = this.nameDecisions.get(host.name, port);
+    if (known !== undefined) return known;
+    const decision = this.decideHostName(host, port);
+    this.nameDecisions.set(host.name, port, decision);
+    return decision;
   }
 
   private decideIp(host: HostIp, port: number): Decision {

@@ -5,7 +5,8 @@ import { parseIp } from '../../src/net/ip.js';
 import type { Host, IpAddress } from '../../src/net/types.js';
 import type { PolicyConfig } from '../../src/policy/config.js';
 import { parseHostPattern, patternToString } from '../../src/policy/pattern.js';
-import { compilePolicy, StaticPolicyTable } from '../../src/policy/policy.js';
+import { DecisionMemo } from '../../src/policy/decision-memo.js';
+import { compilePolicy, DECISION_MEMO_LIMIT, StaticPolicyTable } from '../../src/policy/policy.js';
 import type { Decision, Policy, RuleId } from '../../src/policy/types.js';
 import { policyConfig } from '../fixtures/policy-config.js';
 
@@ -131,6 +132,40 @@ void describe('decide', () => {
       check(policy.decide(host(c.host), c.port), c);
     });
   }
+
+  void it('answers a question asked again from its memo, the same answer for every case', () => {
+    // One policy asked every BASE case twice, interleaved with other hosts and ports: a memo keyed wrongly (the port
+    // left out, a name and an address sharing a slot) would hand a later case an earlier case's answer.
+    const policy = compilePolicy(BASE);
+    const cases = DECIDE_CASES.filter((c) => c.cfg === undefined);
+    const first = cases.map((c) => policy.decide(host(c.host), c.port));
+    cases.forEach((c, i) => {
+      const again = policy.decide(host(c.host), c.port);
+      check(again, c);
+      assert.equal(again, first[i], `${c.name}: the second answer is the memo's`);
+    });
+  });
+
+  void it('keeps at most its limit of answers, then starts over', () => {
+    const memo = new DecisionMemo<string>(3);
+    memo.set('a.test', 443, 'a443');
+    memo.set('a.test', 80, 'a80');
+    memo.set('a.test', 80, 'a80 again'); // the same question: no new answer held
+    memo.set('b.test', 443, 'b443');
+    assert.equal(memo.entries, 3);
+    assert.equal(memo.get('a.test', 80), 'a80 again');
+    memo.set('c.test', 443, 'c443');
+    assert.equal(memo.entries, 1);
+    assert.equal(memo.get('a.test', 443), undefined);
+    assert.equal(memo.get('c.test', 443), 'c443');
+  });
+
+  void it('answers rightly again after a flood of targets made its memo start over', () => {
+    const policy = compilePolicy(config({ networkPolicy: 'allow-all' }));
+    for (let port = 1; port <= DECISION_MEMO_LIMIT + 10; port += 1) policy.decide(host('flood.test'), port);
+    const again = policy.decide(host('flood.test'), 1);
+    assert.equal(again.rule, 'allow-all', 'an answer made anew after the memo started over is still right');
+  });
 });
 
 interface ResolvedCase {
