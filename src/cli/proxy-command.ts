@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { runGatewayWorker, startGatewayCluster } from '../../proxy/cluster.js';
 import { startGateway } from '../../proxy/gateway.js';
+import { tuneHeapForGateway } from '../../proxy/heap-tuning.js';
 import { parseCommandArgs } from './args.js';
 
 export const PROXY_HELP = `Usage: clawbox proxy [--config FILE] [--http HOST:PORT] [--socks HOST:PORT] [--dns HOST:PORT]
@@ -83,6 +84,7 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
     process.stdout.write(`${PROXY_HELP}\n`);
     return 0;
   }
+  tuneHeapForGateway();
   if (cluster.isWorker) {
     // A worker of `--workers N`: config, registrations and reloads all come from the primary.
     return runGatewayWorker(createAppLogger(process.env.CLAWBOX_WORKER_LOG === 'silent' ? 'silent' : 'info'));
