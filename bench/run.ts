@@ -3,7 +3,7 @@
  * sandbox-runtime, dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback
  * aliases).
  *
- *   npm run bench                 everything (about 8 min; BENCH_QUICK=1 for a ~3 min smoke run;
+ *   npm run bench                 everything (about 9 min; BENCH_QUICK=1 for a ~3 min smoke run;
  *                                 BENCH_CLAWBOX_WORKERS=N runs clawbox with --workers N)
  *   npm run bench -- policy       only the pure policy decision cost
  *   npm run bench -- profile      only clawbox's tunnel rate under node --cpu-prof, with a summary
