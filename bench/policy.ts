@@ -1,7 +1,8 @@
 /**
  * Pure decision cost, no I/O: `compilePolicy` with 500 allowed entries, µs per `decide` (asked again, when the
- * policy's memo answers, and asked first), and ns per `classifyAddress`. Replaces the two timing assertions removed from the unit tests (timing asserts flake on a
- * shared 2-core machine); their old budgets are printed next to the figures for reference.
+ * policy's memo answers, and asked first), and ns per `classifyAddress`. Replaces the two timing assertions removed
+ * from the unit tests (timing asserts flake on a shared 2-core machine); their old budgets are printed next to the
+ * figures for reference.
  *
  * Run alone: `npm run bench -- policy`.
  */

@@ -42,7 +42,7 @@ type ListName = 'allowed_hosts' | 'denied_hosts';
 
 /**
  * Answers one policy keeps per kind of host (an IP's, a name's). A few hundred bytes each: a sandbox that floods
- * distinct targets holds at most about a megabyte here before its memo starts over.
+ * distinct targets holds at most about two megabytes here before its memos start over.
  */
 export const DECISION_MEMO_LIMIT = 4096;
 
