@@ -9,8 +9,8 @@ import { setFlagsFromString } from 'node:v8';
  * 9,000 idle tunnels in the bench): the sites that make a connection's socket and its state turn "long-lived" for
  * good, and every later short connection then has old-generation parents pointing at its young parts, which the
  * young-generation collector takes for live and copies out (promotes) until a full collection. Measured with the rate
- * harness after 9,000 tunnels had been held and closed (two workers, 64 clients): 2,492-2,701 bytes promoted per
- * tunnel with pretenuring, 599-654 without (640-643 in a process that never held them), scavenges of 6.5-7.1
+ * harness after 9,000 tunnels had been held and closed (two workers, 64 clients): 2,427-2,701 bytes promoted per
+ * tunnel with pretenuring, 599-654 without (640-643 in a process that never held them), scavenges of 6.5-7.7
  * against 2.5-3.0 ms; CPU per tunnel moved within the machine's drift. node-floor shows the same on a smaller scale
  * (941 → 1,627 bytes). bench/README.md, *Tunnels promoted again after a burst of held connections*.
  *
