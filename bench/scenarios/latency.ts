@@ -9,6 +9,7 @@
  * 3.4 ms in rounds a minute apart (bench/README.md), so a single round ranked targets by the moment they ran.
  */
 import { progress } from '../lib/exec.js';
+import { percentile } from '../lib/stats.js';
 import { ECHO, PAYLOAD, hostPort } from '../lib/addresses.js';
 import type { LoadgenResult } from '../lib/loadgen.js';
 import type { BenchParams, Failed, ScenarioResult, Target } from '../model.js';
@@ -24,21 +25,15 @@ export interface LatencyFigures {
   readonly rounds: readonly LoadgenResult[];
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 function medianOrNull(values: readonly (number | null)[]): number | null {
-  return values.some((v) => v === null) ? null : median(values as number[]);
+  return values.some((v) => v === null) ? null : percentile(values as number[], 50);
 }
 
 function figuresOf(rounds: readonly LoadgenResult[]): LatencyFigures {
   return {
-    p50_us: median(rounds.map((r) => r.p50_us)),
-    p99_us: median(rounds.map((r) => r.p99_us)),
-    max_us: median(rounds.map((r) => r.max_us)),
+    p50_us: percentile(rounds.map((r) => r.p50_us), 50),
+    p99_us: percentile(rounds.map((r) => r.p99_us), 50),
+    max_us: percentile(rounds.map((r) => r.max_us), 50),
     setup_p50_us: medianOrNull(rounds.map((r) => r.setup_p50_us)),
     exchange_p50_us: medianOrNull(rounds.map((r) => r.exchange_p50_us)),
     rounds,

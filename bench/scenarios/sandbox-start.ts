@@ -20,6 +20,7 @@ import { closeEnvironments, SANDBOX_NETWORK } from '../../runner/environment.js'
 import { stopResidentRunners } from '../../runner/gc.js';
 import { SANDBOX_IMAGE } from '../../runner/images.js';
 import { progress } from '../lib/exec.js';
+import { percentile } from '../lib/stats.js';
 import { na, val, type BenchParams, type Cell, type Row, type ScenarioResult } from '../model.js';
 
 export const SANDBOX_START_LABELS = ['docker run', 'clawbox run cold', 'clawbox run warm', 'clawbox run runner', 'runSandbox cold', 'runSandbox warm'] as const;
@@ -77,11 +78,6 @@ async function timeLibrary(configText: string): Promise<Sample> {
   const total = performance.now() - t0;
   if (result.exit_code !== 0) throw new Error(`runSandbox exited with ${result.exit_code}`);
   return { start, total };
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
 export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioResult> {

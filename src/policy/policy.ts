@@ -258,17 +258,12 @@ class CompiledPolicy implements Policy {
    */
   decide(host: Host, port: number): Decision {
     // Two memos: a name's text never collides with an address's that way.
-    if (host.kind === 'ip') {
-      const known = this.ipDecisions.get(host.ip.text, port);
-      if (known !== undefined) return known;
-      const decision = this.decideIp(host, port);
-      this.ipDecisions.set(host.ip.text, port, decision);
-      return decision;
-    }
-    const known = this.nameDecisions.get(host.name, port);
+    const memo = host.kind === 'ip' ? this.ipDecisions : this.nameDecisions;
+    const text = host.kind === 'ip' ? host.ip.text : host.name;
+    const known = memo.get(text, port);
     if (known !== undefined) return known;
-    const decision = this.decideHostName(host, port);
-    this.nameDecisions.set(host.name, port, decision);
+    const decision = host.kind === 'ip' ? this.decideIp(host, port) : this.decideHostName(host, port);
+    memo.set(text, port, decision);
     return decision;
   }
 
