@@ -31,6 +31,7 @@ import { ACTIVITY_SAMPLE_EVERY, LeadSteering, SAMPLE_MS, type StandbyRequest } f
 import { choosePorts } from './listen-ports.js';
 import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
+import { gatewayWorkerExecArgv } from './heap-tuning.js';
 import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront } from './gateway.js';
 import type { TcpRelayKind } from './tcp-relay.js';
 import type { DatagramIoKind } from './udp-batch.js';
@@ -106,7 +107,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let hostAddresses: readonly string[] = [];
 
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ silent: false });
+  cluster.setupPrimary({ silent: false, execArgv: gatewayWorkerExecArgv(process.execArgv) });
 
   const live = new Set<Worker>();
   /** Workers that got their init; only these are sent requests (the others will get the state in their init). */

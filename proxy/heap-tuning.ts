@@ -17,8 +17,27 @@ import { setFlagsFromString } from 'node:v8';
  * `setFlagsFromString` rather than a command-line flag: the gateway runs as `clawbox proxy` from any shell, in its
  * container and as cluster workers, and V8 reads this flag when it collects and compiles, so setting it before the
  * first connection covers them all (measured: the figures above are this call's). Not every flag works so: the
- * memory reducer's is read when the heap is set up, and set here it changed nothing (*After a pause*).
+ * memory reducer's is read when the heap is set up, and set here it changed nothing (*After a pause*); it goes on
+ * the command line instead (GATEWAY_COMMAND_LINE_V8_FLAGS).
  */
 export function tuneHeapForGateway(): void {
   setFlagsFromString('--no-allocation-site-pretenuring');
+}
+
+/**
+ * V8 flags that only work on a gateway process's command line: the cluster primary forks its workers with them, and
+ * the gateway image's entrypoint starts node with them.
+ *
+ * The memory reducer off. When a process goes quiet for a few seconds V8's memory reducer runs full collections that
+ * also drop compiled code, so the first connections after every pause run through the interpreter and recompile the
+ * hot path (65-75 functions over the next 2,000 tunnels in the latency harness; 5-18 with the reducer off, and that
+ * round's p99 1.3-3.8 ms against 0.95-1.4). An egress gateway is quiet between tool calls by nature, and that first
+ * call after a pause is the one a user waits for. What the reducer would have given back is measured in
+ * bench/README.md, *After a pause*.
+ */
+export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer'];
+
+/** A gateway worker's node arguments: its parent's (a profile, a debugger) with the gateway's command-line flags. */
+export function gatewayWorkerExecArgv(parentExecArgv: readonly string[]): string[] {
+  return [...parentExecArgv, ...GATEWAY_COMMAND_LINE_V8_FLAGS.filter((flag) => !parentExecArgv.includes(flag))];
 }

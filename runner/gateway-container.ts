@@ -6,6 +6,7 @@
 import { statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type Dockerode from 'dockerode';
+import { GATEWAY_COMMAND_LINE_V8_FLAGS } from '../proxy/heap-tuning.js';
 import { ClawboxError } from '../src/errors.js';
 import { ignoringGone } from './docker-client.js';
 import { GatewayControl } from './gateway-control.js';
@@ -210,7 +211,7 @@ async function startGatewayContainer(docker: Dockerode, name: string, ip: string
   const container = await docker.createContainer({
     name,
     Image: GATEWAY_IMAGE,
-    Entrypoint: ['/usr/local/bin/node', '/opt/clawbox/dist/src/cli/main.js'],
+    Entrypoint: ['/usr/local/bin/node', ...GATEWAY_COMMAND_LINE_V8_FLAGS, '/opt/clawbox/dist/src/cli/main.js'],
     // Root in the container but with no capability at all: it may write the root-owned control and audit
     // directories mounted in, nothing more. Port 53 is bound thanks to the namespaced sysctl below.
     User: '0:0',

@@ -17,6 +17,7 @@ import { addLoopbackAlias, startHttpUpstream, type Upstream } from '../fixtures/
 import { connectTunnel, httpViaProxy, nextChunk, readAll, socks5Connect } from '../fixtures/clients.js';
 import { waitUntil } from '../fixtures/wait.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
+import { GATEWAY_COMMAND_LINE_V8_FLAGS } from '../../proxy/heap-tuning.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const SEED = readFileSync(join(import.meta.dirname, '../fixtures/seed-config.yml'), 'utf8');
@@ -239,6 +240,10 @@ describe('clawbox proxy --workers 2', () => {
     assert.equal(workerPids(cli.child.pid!).length, 2);
   });
 
+  it("starts every worker with the gateway's command-line V8 flags", () => {
+    for (const pid of workerPids(cli.child.pid!)) assertGatewayFlags(pid);
+  });
+
   it('applies a registration in every worker and sums its traffic from all of them', async () => {
     assert.deepEqual(new Set(await burst('http://later.test/')), new Set([403]));
     const control = await GatewayControl.open(controlPath);
@@ -277,6 +282,7 @@ describe('clawbox proxy --workers 2', () => {
       process.kill(victim, 'SIGKILL');
       await waitUntil(() => cli.stderr().includes('replacement gateway worker listening'), 'replacement worker');
       assert.equal(workerPids(cli.child.pid!).length, 2);
+      for (const pid of workerPids(cli.child.pid!)) assertGatewayFlags(pid);
       assert.deepEqual(new Set(await burst('http://later.test/', 32)), new Set([403]), 'the new worker knows the sandbox');
       await control.unregister('127.0.0.1');
     } finally {
@@ -519,6 +525,16 @@ function listeningPorts(pids: readonly number[]): number[] {
   const lines = execFileSync('ss', ['-Hltnp'], { encoding: 'utf8' }).split('\n');
   const ours = lines.filter((line) => pids.some((pid) => line.includes(`pid=${pid},`)));
   return ours.map((line) => Number(line.trim().split(/\s+/)[3].split(':').pop()));
+}
+
+/** A gateway worker's node arguments (before its script) include every flag V8 only reads from the command line. */
+function assertGatewayFlags(pid: number): void {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  const script = argv.findIndex((arg) => arg.endsWith('.js') || arg.endsWith('.cjs'));
+  for (const flag of GATEWAY_COMMAND_LINE_V8_FLAGS) {
+    const at = argv.indexOf(flag);
+    assert.ok(at > 0 && (script === -1 || at < script), `worker ${pid} runs as ${JSON.stringify(argv)}`);
+  }
 }
 
 function workerPids(parent: number): number[] {

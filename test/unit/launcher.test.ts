@@ -4,6 +4,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GATEWAY_COMMAND_LINE_V8_FLAGS } from '../../proxy/heap-tuning.js';
 
 // The package's bin. It needs the build (npm run build, which `npm test` runs first).
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -71,6 +72,22 @@ describe('the clawbox executable (bin/clawbox)', () => {
     copyFileSync(BIN, join(tree, 'bin', 'clawbox'));
     symlinkSync(join(ROOT, 'dist', 'src'), join(tree, 'dist', 'src'));
     assert.equal(mainScript(join(tree, 'bin', 'clawbox')), join(tree, 'dist', 'src', 'cli', 'main.js'));
+  });
+
+  it("starts `clawbox proxy` with the gateway's command-line V8 flags, and other commands without them", (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clawbox-flags-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const preload = join(dir, 'exec-argv.cjs');
+    writeFileSync(preload, "process.on('exit', () => process.stderr.write('execArgv=' + JSON.stringify(process.execArgv) + '\\n'));");
+    const execArgv = (args: string[]): string[] => {
+      const ran = spawnSync(BIN, args, { env: { ...process.env, NODE_OPTIONS: `--require ${preload}` }, encoding: 'utf8', timeout: 30_000 });
+      assert.equal(ran.status, 0, ran.stderr);
+      return JSON.parse(/^execArgv=(.*)$/m.exec(ran.stderr)?.[1] ?? 'null') as string[];
+    };
+    const proxy = execArgv(['proxy', '--help']);
+    for (const flag of GATEWAY_COMMAND_LINE_V8_FLAGS) assert.ok(proxy.includes(flag), `clawbox proxy ran with ${JSON.stringify(proxy)}`);
+    const other = execArgv(['--help']);
+    for (const flag of GATEWAY_COMMAND_LINE_V8_FLAGS) assert.ok(!other.includes(flag), `clawbox --help ran with ${JSON.stringify(other)}`);
   });
 
   it('passes arguments and the exit code through', () => {

@@ -1,0 +1,36 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GATEWAY_COMMAND_LINE_V8_FLAGS, gatewayWorkerExecArgv } from '../../proxy/heap-tuning.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+describe('the V8 flags a gateway process needs on its command line', () => {
+  it('turns the memory reducer off', () => {
+    assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--no-memory-reducer'));
+  });
+
+  it('gives cluster workers their parent node arguments followed by the gateway flags', () => {
+    assert.deepEqual(gatewayWorkerExecArgv([]), [...GATEWAY_COMMAND_LINE_V8_FLAGS]);
+    assert.deepEqual(gatewayWorkerExecArgv(['--cpu-prof', '--cpu-prof-dir', '/tmp/p']), ['--cpu-prof', '--cpu-prof-dir', '/tmp/p', ...GATEWAY_COMMAND_LINE_V8_FLAGS]);
+  });
+
+  it('does not repeat a flag the parent already has', () => {
+    const parent = ['--trace-gc', ...GATEWAY_COMMAND_LINE_V8_FLAGS];
+    assert.deepEqual(gatewayWorkerExecArgv(parent), parent);
+  });
+
+  it('starts the gateway image with them, before the script', () => {
+    const dockerfile = readFileSync(join(ROOT, 'images', 'gateway', 'Dockerfile'), 'utf8');
+    const line = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
+    assert.ok(line, 'the gateway Dockerfile has an exec-form ENTRYPOINT');
+    const entrypoint = JSON.parse(line[1]) as string[];
+    const script = entrypoint.indexOf('/opt/clawbox/dist/src/cli/main.js');
+    assert.ok(script > 0, `no main.js in ${line[1]}`);
+    for (const flag of GATEWAY_COMMAND_LINE_V8_FLAGS) {
+      const at = entrypoint.indexOf(flag);
+      assert.ok(at > 0 && at < script, `${flag} is not among node's arguments in ${line[1]}`);
+    }
+  });
+});
