@@ -25,8 +25,9 @@ export function tuneHeapForGateway(): void {
 }
 
 /**
- * V8 flags that only work on a gateway process's command line: the cluster primary forks its workers with them, and
- * the gateway image's entrypoint starts node with them.
+ * V8 flags that only work on a gateway process's command line. Every way a gateway starts passes them: the cluster
+ * primary forks its workers with them, the runner's gateway containers and the image's entrypoint start node with
+ * them, and `bin/clawbox proxy` adds them for a gateway of one process (tests check each).
  *
  * The memory reducer off. When a process goes quiet for a few seconds V8's memory reducer runs full collections that
  * also drop compiled code, so the first connections after every pause run through the interpreter and recompile the

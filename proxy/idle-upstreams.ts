@@ -30,7 +30,8 @@ export class IdleUpstreams {
    * is parked and taken once per request, and a Map with an entry added and deleted that often keeps rebuilding its
    * table, whose dropped copies (once old) point at young records that the young-generation collector then takes
    * for live and promotes (`linked-list.ts`). Measured with 64 keep-alive clients of plain HTTP (two workers,
-   * `--trace-gc-nvp`): 165 bytes promoted per request with the Map, 56-62 without it.
+   * `--trace-gc-nvp`, three alternations): 160, 183 and 53 bytes promoted per request with the Map (it depends on
+   * when the collections fall), 51-54 with the list (bench/README.md, *Parked upstream connections*).
    */
   private readonly parked = new LinkedList<Parked>();
   private closed = false;
