@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GATEWAY_COMMAND_LINE_V8_FLAGS, gatewayWorkerExecArgv } from '../../proxy/heap-tuning.js';
+import { missingGatewayFlags } from '../fixtures/node-argv.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -21,16 +22,19 @@ describe('the V8 flags a gateway process needs on its command line', () => {
     assert.deepEqual(gatewayWorkerExecArgv(parent), parent);
   });
 
+  it('tells a flag among node arguments from one after the script', () => {
+    const flags = [...GATEWAY_COMMAND_LINE_V8_FLAGS];
+    assert.deepEqual(missingGatewayFlags(['/usr/bin/node', ...flags, '/opt/main.js', 'proxy']), []);
+    assert.deepEqual(missingGatewayFlags(['/usr/bin/node', '/opt/main.js', 'proxy', ...flags]), flags);
+    assert.deepEqual(missingGatewayFlags(['/usr/bin/node', '/opt/main.js']), flags);
+  });
+
   it('starts the gateway image with them, before the script', () => {
     const dockerfile = readFileSync(join(ROOT, 'images', 'gateway', 'Dockerfile'), 'utf8');
     const line = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
     assert.ok(line, 'the gateway Dockerfile has an exec-form ENTRYPOINT');
     const entrypoint = JSON.parse(line[1]) as string[];
-    const script = entrypoint.indexOf('/opt/clawbox/dist/src/cli/main.js');
-    assert.ok(script > 0, `no main.js in ${line[1]}`);
-    for (const flag of GATEWAY_COMMAND_LINE_V8_FLAGS) {
-      const at = entrypoint.indexOf(flag);
-      assert.ok(at > 0 && at < script, `${flag} is not among node's arguments in ${line[1]}`);
-    }
+    assert.ok(entrypoint.indexOf('/opt/clawbox/dist/src/cli/main.js') > 0, `no main.js in ${line[1]}`);
+    assert.deepEqual(missingGatewayFlags(entrypoint), [], `not among node's arguments in ${line[1]}`);
   });
 });
