@@ -25,9 +25,21 @@ export function tuneHeapForGateway(): void {
 }
 
 /**
- * V8 flags that only work on a gateway process's command line. Every way a gateway starts passes them: the cluster
- * primary forks its workers with them, the runner's gateway containers and the image's entrypoint start node with
- * them, and `bin/clawbox proxy` adds them for a gateway of one process (tests check each).
+ * V8 flags that only work on a gateway process's command line (V8 reads them when it sets the heap up). Every way a
+ * gateway starts passes them: the cluster primary forks its workers with them, the runner's gateway containers and
+ * the image's entrypoint start node with them, and `bin/clawbox proxy` adds them for a gateway of one process (tests
+ * check each).
+ *
+ * A floor of 64 MB under the old generation's limit (`--initial-old-space-size`, which V8 keeps as the least limit
+ * after every full collection, not only until the first). Every connection node:net accepts leaves about 500 bytes
+ * that outlive two young-generation collections and die only in a full one (a bare node:net echo server shows it
+ * too). With live data of about 12 MB a worker, V8's own limit came 4-8 MB above it, so at one client a full
+ * collection ran every ~6,000 tunnels, and the tunnel it stopped took 8-15 ms. With the floor, one every ~24,000
+ * (50,000 in the latency harness; the median of the rounds' max 2.8-2.9 against 4.7 ms without it). Under load V8's
+ * limit is higher anyway (64 HTTP clients: one full collection per worker in 30 s either way). Its cost: up to the
+ * floor of garbage held between collections, +34 MB PSS for two workers after a burst, and 9.7 against 8.4 KB per
+ * idle tunnel.
+ * bench/README.md, *A floor under the old generation*.
  *
  * The memory reducer off. When a process goes quiet for a few seconds V8's memory reducer runs full collections that
  * also drop compiled code, so the first connections after every pause run through the interpreter and recompile the
@@ -36,7 +48,7 @@ export function tuneHeapForGateway(): void {
  * call after a pause is the one a user waits for. What the reducer would have given back is measured in
  * bench/README.md, *After a pause*.
  */
-export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer'];
+export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer', '--initial-old-space-size=64'];
 
 /** A gateway worker's node arguments: its parent's (a profile, a debugger) with the gateway's command-line flags. */
 export function gatewayWorkerExecArgv(parentExecArgv: readonly string[]): string[] {

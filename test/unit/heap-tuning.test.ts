@@ -12,6 +12,10 @@ describe('the V8 flags a gateway process needs on its command line', () => {
     assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--no-memory-reducer'));
   });
 
+  it('puts a floor of 64 MB under the old generation', () => {
+    assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--initial-old-space-size=64'));
+  });
+
   it('gives cluster workers their parent node arguments followed by the gateway flags', () => {
     assert.deepEqual(gatewayWorkerExecArgv([]), [...GATEWAY_COMMAND_LINE_V8_FLAGS]);
     assert.deepEqual(gatewayWorkerExecArgv(['--cpu-prof', '--cpu-prof-dir', '/tmp/p']), ['--cpu-prof', '--cpu-prof-dir', '/tmp/p', ...GATEWAY_COMMAND_LINE_V8_FLAGS]);
