@@ -50,7 +50,17 @@ export function tuneHeapForGateway(): void {
  */
 export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer', '--initial-old-space-size=64'];
 
-/** A gateway worker's node arguments: its parent's (a profile, a debugger) with the gateway's command-line flags. */
+/**
+ * A gateway worker's node arguments: its parent's (a profile, a debugger) with the gateway's command-line flags. A
+ * setting the parent was started with wins over the gateway's (`--initial-old-space-size=128`, `--memory-reducer`):
+ * V8 takes the last of two, so ours is left out rather than appended after it.
+ */
 export function gatewayWorkerExecArgv(parentExecArgv: readonly string[]): string[] {
-  return [...parentExecArgv, ...GATEWAY_COMMAND_LINE_V8_FLAGS.filter((flag) => !parentExecArgv.includes(flag))];
+  const parentSettings = new Set(parentExecArgv.map(v8SettingOf));
+  return [...parentExecArgv, ...GATEWAY_COMMAND_LINE_V8_FLAGS.filter((flag) => !parentSettings.has(v8SettingOf(flag)))];
+}
+
+/** What a V8 flag sets, however it is spelled: `--no-memory_reducer` and `--memory-reducer` both set memory-reducer. */
+function v8SettingOf(flag: string): string {
+  return flag.replace(/^--/, '').split('=')[0].replace(/_/g, '-').replace(/^no-/, '');
 }

@@ -26,6 +26,12 @@ describe('the V8 flags a gateway process needs on its command line', () => {
     assert.deepEqual(gatewayWorkerExecArgv(parent), parent);
   });
 
+  it('leaves a setting to the parent when it was started with its own value of it', () => {
+    const parent = ['--initial_old_space_size=128', '--memory-reducer'];
+    assert.deepEqual(gatewayWorkerExecArgv(parent), parent);
+    assert.deepEqual(gatewayWorkerExecArgv(['--initial-old-space-size=16']), ['--initial-old-space-size=16', '--no-memory-reducer']);
+  });
+
   it('tells a flag among node arguments from one after the script', () => {
     const flags = [...GATEWAY_COMMAND_LINE_V8_FLAGS];
     assert.deepEqual(missingGatewayFlags(['/usr/bin/node', ...flags, '/opt/main.js', 'proxy']), []);
