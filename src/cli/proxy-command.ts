@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { runGatewayWorker, startGatewayCluster } from '../../proxy/cluster.js';
 import { startGateway } from '../../proxy/gateway.js';
 import { tuneHeapForGateway } from '../../proxy/heap-tuning.js';
+import { describeHelperThreadPriority, lowerHelperThreadPriority } from '../../proxy/helper-threads.js';
 import { parseCommandArgs } from './args.js';
 
 export const PROXY_HELP = `Usage: clawbox proxy [--config FILE] [--http HOST:PORT] [--socks HOST:PORT] [--dns HOST:PORT]
@@ -85,9 +86,12 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
     return 0;
   }
   tuneHeapForGateway();
+  const helperThreads = lowerHelperThreadPriority();
   if (cluster.isWorker) {
     // A worker of `--workers N`: config, registrations and reloads all come from the primary.
-    return runGatewayWorker(createAppLogger(process.env.CLAWBOX_WORKER_LOG === 'silent' ? 'silent' : 'info'));
+    const workerLog = createAppLogger(process.env.CLAWBOX_WORKER_LOG === 'silent' ? 'silent' : 'info');
+    if ('unavailable' in helperThreads) workerLog.warn({ helper_threads: describeHelperThreadPriority(helperThreads) }, "gateway worker's helper threads keep the event loop's priority");
+    return runGatewayWorker(workerLog);
   }
   const workers = flagWorkers(values.workers);
   const overrides: GatewayOverrides = {
@@ -128,6 +132,7 @@ export async function proxyCommand(args: readonly string[]): Promise<number> {
       workers,
       dns_io: gateway.dnsIo,
       tcp_relay: gateway.tcpRelay,
+      helper_threads: describeHelperThreadPriority(helperThreads),
     },
     'clawbox gateway listening',
   );

@@ -18,6 +18,7 @@ import { connectTunnel, httpViaProxy, nextChunk, readAll, socks5Connect } from '
 import { waitUntil } from '../fixtures/wait.js';
 import { GatewayControl } from '../../runner/gateway-control.js';
 import { missingGatewayFlags } from '../fixtures/node-argv.js';
+import { assertHelperThreadsLowered } from '../fixtures/thread-nice.js';
 
 const CLI = join(import.meta.dirname, '../../dist/src/cli/main.js');
 const SEED = readFileSync(join(import.meta.dirname, '../fixtures/seed-config.yml'), 'utf8');
@@ -244,6 +245,11 @@ describe('clawbox proxy --workers 2', () => {
     for (const pid of workerPids(cli.child.pid!)) assertGatewayFlags(pid);
   });
 
+  it("runs the primary's and every worker's helper threads below their event loops, and says so", () => {
+    for (const pid of [cli.child.pid!, ...workerPids(cli.child.pid!)]) assertHelperThreadsLowered(pid);
+    assert.match(cli.stderr(), /"helper_threads":"nice 19 \(\d+ threads\)".*"clawbox gateway listening"/);
+  });
+
   it('applies a registration in every worker and sums its traffic from all of them', async () => {
     assert.deepEqual(new Set(await burst('http://later.test/')), new Set([403]));
     const control = await GatewayControl.open(controlPath);
@@ -282,7 +288,10 @@ describe('clawbox proxy --workers 2', () => {
       process.kill(victim, 'SIGKILL');
       await waitUntil(() => cli.stderr().includes('replacement gateway worker listening'), 'replacement worker');
       assert.equal(workerPids(cli.child.pid!).length, 2);
-      for (const pid of workerPids(cli.child.pid!)) assertGatewayFlags(pid);
+      for (const pid of workerPids(cli.child.pid!)) {
+        assertGatewayFlags(pid);
+        assertHelperThreadsLowered(pid);
+      }
       assert.deepEqual(new Set(await burst('http://later.test/', 32)), new Set([403]), 'the new worker knows the sandbox');
       await control.unregister('127.0.0.1');
     } finally {

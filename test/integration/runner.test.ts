@@ -22,6 +22,7 @@ import { startSandboxWorld, UPSTREAM_IP, type SandboxWorld } from '../fixtures/s
 import { hostname } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { missingGatewayFlags } from '../fixtures/node-argv.js';
+import { assertHelperThreadsLowered } from '../fixtures/thread-nice.js';
 
 // The installed executable (the package's bin): the CLI bundle, compiled from its code cache after the first run.
 const CLI = join(import.meta.dirname, '../../bin/clawbox');
@@ -125,13 +126,19 @@ describe('egress through the gateway', () => {
     assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time|relayed through node:net/);
   });
 
-  it("runs the gateway container's primary and workers with the gateway's command-line V8 flags", async () => {
+  it("runs the gateway container's primary and workers with the gateway's command-line V8 flags, their helper threads below their event loops", async () => {
     const { gatewayContainer } = await environmentOf();
     const top = (await docker.getContainer(gatewayContainer).top()) as { Titles: string[]; Processes: string[][] };
     const cmd = top.Titles.indexOf('CMD');
-    const gateways = top.Processes.map((row) => row[cmd].split(' ')).filter((argv) => argv.some((arg) => arg.endsWith('/main.js')));
+    const pid = top.Titles.indexOf('PID');
+    // The node processes: the container's init (docker-init) shows the same command line after its own name.
+    const gateways = top.Processes.filter((row) => row[cmd].split(' ')[0].endsWith('/node') && row[cmd].includes('/main.js'));
     assert.ok(gateways.length >= 2, `a primary and its workers, got ${JSON.stringify(top.Processes)}`);
-    for (const argv of gateways) assert.deepEqual(missingGatewayFlags(argv), [], `missing from ${argv.join(' ')}`);
+    for (const row of gateways) {
+      assert.deepEqual(missingGatewayFlags(row[cmd].split(' ')), [], `missing from ${row[cmd]}`);
+      // docker top gives host pids, so the test reads the container's threads from the host's /proc.
+      assertHelperThreadsLowered(Number(row[pid]));
+    }
   });
 
   it('has no way out that skips the proxy: raw TCP, UDP and DNS to anywhere but the gateway fail', async () => {
