@@ -19,8 +19,9 @@ import { setPriority } from 'node:os';
  * native call) did no better than nice 19. bench/README.md, *Helper threads below the event loop*.
  *
  * Unprivileged and one-way: any process may lower its own threads' priority, none may raise it back without
- * CAP_SYS_NICE (or a raised RLIMIT_NICE), so this is set once, when the process starts serving. Threads started later (libuv's pool, if a
- * build starts it after this) take the priority of the thread that starts them: the event loop's.
+ * CAP_SYS_NICE (or a raised RLIMIT_NICE), so this is set once, when the process starts serving. Threads started
+ * later (libuv's pool, where a build starts it after this) take the priority of the thread that starts them: the
+ * event loop's.
  */
 export const HELPER_THREAD_NICE = 19;
 
