@@ -43,7 +43,7 @@ export function lowerHelperThreadPriority(nice: number = HELPER_THREAD_NICE, tas
       threads += 1;
     } catch (err) {
       // A thread that ended since the listing has nothing to lower; anything else is a reason to say so.
-      if (errorCode(err) !== 'ESRCH') return { unavailable: `cannot lower thread ${id} to nice ${nice} (${errorCode(err)})` };
+      if (errorCode(err) !== 'ESRCH') return { unavailable: `cannot lower thread ${id} to nice ${nice} (${errorCode(err)}); ${threads} lowered before it` };
     }
   }
   return { nice, threads };
@@ -51,7 +51,7 @@ export function lowerHelperThreadPriority(nice: number = HELPER_THREAD_NICE, tas
 
 /** For the listening line: `nice 19 (6 threads)`, or why not. */
 export function describeHelperThreadPriority(result: HelperThreadPriority): string {
-  return 'unavailable' in result ? `unchanged: ${result.unavailable}` : `nice ${result.nice} (${result.threads} threads)`;
+  return 'unavailable' in result ? `not lowered: ${result.unavailable}` : `nice ${result.nice} (${result.threads} threads)`;
 }
 
 /** A Node system error's code: `os.setPriority` puts it in `info.code`, `fs` on the error itself. */

@@ -29,7 +29,7 @@ describe("a gateway process's helper threads", () => {
   it('are left as they are, with the reason, where the threads cannot be listed', () => {
     const result = lowerHelperThreadPriority(HELPER_THREAD_NICE, '/nonexistent/task');
     assert.deepEqual(result, { unavailable: "cannot list this process's threads in /nonexistent/task (ENOENT)" });
-    assert.equal(describeHelperThreadPriority(result), "unchanged: cannot list this process's threads in /nonexistent/task (ENOENT)");
+    assert.equal(describeHelperThreadPriority(result), "not lowered: cannot list this process's threads in /nonexistent/task (ENOENT)");
     assert.equal(describeHelperThreadPriority({ nice: 19, threads: 6 }), 'nice 19 (6 threads)');
   });
 });
