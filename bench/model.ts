@@ -56,7 +56,12 @@ export interface BenchParams {
   readonly bulkSingleBytes: number;
   readonly bulkMultiStreams: number;
   readonly bulkMultiBytes: number;
+  /** bulk: transfers per target of each kind, interleaved; throughput is the median transfer's. */
+  readonly bulkRounds: number;
+  /** plain HTTP: seconds per round; two rounds per target, the second in reverse order. */
   readonly httpRoundS: number;
+  /** plain HTTP: seconds of the same load, untimed, just before each target's first round (as for the tunnel rate). */
+  readonly httpWarmUpS: number;
   readonly httpConc: number;
   readonly idleTunnels: number;
   readonly dnsSeconds: number;
@@ -68,7 +73,7 @@ const MiB = 1024 ** 2;
 export function paramsFor(quick: boolean): BenchParams {
   return quick
     ? { quick, rateRoundS: 1.5, rateWarmUpS: 0.5, rateConc: 64, latencyCount: 500, latencyRounds: 1, bulkSingleBytes: 256 * MiB, bulkMultiStreams: 8, bulkMultiBytes: 32 * MiB,
-        httpRoundS: 1.5, httpConc: 64, idleTunnels: 2000, dnsSeconds: 3 }
-    : { quick, rateRoundS: 5, rateWarmUpS: 1, rateConc: 64, latencyCount: 2000, latencyRounds: 3, bulkSingleBytes: 2 * GiB, bulkMultiStreams: 8, bulkMultiBytes: 256 * MiB,
-        httpRoundS: 5, httpConc: 64, idleTunnels: 9000, dnsSeconds: 10 };
+        bulkRounds: 1, httpRoundS: 1.5, httpWarmUpS: 0.5, httpConc: 64, idleTunnels: 2000, dnsSeconds: 3 }
+    : { quick, rateRoundS: 5, rateWarmUpS: 1, rateConc: 64, latencyCount: 2000, latencyRounds: 5, bulkSingleBytes: 2 * GiB, bulkMultiStreams: 8, bulkMultiBytes: 256 * MiB,
+        bulkRounds: 3, httpRoundS: 5, httpWarmUpS: 1, httpConc: 64, idleTunnels: 9000, dnsSeconds: 10 };
 }

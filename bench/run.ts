@@ -35,7 +35,7 @@ import { startDnsmasq, startUnbound } from './peers/resolvers.js';
 import type { PeerContext, RunningPeer } from './peers/types.js';
 import { policyBench } from './policy.js';
 import { renderProfile, summariseGcTrace, summariseProfile, type ProfileSummary, type YoungGeneration } from './profile.js';
-import { bulk } from './scenarios/bulk.js';
+import { bulk, bulkLabels } from './scenarios/bulk.js';
 import { dnsScenario, type DnsTarget } from './scenarios/dns.js';
 import { plainHttp } from './scenarios/http.js';
 import { idleCapacity } from './scenarios/idle.js';
@@ -132,8 +132,9 @@ function writeResults(doc: Record<string, unknown>): string {
 
 const SCENARIO_NOTES = (p: BenchParams): Record<string, string> => ({
   'tunnel rate': `${p.rateConc} clients loop {CONNECT (SOCKS5 for dante and the -socks targets) + 64 B echo + close}, 2 rounds × ${p.rateRoundS} s, 2nd reversed, each target's first after ${p.rateWarmUpS} s of the same load untimed`,
-  'latency, 1 client': `${p.latencyCount} sequential tunnels, ${p.latencyRounds} rounds interleaved (2nd reversed), the median round's figures`,
-  'plain HTTP': `absolute-URI GET, keep-alive, ${p.httpConc} clients, 2 rounds × ${p.httpRoundS} s`,
+  'latency, 1 client': `${p.latencyCount} sequential tunnels, ${p.latencyRounds} rounds interleaved (every 2nd reversed), the median of the rounds' figures`,
+  ...Object.fromEntries(bulkLabels(p).map((label) => [`bulk ${label}`, `${p.bulkRounds} transfers per target interleaved (every 2nd reversed): MB/s of the median one, CPU per GB over all`])),
+  'plain HTTP': `absolute-URI GET, keep-alive, ${p.httpConc} clients, 2 rounds × ${p.httpRoundS} s, 2nd reversed, each target's first after ${p.httpWarmUpS} s of the same load untimed`,
   [`idle, ${p.idleTunnels} tunnels`]: 'opened 256 at a time, held, then each must still echo 64 B; PSS/RSS delta of the process tree ÷ tunnels; a -socks target runs second in its HTTP target\'s process (heap already grown)',
   'DNS (UDP, allowed names)': `dnsperf ${p.dnsSeconds} s, 100 outstanding, 1000 names cached after the first pass; "direct" = the C stub all resolvers forward to`,
   'policy (pure, no I/O)': 'in-process, median of 5 timed runs',
