@@ -58,8 +58,18 @@ export function tuneHeapForGateway(): void {
  * Its cost: memory the young generation would have given back, up to 2 x 15 MB a worker (PSS of a fresh two-worker
  * gateway after 3,000 one-client tunnels 161 against 146 MB; after a 64-client load, when it has grown anyway, 202
  * against 198). bench/README.md, *A young generation that stays large*.
+ *
+ * Young-generation collections on the event loop's thread alone (`--no-parallel-scavenge`). V8 splits a scavenge
+ * among its helper threads and the event loop waits for the last share; the gateway runs those threads at nice 19
+ * (`helper-threads.ts`), so on a busy machine a helper holding a share waited behind every nice-0 process there
+ * while the event loop, and every connection on it, waited for the helper. Measured with 64 keep-alive HTTP clients
+ * on a fresh two-worker gateway (16 s each, two runs): scavenges summed 636-697 ms of pauses, the longest 65-136 ms,
+ * in parallel; 392-455 and 33-38 ms on the event loop's thread (with the helpers left at nice 0, in parallel: 442
+ * and 31). One client's tunnels lost nothing: over 15 rounds of each kind in the latency harness, the rounds' p99
+ * (median) 548 µs for CONNECT and 636 for SOCKS5, against 588 and 668 in parallel.
+ * bench/README.md, *Scavenges that waited for a helper at nice 19*.
  */
-export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer', '--initial-old-space-size=64', '--min-semi-space-size=16'];
+export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer', '--initial-old-space-size=64', '--min-semi-space-size=16', '--no-parallel-scavenge'];
 
 /**
  * A gateway worker's node arguments: its parent's (a profile, a debugger) with the gateway's command-line flags. A

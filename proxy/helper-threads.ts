@@ -15,8 +15,10 @@ import { setPriority } from 'node:os';
  * then rounds of 2,000 one-client tunnels: the rounds' p99 median 0.54 ms, none over 0.7 (0.64 and 4 of 12 at the
  * default priority); the third load's tunnels/s and p99 no worse (6,104-7,135 and 15.8-17.8 ms against 5,918-6,584
  * and 17.8-19.8). Its cost: while both cores are busy the compiles wait, so a fresh process's first seconds at full
- * load run longer in the interpreter (its first 3 s: 4,244-5,180 tunnels/s against 4,967-5,793). SCHED_IDLE (a
- * native call) did no better than nice 19. bench/README.md, *Helper threads below the event loop*.
+ * load run longer in the interpreter (its first 3 s: 4,244-5,180 tunnels/s against 4,967-5,793; a fresh HTTP path's
+ * first second 9.9-12.2k requests/s against 13.0-15.9k). SCHED_IDLE (a native call) did no better than nice 19.
+ * bench/README.md, *Helper threads below the event loop*. Work the event loop waits for must not be theirs: a
+ * parallel scavenge was (`--no-parallel-scavenge` in `heap-tuning.ts`).
  *
  * Unprivileged and one-way: any process may lower its own threads' priority, none may raise it back without
  * CAP_SYS_NICE (or a raised RLIMIT_NICE), so this is set once, when the process starts serving. Threads started

@@ -20,6 +20,10 @@ describe('the V8 flags a gateway process needs on its command line', () => {
     assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--min-semi-space-size=16'));
   });
 
+  it('collects the young generation on the event loop\'s thread alone', () => {
+    assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--no-parallel-scavenge'));
+  });
+
   it('gives cluster workers their parent node arguments followed by the gateway flags', () => {
     assert.deepEqual(gatewayWorkerExecArgv([]), [...GATEWAY_COMMAND_LINE_V8_FLAGS]);
     assert.deepEqual(gatewayWorkerExecArgv(['--cpu-prof', '--cpu-prof-dir', '/tmp/p']), ['--cpu-prof', '--cpu-prof-dir', '/tmp/p', ...GATEWAY_COMMAND_LINE_V8_FLAGS]);
@@ -31,9 +35,9 @@ describe('the V8 flags a gateway process needs on its command line', () => {
   });
 
   it('leaves a setting to the parent when it was started with its own value of it', () => {
-    const parent = ['--initial_old_space_size=128', '--memory-reducer', '--min-semi-space-size=1'];
+    const parent = ['--initial_old_space_size=128', '--memory-reducer', '--min-semi-space-size=1', '--parallel_scavenge'];
     assert.deepEqual(gatewayWorkerExecArgv(parent), parent);
-    assert.deepEqual(gatewayWorkerExecArgv(['--initial-old-space-size=16']), ['--initial-old-space-size=16', '--no-memory-reducer', '--min-semi-space-size=16']);
+    assert.deepEqual(gatewayWorkerExecArgv(['--initial-old-space-size=16']), ['--initial-old-space-size=16', '--no-memory-reducer', '--min-semi-space-size=16', '--no-parallel-scavenge']);
   });
 
   it('tells a flag among node arguments from one after the script', () => {
