@@ -63,7 +63,7 @@ export function tuneHeapForGateway(): void {
  * among its helper threads and the event loop waits for the last share; the gateway runs those threads at nice 19
  * (`helper-threads.ts`), so on a busy machine a helper holding a share waited behind every nice-0 process there
  * while the event loop, and every connection on it, waited for the helper. Measured with 64 keep-alive HTTP clients
- * on a fresh two-worker gateway (16 s each, two runs): scavenges summed 636-697 ms of pauses, the longest 65-136 ms,
+ * on a fresh two-worker gateway (11 s of load each, two runs): scavenges summed 636-697 ms of pauses, the longest 65-136 ms,
  * in parallel; 392-455 and 33-38 ms on the event loop's thread (with the helpers left at nice 0, in parallel: 442
  * and 31). One client's tunnels lost nothing: over 15 rounds of each kind in the latency harness, the rounds' p99
  * (median) 548 µs for CONNECT and 636 for SOCKS5, against 588 and 668 in parallel.
