@@ -11,7 +11,7 @@ import { progress } from '../lib/exec.js';
 import { SOURCE, hostPort } from '../lib/addresses.js';
 import { percentile } from '../lib/stats.js';
 import type { BenchParams, Failed, Row, ScenarioResult, Target } from '../model.js';
-import { cellsOf, forEachTarget, measure, type Measured } from './common.js';
+import { cellsOf, interleavedRounds, measure, type Measured } from './common.js';
 
 interface BulkFigures {
   readonly mbps: number;
@@ -35,24 +35,15 @@ function figuresOf(transfers: readonly Measured[]): BulkFigures {
 }
 
 async function bulkRounds(targets: readonly Target[], rounds: number, streams: number, bytes: number, label: string): Promise<{ rows: Row[]; raw: unknown }> {
-  const transfers = new Map<string, Measured[]>();
-  const failed = new Map<string, Failed>();
-  for (let round = 0; round < rounds; round += 1) {
-    const order = (round % 2 === 0 ? targets : [...targets].reverse()).filter((t) => !failed.has(t.label));
-    const got = await forEachTarget(`bulk ${label}`, order, async (t) => {
-      const m = await measure(t, { mode: 'bulk', target: hostPort(SOURCE), options: { streams, bytes } }, 620_000);
-      const want = streams * bytes;
-      if (m.result.bytes !== want) throw new Error(`got ${m.result.bytes} of ${want} bytes (${JSON.stringify(m.result.errors)})`);
-      progress(`bulk ${label} round ${round + 1} ${t.label}: ${mbpsOf(m).toFixed(0)} MB/s in ${m.result.elapsed_s.toFixed(2)} s, proxy cpu ${m.proxyCpu?.toFixed(2) ?? '-'} s, loadgen cpu ${(m.result.cpu_share * 100).toFixed(0)}%`);
-      return m;
-    });
-    for (const [name, m] of got) {
-      if ('failed' in m) failed.set(name, m);
-      else transfers.set(name, [...(transfers.get(name) ?? []), m]);
-    }
-  }
+  const { results, failed } = await interleavedRounds(`bulk ${label}`, targets, rounds, async (t, round) => {
+    const m = await measure(t, { mode: 'bulk', target: hostPort(SOURCE), options: { streams, bytes } }, 620_000);
+    const want = streams * bytes;
+    if (m.result.bytes !== want) throw new Error(`got ${m.result.bytes} of ${want} bytes (${JSON.stringify(m.result.errors)})`);
+    progress(`bulk ${label} round ${round + 1} ${t.label}: ${mbpsOf(m).toFixed(0)} MB/s in ${m.result.elapsed_s.toFixed(2)} s, proxy cpu ${m.proxyCpu?.toFixed(2) ?? '-'} s, loadgen cpu ${(m.result.cpu_share * 100).toFixed(0)}%`);
+    return m;
+  });
   const figures = new Map<string, BulkFigures | Failed>(failed);
-  for (const [name, ms] of transfers) if (!failed.has(name)) figures.set(name, figuresOf(ms));
+  for (const [name, ms] of results) figures.set(name, figuresOf(ms));
   const scenario = `bulk ${label}`;
   return {
     rows: [

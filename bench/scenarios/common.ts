@@ -48,6 +48,31 @@ export async function forEachTarget<T>(
   return out;
 }
 
+/**
+ * Runs `rounds` rounds over the targets, interleaved: every target's first, then every target's second in reverse
+ * order, and so on, so that drift on this shared machine spreads over all of them. A target that fails is left out
+ * of the rounds after.
+ */
+export async function interleavedRounds<T>(
+  scenario: string,
+  targets: readonly Target[],
+  rounds: number,
+  run: (t: Target, round: number) => Promise<T>,
+): Promise<{ readonly results: ReadonlyMap<string, readonly T[]>; readonly failed: ReadonlyMap<string, Failed> }> {
+  const results = new Map<string, T[]>();
+  const failed = new Map<string, Failed>();
+  for (let round = 0; round < rounds; round += 1) {
+    const order = (round % 2 === 0 ? targets : [...targets].reverse()).filter((t) => !failed.has(t.label));
+    const got = await forEachTarget(scenario, order, (t) => run(t, round));
+    for (const [label, r] of got) {
+      if (isFailed(r)) failed.set(label, r);
+      else results.set(label, [...(results.get(label) ?? []), r]);
+    }
+  }
+  for (const label of failed.keys()) results.delete(label);
+  return { results, failed };
+}
+
 export function isFailed(v: unknown): v is Failed {
   return typeof v === 'object' && v !== null && 'failed' in v;
 }

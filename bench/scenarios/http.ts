@@ -9,35 +9,26 @@
 import { progress } from '../lib/exec.js';
 import { HTTP, hostPort } from '../lib/addresses.js';
 import type { BenchParams, Failed, ScenarioResult, Target } from '../model.js';
-import { cellsOf, describe, forEachTarget, measure, type Measured } from './common.js';
+import { cellsOf, describe, interleavedRounds, measure, type Measured } from './common.js';
 
 export async function plainHttp(targets: readonly Target[], p: BenchParams): Promise<ScenarioResult> {
-  const rounds = new Map<string, Measured[]>();
   const warmUps = new Map<string, Measured>();
-  const failed = new Map<string, Failed>();
   const load = (t: Target, seconds: number): Promise<Measured> =>
     measure(t, { mode: 'http', target: hostPort(HTTP), options: { conc: p.httpConc, duration: seconds } }, (seconds + 40) * 1000);
-  for (const [round, order] of [targets, [...targets].reverse()].entries()) {
-    const got = await forEachTarget('http', order.filter((t) => !failed.has(t.label)), async (t) => {
-      if (round === 0 && p.httpWarmUpS > 0) {
-        const w = await load(t, p.httpWarmUpS);
-        progress(`http warm-up ${describe(t.label, w.result)}`);
-        warmUps.set(t.label, w);
-      }
-      const m = await load(t, p.httpRoundS);
-      progress(`http round ${round + 1} ${describe(t.label, m.result)}`);
-      if (m.result.ok === 0) throw new Error(`no request succeeded ${JSON.stringify(m.result.errors)}`);
-      return m;
-    });
-    for (const [label, m] of got) {
-      if ('failed' in m) failed.set(label, m);
-      else rounds.set(label, [...(rounds.get(label) ?? []), m]);
+  const { results, failed } = await interleavedRounds('http', targets, 2, async (t, round) => {
+    if (round === 0 && p.httpWarmUpS > 0) {
+      const w = await load(t, p.httpWarmUpS);
+      progress(`http warm-up ${describe(t.label, w.result)}`);
+      warmUps.set(t.label, w);
     }
-  }
+    const m = await load(t, p.httpRoundS);
+    progress(`http round ${round + 1} ${describe(t.label, m.result)}`);
+    if (m.result.ok === 0) throw new Error(`no request succeeded ${JSON.stringify(m.result.errors)}`);
+    return m;
+  });
   type Totals = { ok: number; elapsed: number; cpu: number | null; p99: number; share: number; errors: number; warmUp: Measured | null };
   const totals = new Map<string, Totals | Failed>(failed);
-  for (const [label, ms] of rounds) {
-    if (failed.has(label)) continue;
+  for (const [label, ms] of results) {
     const sum = (f: (m: Measured) => number): number => ms.reduce((s, m) => s + f(m), 0);
     const elapsed = sum((m) => m.result.elapsed_s);
     totals.set(label, {

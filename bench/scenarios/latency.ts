@@ -13,7 +13,7 @@ import { percentile } from '../lib/stats.js';
 import { ECHO, PAYLOAD, hostPort } from '../lib/addresses.js';
 import type { LoadgenResult } from '../lib/loadgen.js';
 import type { BenchParams, Failed, ScenarioResult, Target } from '../model.js';
-import { cellsOf, describe, forEachTarget, measure } from './common.js';
+import { cellsOf, describe, interleavedRounds, measure } from './common.js';
 
 /** The median of a target's rounds, each figure on its own (the round with the median p99 need not have the median max). */
 export interface LatencyFigures {
@@ -45,23 +45,14 @@ function msOrNull(us: number | null): number | null {
 }
 
 export async function lowLoadLatency(targets: readonly Target[], p: BenchParams): Promise<ScenarioResult> {
-  const rounds = new Map<string, LoadgenResult[]>();
-  const failed = new Map<string, Failed>();
-  for (let round = 0; round < p.latencyRounds; round += 1) {
-    const order = (round % 2 === 0 ? targets : [...targets].reverse()).filter((t) => !failed.has(t.label));
-    const got = await forEachTarget('latency', order, async (t) => {
-      const m = await measure(t, { mode: 'rate', target: hostPort(ECHO), options: { conc: 1, count: p.latencyCount, payload: PAYLOAD } }, 120_000);
-      progress(`latency round ${round + 1} ${describe(t.label, m.result)} max ${(m.result.max_us / 1000).toFixed(2)} ms`);
-      if (m.result.ok < p.latencyCount * 0.99) throw new Error(`only ${m.result.ok} of ${p.latencyCount} tunnels worked`);
-      return m.result;
-    });
-    for (const [label, r] of got) {
-      if ('failed' in r) failed.set(label, r);
-      else rounds.set(label, [...(rounds.get(label) ?? []), r]);
-    }
-  }
+  const { results, failed } = await interleavedRounds('latency', targets, p.latencyRounds, async (t, round) => {
+    const m = await measure(t, { mode: 'rate', target: hostPort(ECHO), options: { conc: 1, count: p.latencyCount, payload: PAYLOAD } }, 120_000);
+    progress(`latency round ${round + 1} ${describe(t.label, m.result)} max ${(m.result.max_us / 1000).toFixed(2)} ms`);
+    if (m.result.ok < p.latencyCount * 0.99) throw new Error(`only ${m.result.ok} of ${p.latencyCount} tunnels worked`);
+    return m.result;
+  });
   const figures = new Map<string, LatencyFigures | Failed>(failed);
-  for (const [label, rs] of rounds) if (!failed.has(label)) figures.set(label, figuresOf(rs));
+  for (const [label, rs] of results) figures.set(label, figuresOf(rs));
   const scenario = 'latency, 1 client';
   return {
     rows: [

@@ -10,7 +10,7 @@
 import { progress } from '../lib/exec.js';
 import { ECHO, PAYLOAD, hostPort } from '../lib/addresses.js';
 import type { BenchParams, Failed, ScenarioResult, Target } from '../model.js';
-import { cellsOf, describe, forEachTarget, measure, type Measured } from './common.js';
+import { cellsOf, describe, interleavedRounds, measure, type Measured } from './common.js';
 
 export interface RateTotals {
   readonly ok: number;
@@ -21,37 +21,27 @@ export interface RateTotals {
   readonly p99: number;
   readonly loadgenShare: number;
   readonly errors: number;
-  readonly rounds: Measured[];
+  readonly rounds: readonly Measured[];
   /** The untimed round before the first, for its cold cost; null where there was none. */
   readonly warmUp: Measured | null;
 }
 
 export async function rateRounds(targets: readonly Target[], p: BenchParams, rounds = 2): Promise<Map<string, RateTotals | Failed>> {
-  const perTarget = new Map<string, Measured[]>();
   const warmUps = new Map<string, Measured>();
-  const failed = new Map<string, Failed>();
   const load = (t: Target, seconds: number): Promise<Measured> =>
     measure(t, { mode: 'rate', target: hostPort(ECHO), options: { conc: p.rateConc, duration: seconds, payload: PAYLOAD } }, (seconds + 40) * 1000);
-  for (let round = 0; round < rounds; round += 1) {
-    const order = round % 2 === 0 ? targets : [...targets].reverse();
-    const got = await forEachTarget('tunnel rate', order.filter((t) => !failed.has(t.label)), async (t) => {
-      if (round === 0 && p.rateWarmUpS > 0) {
-        const w = await load(t, p.rateWarmUpS);
-        progress(`tunnel rate warm-up ${describe(t.label, w.result)}`);
-        warmUps.set(t.label, w);
-      }
-      const m = await load(t, p.rateRoundS);
-      progress(`tunnel rate round ${round + 1} ${describe(t.label, m.result)}`);
-      return m;
-    });
-    for (const [label, m] of got) {
-      if ('failed' in m) failed.set(label, m);
-      else perTarget.set(label, [...(perTarget.get(label) ?? []), m]);
+  const { results, failed } = await interleavedRounds('tunnel rate', targets, rounds, async (t, round) => {
+    if (round === 0 && p.rateWarmUpS > 0) {
+      const w = await load(t, p.rateWarmUpS);
+      progress(`tunnel rate warm-up ${describe(t.label, w.result)}`);
+      warmUps.set(t.label, w);
     }
-  }
+    const m = await load(t, p.rateRoundS);
+    progress(`tunnel rate round ${round + 1} ${describe(t.label, m.result)}`);
+    return m;
+  });
   const out = new Map<string, RateTotals | Failed>(failed);
-  for (const [label, ms] of perTarget) {
-    if (failed.has(label)) continue;
+  for (const [label, ms] of results) {
     const sum = (f: (m: Measured) => number): number => ms.reduce((s, m) => s + f(m), 0);
     const elapsed = sum((m) => m.result.elapsed_s);
     out.set(label, {
