@@ -100,8 +100,9 @@ export class KernelLogCursor {
 
   /**
    * Where the kernel log stands now, as a bookmark (`openPatiently`, then `bookmark`); null where the log cannot
-   * be read. A sandbox's is read once its address is found free (`createStartedSandbox`'s `labelsOnceAddressed`):
-   * its last holder has stopped by then, so no record after the bookmark is that holder's.
+   * be read. A sandbox's is read once its address is found free and before its start (`createStartedSandbox`'s
+   * `labelsOnceAddressed` for a pooled one, `whileCreating` for a cold one): its last holder has stopped by then, so
+   * no record after the bookmark is that holder's.
    */
   static async bookmarkNow(): Promise<string | null> {
     return (await KernelLogCursor.openPatiently())?.bookmark() ?? null;

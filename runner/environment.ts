@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type Dockerode from 'dockerode';
-import { DEFAULT_GATEWAY_EXIT_WHEN_UNUSED, type SandboxConfig } from '../src/config/schema.js';
+import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError } from '../src/errors.js';
 import { localAddresses } from '../proxy/local-addresses.js';
 import { ensureBridgeRules } from './firewall.js';
@@ -37,6 +37,12 @@ export const EGRESS_NETWORK = 'clawbox-egress';
 export const SANDBOX_BRIDGE = 'clawbox-sbx0';
 export { DEFAULT_STATE_DIR };
 export const DEFAULT_AUDIT_TRAIL = '/var/log/clawbox/audit.log';
+/**
+ * How long a gateway container the runner starts waits for runs before it exits (`exit_when_unused` unset). Here and
+ * not beside the schema: a value from the schema's module would build the schema (zod, about 10 ms) in every run
+ * that its config cache spares the parse (src/cli/config-cache.ts).
+ */
+export const DEFAULT_GATEWAY_EXIT_WHEN_UNUSED = 10 * 60_000;
 export { GATEWAY_PORTS };
 
 export interface Environment {

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { runFile as run } from './child-process.js';
 import { DIRECT_LOG_PREFIX } from './direct-attempts.js';
 
-const run = promisify(execFile);
 const COMMENT = 'clawbox';
 
 /**

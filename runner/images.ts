@@ -3,13 +3,13 @@
  * (images/sandbox/build.sh) and clawbox-gateway on top of it (images/gateway/build.sh). Each image is labelled with a
  * digest of its build inputs; a build whose digest matches the existing image's label is skipped.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
+import { childProcess } from './child-process.js';
 import { dockerodeClass } from './dockerode.js';
 
 export const SANDBOX_IMAGE = 'openclaw-sandbox:latest';
@@ -240,6 +240,7 @@ function pruneCache(dir: string, prefix: string, keep: string): void {
 
 /** Runs a build script, reporting its `step: …` lines; the error carries the script's last stderr lines. */
 function runScript(script: string, args: readonly string[], env: NodeJS.ProcessEnv, onStep: (step: string) => void): Promise<void> {
+  const { spawn } = childProcess();
   return new Promise((resolve, reject) => {
     const child = spawn('bash', [script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';

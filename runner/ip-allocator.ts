@@ -1,11 +1,19 @@
 import type Dockerode from 'dockerode';
 
+/** A network's inspect, as far as the address choice reads it: its running members and their addresses. */
+export interface NetworkMembers {
+  readonly Containers?: Readonly<Record<string, { readonly IPv4Address?: string }>>;
+}
+
+export const networkMembers = (docker: Dockerode, network: string): Promise<NetworkMembers> => docker.getNetwork(network).inspect();
+
 /**
  * Picks an unused address for a new sandbox so the gateway can be told who it is before it starts. Random
  * within .10–.250 so concurrent runners rarely collide; a collision fails the create, and the caller retries.
+ * `membersNow`, when it is given and holds an inspect, spares the round trip; null reads the network now.
  */
-export async function freeSandboxIp(docker: Dockerode, network: string, subnetPrefix: string): Promise<string> {
-  const info = (await docker.getNetwork(network).inspect()) as { Containers?: Record<string, { IPv4Address?: string }> };
+export async function freeSandboxIp(docker: Dockerode, network: string, subnetPrefix: string, membersNow?: Promise<NetworkMembers | null>): Promise<string> {
+  const info = (await membersNow) ?? (await networkMembers(docker, network));
   const used = new Set(Object.values(info.Containers ?? {}).map((c) => (c.IPv4Address ?? '').split('/')[0]));
   const free: string[] = [];
   for (let host = 10; host <= 250; host++) {

@@ -3,15 +3,12 @@
  * execs it. Cold and pooled sandboxes run tools the same way, so a tool cannot tell them apart.
  * It is a static binary, bind-mounted read-only, so it works with any image.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ClawboxError } from '../src/errors.js';
+import { runFile as run } from './child-process.js';
 import { clawboxRoot, DEFAULT_CACHE_DIR } from './images.js';
-
-const run = promisify(execFile);
 
 /** Where the launcher appears inside the sandbox. */
 export const LAUNCHER_PATH = '/.clawbox/launch';

@@ -3,10 +3,10 @@
  * process. The CLI hands the refill to a detached clawbox process, so that `clawbox run` exits when its tool is
  * done instead of waiting for the next sandbox to start (a Docker start, about 250 ms here).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
+import { childProcess } from './child-process.js';
 import { KernelLogCursor } from './direct-attempts.js';
 import { sweepLeftoversOnce } from './gc.js';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelsFor } from './labels.js';
@@ -40,9 +40,11 @@ export async function refillPool(docker: Dockerode, job: RefillJob): Promise<voi
       job.network,
       job.shape,
       labelsFor('pool', { [LABEL_POOL_KEY]: job.key, [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs) }),
-      async (): Promise<Readonly<Record<string, string>>> => {
-        const bookmark = await KernelLogCursor.bookmarkNow();
-        return bookmark === null ? {} : { [LABEL_POOL_KERNEL_LOG]: bookmark };
+      {
+        labelsOnceAddressed: async (): Promise<Readonly<Record<string, string>>> => {
+          const bookmark = await KernelLogCursor.bookmarkNow();
+          return bookmark === null ? {} : { [LABEL_POOL_KERNEL_LOG]: bookmark };
+        },
       },
     );
   }
@@ -60,6 +62,7 @@ export const markerPath = (stateDir: string, pid: number): string => join(poolDi
  * stdin, and resolves once the job is handed over: the caller may then exit.
  */
 export function startDetachedRefill(job: RefillJob, entry: string): Promise<void> {
+  const { spawn } = childProcess();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [entry, 'pool-refill'], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
     child.once('error', () => resolve()); // no helper: the next run starts cold and refills then

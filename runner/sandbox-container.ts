@@ -1,13 +1,32 @@
 import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
-import { ignoringGone } from './docker-client.js';
-import { freeSandboxIp, isAddressConflict } from './ip-allocator.js';
+import { createContainer, ignoringGone } from './docker-client.js';
+import { freeSandboxIp, isAddressConflict, type NetworkMembers } from './ip-allocator.js';
 import { LABEL_GATEWAY_IP } from './labels.js';
 
 /** The sandbox network as a container needs it: its name, and the gateway's address (which fixes the subnet). */
 export interface SandboxNetwork {
   readonly name: string;
   readonly gatewayIp: string;
+}
+
+/** What a caller adds to `createStartedSandbox` between finding an address free and starting the container. */
+export interface CreateHooks {
+  /**
+   * Labels computed after the address was found free: the network lists only running containers, so by then the
+   * address's last holder had stopped and sends nothing more (the pool's kernel log bookmark, labels.ts).
+   */
+  readonly labelsOnceAddressed?: (ip: string) => Promise<Readonly<Record<string, string>>>;
+  /**
+   * Work with the same condition that the container's labels need not carry (a cold run's own kernel log bookmark):
+   * it runs while the engine creates the container, and the start waits for it.
+   */
+  readonly whileCreating?: (ip: string) => Promise<void>;
+  /**
+   * The network's members as read already (a cold run asks for them beside its first requests; null if that read
+   * failed): the first address is picked from them. A retry after an address conflict reads them again.
+   */
+  readonly membersNow?: Promise<NetworkMembers | null>;
 }
 
 /**
@@ -19,32 +38,32 @@ export interface SandboxNetwork {
  * The engine holds an address only from a container's start, so two runners can find the same address free: the
  * later create or start fails with an address conflict, and that container is removed and made again at another
  * address.
- *
- * `labelsOnceAddressed` adds labels computed after the address was found free: the network lists only running
- * containers, so by then the address's last holder had stopped and sends nothing more (the kernel log bookmark,
- * labels.ts).
  */
 export async function createStartedSandbox(
   docker: Dockerode,
   network: SandboxNetwork,
   shape: Dockerode.ContainerCreateOptions,
   labels: Record<string, string>,
-  labelsOnceAddressed: (ip: string) => Promise<Readonly<Record<string, string>>> = () => Promise.resolve({}),
+  hooks: CreateHooks = {},
 ): Promise<{ container: Dockerode.Container; ip: string }> {
   const prefix = network.gatewayIp.split('.').slice(0, 3).join('.');
   for (let attempt = 0; attempt < 5; attempt++) {
-    const ip = await freeSandboxIp(docker, network.name, prefix);
-    const late = await labelsOnceAddressed(ip);
+    const members = attempt === 0 ? hooks.membersNow : undefined;
+    const ip = await freeSandboxIp(docker, network.name, prefix, members);
+    const late = (await hooks.labelsOnceAddressed?.(ip)) ?? {};
     let created: Dockerode.Container | null = null;
     try {
-      const container = await docker.createContainer({
+      const creating = createContainer(docker, {
         ...shape,
         Labels: { ...shape.Labels, ...labels, ...late, [LABEL_GATEWAY_IP]: network.gatewayIp },
         NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
       });
-      created = container;
-      await container.start();
-      return { container, ip };
+      const [made, beside] = await Promise.allSettled([creating, hooks.whileCreating?.(ip)]);
+      if (made.status === 'rejected') throw made.reason;
+      created = made.value;
+      if (beside.status === 'rejected') throw beside.reason;
+      await created.start();
+      return { container: created, ip };
     } catch (err) {
       const failed = created;
       if (failed !== null) await ignoringGone(() => failed.remove({ force: true, v: true }));

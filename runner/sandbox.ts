@@ -15,10 +15,12 @@ import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError, EXIT_ABORTED } from '../src/errors.js';
 import { attemptsOf, KernelLogCursor } from './direct-attempts.js';
 import { dockerClient, ignoringGone, pingDocker } from './docker-client.js';
-import { DEFAULT_STATE_DIR, ensureEnvironment, type Environment } from './environment.js';
+import { DEFAULT_STATE_DIR, ensureEnvironment, SANDBOX_NETWORK, type Environment } from './environment.js';
+import type { GatewayControl } from './gateway-control.js';
 import { explainDenied, explainOom, explainTimeout, mountAccessWarnings } from './explain.js';
 import { sweepLeftoversOnce } from './gc.js';
 import { recordedDockerInfo } from './docker-info-record.js';
+import { networkMembers } from './ip-allocator.js';
 import { probeFromInfo, type HostSupport } from './host-support.js';
 import { requireImage } from './images.js';
 import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_TOOL, labelsFor } from './labels.js';
@@ -152,6 +154,9 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const { config } = options;
   const progress = options.onProgress ?? (() => undefined);
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  // A run without a pool creates its sandbox: the addresses in use go out with the first requests too (null when
+  // the network is not there yet, as on a first run: it is read again once the environment is up).
+  const membersNow = config.pool.size > 0 ? undefined : networkMembers(docker, SANDBOX_NETWORK).catch(() => null);
   const prepared = await engineFirst(prepareRun(options, docker));
   const configDigest = createHash('sha256').update(options.configText ?? JSON.stringify(config)).digest('hex').slice(0, 16);
 
@@ -163,10 +168,14 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const warnings = [...prepared.warnings, ...dry.warnings];
   for (const warning of warnings) options.onWarning?.(warning);
   const pool = config.pool.size > 0 ? new WarmPool(docker, stateDir) : null;
-  // What only a new container needs: its image, and the addresses that crash leftovers held. With a pool, a run
-  // checks them only when the pool has nothing for it (its refill sweeps leftovers instead): a warm start's first
-  // round trip is then two requests to the engine, not five, and the engine answers each sooner.
-  const readyToCreate = (): Promise<unknown> => allSettledOrThrow([requireImage(docker, prepared.image), sweepLeftoversOnce(docker, stateDir)]);
+  // What only a new container needs: its image. With a pool, a run checks it only when the pool has nothing for it:
+  // a warm start's first round trip is then two requests to the engine, not four, and the engine answers each
+  // sooner. Crash leftovers are swept beside the new container, not before it: one still running holds its address
+  // (the network lists it, so it is not picked), and one stopped holds none. A pool's refill sweeps them too.
+  const readyToCreate = (): Promise<unknown> => {
+    track(sweepLeftoversOnce(docker, stateDir));
+    return requireImage(docker, prepared.image);
+  };
   const creatable = pool ? null : readyToCreate();
   // Independent of each other, so at once: a warm run's start is mostly these round trips to the engine.
   const [launcher, env] = await engineFirst(
@@ -198,9 +207,12 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
         [LABEL_CONFIG_DIGEST]: configDigest,
         ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
       }),
-      async () => {
-        kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
-        return {};
+      {
+        membersNow,
+        // Read while the engine creates the container: this process keeps it, no label need carry it.
+        whileCreating: async () => {
+          kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
+        },
       },
     ));
   const job: RefillJob = {
@@ -222,11 +234,13 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
     if (refillWhen === 'tool-started') track(refillPool(docker, job));
   };
 
+  let released: Promise<void> | null = null;
+  const release = (): Promise<void> =>
+    (released ??= pool && taken ? pool.discard(sandbox.container.id) : ignoringGone(() => sandbox.container.remove({ force: true, v: true })));
   try {
-    return await drive(docker, options, env, sandbox, { warm: taken !== null, kernelLogBookmark, prepared, configDigest, warnings, onToolStarted: refill });
+    return await drive(docker, options, env, sandbox, { warm: taken !== null, kernelLogBookmark, prepared, configDigest, warnings, onToolStarted: refill, release });
   } finally {
-    if (pool && taken) await pool.discard(sandbox.container.id);
-    else await ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
+    await release();
     if (refillWhen === 'detached' && detachedEntry !== undefined) track(startDetachedRefill(job, detachedEntry));
     else if (refillWhen === 'after-run') track(refillPool(docker, job));
   }
@@ -312,6 +326,11 @@ interface DriveContext {
   readonly warnings: readonly string[];
   /** Called once the tool has its command (or the run failed before that). */
   readonly onToolStarted: () => void;
+  /**
+   * Removes the sandbox (once; the caller awaits it after the run). Called as soon as its end is confirmed, so that
+   * the engine removes it while the run's record is made.
+   */
+  readonly release: () => Promise<void>;
 }
 
 async function drive(
@@ -328,6 +347,7 @@ async function drive(
   const stdout = new CappedOutput(config.logging.capture_stdout ? (options.stdout === undefined ? process.stdout : options.stdout) : null, config.logging.max_output_size, 'stdout');
   const stderr = new CappedOutput(config.logging.capture_stderr ? (options.stderr === undefined ? process.stderr : options.stderr) : null, config.logging.max_output_size, 'stderr');
   let registered = false;
+  let unregistering: Promise<Awaited<ReturnType<GatewayControl['unregister']>>> | null = null;
   let timedOut = false;
   let aborted = false;
   let sampler: UsageSampler | null = null;
@@ -400,12 +420,17 @@ async function drive(
     const usage = sampler.stop();
     await Promise.race([streamEnded, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
 
-    const state = (await container.inspect()).State;
+    // The engine's last word on the container and the gateway's totals are independent round trips: both at once.
+    const inspected = container.inspect();
+    unregistering = env.control.unregister(ip);
+    unregistering.catch(() => undefined); // awaited below, or in `finally` if the inspect fails first
+    const state = (await inspected).State;
     if (state.Running || state.Pid !== 0) {
       throw new ClawboxError('SANDBOX_FAILED', `sandbox ${id} still has processes after its end; it will be force-removed`);
     }
+    ctx.release().catch(() => undefined); // its failure is the caller's to report, where it awaits it
     const exitCode = aborted ? EXIT_ABORTED : timedOut ? EXIT_TIMEOUT : status;
-    const traffic = await env.control.unregister(ip).catch((err: unknown) => {
+    const traffic = await unregistering.catch((err: unknown) => {
       registered = false; // nothing left to unregister: the gateway that held it is gone
       throw gatewayLost(id, env.gatewayContainer, err, `the tool exited with ${exitCode}, but its traffic totals (connections, bytes) are lost; the gateway's audit lines still record each connection`);
     });
@@ -416,6 +441,9 @@ async function drive(
       warnings.push(warning);
       options.onWarning?.(warning);
     }
+    // The kernel log is read synchronously (a few ms); one turn of the event loop first lets the removal's request
+    // go out, so that the engine removes the sandbox meanwhile.
+    await new Promise((resolve) => setImmediate(resolve));
     const direct = directDenials(kernelLog, ip, id, options.tool);
     const explanation = timedOut
       ? explainTimeout(timeoutMs)
@@ -450,6 +478,6 @@ async function drive(
   } finally {
     sampler?.stop();
     toolStarted();
-    if (registered) await env.control.unregister(ip).catch(() => undefined);
+    if (registered) await (unregistering ?? env.control.unregister(ip)).catch(() => undefined);
   }
 }

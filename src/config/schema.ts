@@ -113,14 +113,11 @@ const gateway = z.strictObject({
   idle_timeout: unit(parseDuration).prefault('5m'),
   /**
    * A gateway with a control socket exits (status 0) once no runner has been connected to it for this long; 0 or
-   * `off`: never. Unset: the runner's gateway containers use DEFAULT_GATEWAY_EXIT_WHEN_UNUSED, and `clawbox proxy`
-   * never exits by itself. Parsed, milliseconds.
+   * `off`: never. Unset: the runner's gateway containers use DEFAULT_GATEWAY_EXIT_WHEN_UNUSED (runner/environment.ts),
+   * and `clawbox proxy` never exits by itself. Parsed, milliseconds.
    */
   exit_when_unused: unit(parseDurationOrOff).optional(),
 });
-
-/** How long a gateway container the runner starts waits for runs before it exits (`exit_when_unused` unset). */
-export const DEFAULT_GATEWAY_EXIT_WHEN_UNUSED = 10 * 60_000;
 
 /**
  * Warm pool: sandboxes created and started ahead of time (the tool's command not yet given), one per tool call,

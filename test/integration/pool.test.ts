@@ -140,9 +140,11 @@ describe('the warm pool', () => {
       env.network,
       { Image: 'openclaw-sandbox:latest', Cmd: ['true'], HostConfig: { NetworkMode: env.network.name } },
       labelsFor('sandbox'),
-      (chosen) => {
-        seen.push(chosen);
-        return Promise.resolve({ 'dev.clawbox.test-late': `read for ${chosen}` });
+      {
+        labelsOnceAddressed: (chosen) => {
+          seen.push(chosen);
+          return Promise.resolve({ 'dev.clawbox.test-late': `read for ${chosen}` });
+        },
       },
     );
     try {
@@ -163,17 +165,19 @@ describe('the warm pool', () => {
     try {
       // The first address found free goes, before its create, to a rival that starts at once: as when two runners
       // find the same address free and the other one starts first.
-      const { container, ip } = await createStartedSandbox(docker, env.network, shape, labelsFor('sandbox'), async (address) => {
-        chosen.push(address);
-        if (rival === null) {
-          rival = await docker.createContainer({
-            ...shape,
-            Labels: labelsFor('sandbox'),
-            NetworkingConfig: { EndpointsConfig: { [env.network.name]: { IPAMConfig: { IPv4Address: address } } } },
-          });
-          await rival.start();
-        }
-        return {};
+      const { container, ip } = await createStartedSandbox(docker, env.network, shape, labelsFor('sandbox'), {
+        labelsOnceAddressed: async (address) => {
+          chosen.push(address);
+          if (rival === null) {
+            rival = await docker.createContainer({
+              ...shape,
+              Labels: labelsFor('sandbox'),
+              NetworkingConfig: { EndpointsConfig: { [env.network.name]: { IPAMConfig: { IPv4Address: address } } } },
+            });
+            await rival.start();
+          }
+          return {};
+        },
       });
       try {
         assert.equal(chosen.length, 2, 'a second address was chosen');

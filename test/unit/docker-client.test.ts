@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { parseConfig } from '../../src/config/load.js';
 import { ClawboxError } from '../../src/errors.js';
-import { dockerClient } from '../../runner/docker-client.js';
+import { createContainer, dockerClient } from '../../runner/docker-client.js';
 import { runSandbox } from '../../runner/sandbox.js';
 
 /**
@@ -18,6 +18,8 @@ import { runSandbox } from '../../runner/sandbox.js';
 interface FakeEngine {
   readonly socket: string;
   readonly paths: string[];
+  /** Each create's request target and body, as sent. */
+  readonly creates: Array<{ readonly url: string; readonly body: string }>;
   connections: number;
   close(): Promise<void>;
 }
@@ -25,16 +27,26 @@ interface FakeEngine {
 async function startFakeEngine(dir: string): Promise<FakeEngine> {
   const socket = join(dir, 'engine.sock');
   const paths: string[] = [];
+  const creates: Array<{ url: string; body: string }> = [];
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '').replace(/^\/v[0-9.]+/, '').split('?')[0] ?? '';
     paths.push(path);
     if (path === '/_ping') res.end('OK');
+    else if (path === '/containers/create') {
+      let body = '';
+      req.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        creates.push({ url: req.url ?? '', body });
+        res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ Id: 'c0ffee', Warnings: [] }));
+      });
+    }
     else if (path === '/info') res.setHeader('content-type', 'application/json').end(JSON.stringify({ MemoryLimit: false, SecurityOptions: [] }));
     else res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ message: `the fake engine has no ${path}` }));
   });
   const engine: FakeEngine = {
     socket,
     paths,
+    creates,
     connections: 0,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
@@ -67,6 +79,17 @@ describe('the Docker engine client', () => {
     assert.equal(engine.connections - connectionsBefore, 1);
     // docker-modem formats every request's options, agent included, for its debug log.
     assert.equal(inspect((docker.modem as unknown as { agent: unknown }).agent, { showHidden: true, depth: null }), 'EngineAgent');
+  });
+
+  it('sends a container\'s spec once, as the body: the request line carries none of it', async () => {
+    process.env.DOCKER_HOST = `unix://${engine.socket}`;
+    const spec = { Image: 'openclaw-sandbox:latest', Labels: { 'dev.clawbox.test': 'x'.repeat(2000) }, HostConfig: { SecurityOpt: [`seccomp=${'{}'.padEnd(4000)}`] } };
+    const container = await createContainer(dockerClient(), spec);
+    assert.equal(container.id, 'c0ffee');
+    const sent = engine.creates.at(-1);
+    // dockerode alone would also put every option in the query string, the objects as JSON (over 6 KB here).
+    assert.match(sent?.url ?? '', /^(\/v[0-9.]+)?\/containers\/create\??$/);
+    assert.deepEqual(JSON.parse(sent?.body ?? 'null'), spec);
   });
 
   it('leaves an engine reached over TLS to docker-modem\'s own agent', () => {
