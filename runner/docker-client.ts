@@ -76,10 +76,10 @@ export async function ignoringGone(action: () => Promise<unknown>): Promise<void
 
 /**
  * `docker.createContainer(spec)`, with the spec sent once. dockerode hands a create's options to docker-modem both
- * as the body and, each object value as JSON, as the query string: a sandbox's (its seccomp profile, 13 KB, among
- * them) made a request line of about 40 KB that this process percent-encoded and the engine parsed, at every cold
- * start. The engine reads a create's spec from the body only (its query takes `name` and `platform`, which
- * clawbox does not set); docker-modem sends `_query` and `_body` in place of the options when they are given.
+ * as the body and, each object value as JSON, as the query string: a sandbox's spec (12 KB of JSON, most of it the
+ * seccomp profile) added 20 KB to the request line, which this process percent-encoded and the engine parsed, at
+ * every cold start. The engine reads a create's spec from the body only (its query takes `name` and `platform`,
+ * which clawbox does not set); docker-modem sends `_query` and `_body` in place of the options when they are given.
  */
 export function createContainer(docker: Dockerode, spec: Dockerode.ContainerCreateOptions): Promise<Dockerode.Container> {
   const split = { _query: {}, _body: spec };
