@@ -6,19 +6,13 @@
  */
 import type * as ChildProcessModule from 'node:child_process';
 import { createRequire } from 'node:module';
+import { promisify } from 'node:util';
 
 const require = createRequire(import.meta.url);
-let loaded: typeof ChildProcessModule | null = null;
 
-export const childProcess = (): typeof ChildProcessModule => (loaded ??= require('node:child_process') as typeof ChildProcessModule);
+/** The module; Node's module cache keeps it after the first call. */
+export const childProcess = (): typeof ChildProcessModule => require('node:child_process') as typeof ChildProcessModule;
 
-/** `execFile`, promised: its stdout and stderr, or the error, carrying them. */
-export function runFile(file: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    childProcess().execFile(file, args, (err, stdout, stderr) => {
-      if (err === null) return resolve({ stdout, stderr });
-      const failure: Error = Object.assign(err, { stdout, stderr });
-      reject(failure);
-    });
-  });
-}
+/** `execFile`, promised as `promisify(execFile)` is: its stdout and stderr, or an error carrying them. */
+export const runFile = (file: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> =>
+  promisify(childProcess().execFile)(file, args);
