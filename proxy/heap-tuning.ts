@@ -48,16 +48,25 @@ export function tuneHeapForGateway(): void {
  * call after a pause is the one a user waits for. What the reducer would have given back is measured in
  * bench/README.md, *After a pause*.
  *
- * The young generation kept at its largest (`--min-semi-space-size=16`, V8's own maximum here). V8 shrinks it to its
- * least (1 MB semi-spaces) at a full collection that comes while allocation is slow, as between tool calls, and
- * grows it again only as objects survive its collections, which short tunnels hardly leave. One client's tunnels
- * (a SOCKS5 tunnel allocates about 16 KB) then met a young-generation collection every ~200 tunnels, each stopping one
- * for about 1 ms while four helper threads woke: 8-15 in each round of 2,000 in the bench's latency scenario
- * (counted with `perf sched`), 2-6 with the floor; the SOCKS5 rounds' p99 (the median of three) 1.02 and 1.05 ms in
- * two runs before, 0.71 and 0.59 in two with it.
- * Its cost: memory the young generation would have given back, up to 2 x 15 MB a worker (PSS of a fresh two-worker
- * gateway after 3,000 one-client tunnels 161 against 146 MB; after a 64-client load, when it has grown anyway, 202
- * against 198). bench/README.md, *A young generation that stays large*.
+ * The young generation at a fixed 8 MB a semi-space (`--min-semi-space-size=8 --max-semi-space-size=8`). Left to
+ * itself V8 shrinks it to its least (1 MB semi-spaces) at a full collection that comes while allocation is slow, as
+ * between tool calls, and grows it again only as objects survive its collections, which short tunnels hardly leave:
+ * one client's tunnels (a SOCKS5 tunnel allocates about 16 KB) then met a young-generation collection every ~200
+ * tunnels, 8-15 in each round of 2,000 in the bench's latency scenario (counted with `perf sched`), each one then
+ * waking four helper threads; the SOCKS5 rounds' p99 1.02-1.05 ms. Kept at V8's largest (16 MB) since b5b553f: 2-6
+ * per round, p99 0.59-0.71 ms (*A young generation that stays large*).
+ * Why 8 and not 16 since scavenges run on the event loop's thread alone (below): nothing is left that each scavenge
+ * pays once, so its pause is the copying of what it finds alive, and at one client that is mostly the ~500 bytes per
+ * connection above, gathered since the one before. The pause follows the young generation's size and the pauses'
+ * sum does not: latency harness, three runs each, scavenges during six rounds of 2,000 one-client tunnels 14-15 of
+ * 2.3-2.6 ms (the longest 2.8-3.9) at 16 MB, 28-29 of 1.3-1.4 ms (1.7-1.9) at 8, 57-58 of 0.8-0.9 ms (1.0-1.4)
+ * at 4; summed 35-39, 37-42 and 46-51 ms per six rounds. And memory: 9,000 idle tunnels held 6.0-6.3 KB each at 8,
+ * 9.7-10.3 at 16 (`npm run bench -- idle`, alternating, two runs each; squid 31.2-31.3): the semi-space pages that
+ * the hold's allocations touch count in two workers' resident memory. Four alternating pairs of `npm run bench --
+ * rate` moved nothing the other way beyond the machine's drift: tunnels/s 1.42-1.67x squid at 8 against 1.33-1.57x
+ * at 16, CPU per tunnel 0.76-0.90x against 0.81-0.99x, one client's max 0.71-1.04x against 0.65-1.61x, its p99
+ * 0.88-1.80x against 0.87-1.09x (1.80: three slow rounds of five, in a run where dante had two).
+ * bench/README.md, *A young generation of 8 MB*.
  *
  * Young-generation collections on the event loop's thread alone (`--no-parallel-scavenge`). V8 splits a scavenge
  * among its helper threads and the event loop waits for the last share; the gateway runs those threads at nice 19
@@ -69,7 +78,13 @@ export function tuneHeapForGateway(): void {
  * (median) 548 µs for CONNECT and 636 for SOCKS5, against 588 and 668 in parallel.
  * bench/README.md, *Scavenges that waited for a helper at nice 19*.
  */
-export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = ['--no-memory-reducer', '--initial-old-space-size=64', '--min-semi-space-size=16', '--no-parallel-scavenge'];
+export const GATEWAY_COMMAND_LINE_V8_FLAGS: readonly string[] = [
+  '--no-memory-reducer',
+  '--initial-old-space-size=64',
+  '--min-semi-space-size=8',
+  '--max-semi-space-size=8',
+  '--no-parallel-scavenge',
+];
 
 /**
  * A gateway worker's node arguments: its parent's (a profile, a debugger) with the gateway's command-line flags. A
@@ -81,7 +96,12 @@ export function gatewayWorkerExecArgv(parentExecArgv: readonly string[]): string
   return [...parentExecArgv, ...GATEWAY_COMMAND_LINE_V8_FLAGS.filter((flag) => !parentSettings.has(v8SettingOf(flag)))];
 }
 
-/** What a V8 flag sets, however it is spelled: `--no-memory_reducer` and `--memory-reducer` both set memory-reducer. */
+/**
+ * What a V8 flag sets, however it is spelled: `--no-memory_reducer` and `--memory-reducer` both set memory-reducer.
+ * The young generation's least and largest size are one setting, its size: a parent started with either one gets
+ * neither of ours, so that it never runs with a least size above the largest.
+ */
 function v8SettingOf(flag: string): string {
-  return flag.replace(/^--/, '').split('=')[0].replace(/_/g, '-').replace(/^no-/, '');
+  const name = flag.replace(/^--/, '').split('=')[0].replace(/_/g, '-').replace(/^no-/, '');
+  return name === 'min-semi-space-size' || name === 'max-semi-space-size' ? 'semi-space-size' : name;
 }

@@ -16,8 +16,9 @@ describe('the V8 flags a gateway process needs on its command line', () => {
     assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--initial-old-space-size=64'));
   });
 
-  it('keeps the young generation at its largest', () => {
-    assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--min-semi-space-size=16'));
+  it('keeps the young generation at 8 MB a semi-space, neither shrinking nor growing', () => {
+    assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--min-semi-space-size=8'));
+    assert.ok(GATEWAY_COMMAND_LINE_V8_FLAGS.includes('--max-semi-space-size=8'));
   });
 
   it('collects the young generation on the event loop\'s thread alone', () => {
@@ -37,7 +38,15 @@ describe('the V8 flags a gateway process needs on its command line', () => {
   it('leaves a setting to the parent when it was started with its own value of it', () => {
     const parent = ['--initial_old_space_size=128', '--memory-reducer', '--min-semi-space-size=1', '--parallel_scavenge'];
     assert.deepEqual(gatewayWorkerExecArgv(parent), parent);
-    assert.deepEqual(gatewayWorkerExecArgv(['--initial-old-space-size=16']), ['--initial-old-space-size=16', '--no-memory-reducer', '--min-semi-space-size=16', '--no-parallel-scavenge']);
+    assert.deepEqual(gatewayWorkerExecArgv(['--initial-old-space-size=16']), [
+      '--initial-old-space-size=16', '--no-memory-reducer', '--min-semi-space-size=8', '--max-semi-space-size=8', '--no-parallel-scavenge',
+    ]);
+  });
+
+  it('takes the young generation\'s least and largest size as one setting', () => {
+    // A parent's largest size alone must not be joined by our least one (8 MB above a largest of 4 MB).
+    assert.deepEqual(gatewayWorkerExecArgv(['--max-semi-space-size=4']), ['--max-semi-space-size=4', '--no-memory-reducer', '--initial-old-space-size=64', '--no-parallel-scavenge']);
+    assert.deepEqual(gatewayWorkerExecArgv(['--min_semi_space_size=16']), ['--min_semi_space_size=16', '--no-memory-reducer', '--initial-old-space-size=64', '--no-parallel-scavenge']);
   });
 
   it('tells a flag among node arguments from one after the script', () => {
