@@ -66,6 +66,10 @@ export function tuneHeapForGateway(): void {
  * rate` moved nothing the other way beyond the machine's drift: tunnels/s 1.42-1.67x squid at 8 against 1.33-1.57x
  * at 16, CPU per tunnel 0.76-0.90x against 0.81-0.99x, one client's max 0.71-1.04x against 0.65-1.61x, its p99
  * 0.88-1.80x against 0.87-1.09x (1.80: three rounds of five over 1 ms, in a run where three of dante's were too).
+ * After 9,000 held tunnels (latency harness, three alternations): SOCKS5 p99 652 against 732 us, CONNECT 556 against
+ * 540, the rounds' max 4.6 against 3.8 ms. The two full runs since (OOO / PPP) had one client's p99 at 1.02-1.07x
+ * squid's and SOCKS5's at 1.05-1.14x dante's, against 0.95-0.99x and 0.85-0.88x in the two before, and its max at
+ * 1.06x and 0.58x against 1.16-1.38x: within what the alternations showed as drift, not measured apart from it.
  * bench/README.md, *A young generation of 8 MB*.
  *
  * Young-generation collections on the event loop's thread alone (`--no-parallel-scavenge`). V8 splits a scavenge
