@@ -33,7 +33,8 @@ export function tuneHeapForGateway(): void {
  * A floor of 64 MB under the old generation's limit (`--initial-old-space-size`, which V8 keeps as the least limit
  * after every full collection, not only until the first). Every connection node:net accepts leaves about 500 bytes
  * that outlive two young-generation collections and die only in a full one (a bare node:net echo server shows it
- * too). With live data of about 12 MB a worker, V8's own limit came 4-8 MB above it, so at one client a full
+ * too): its Socket constructor copies its options with an object spread and adds four properties, and V8 11.3 gives
+ * such a copy hidden classes of its own each time (src/copy-with.ts). With live data of about 12 MB a worker, V8's own limit came 4-8 MB above it, so at one client a full
  * collection ran every ~6,000 tunnels, and the tunnel it stopped took 8-15 ms. With the floor, one every ~24,000
  * (50,000 in the latency harness; the median of the rounds' max 2.8-2.9 against 4.7 ms without it). Under load V8's
  * limit is higher anyway (64 HTTP clients: one full collection per worker in 30 s either way). Its cost: up to the

@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditSink, SerializedEvent } from '../src/audit/types.js';
+import { copyWith } from '../src/copy-with.js';
 
 /** What the runner tells the gateway about a sandbox before it starts. */
 export interface SandboxRegistration {
@@ -90,6 +91,6 @@ export class SandboxRegistry {
       const list = entry.traffic.not_allowed;
       if (fixable && list.length < MAX_NOT_ALLOWED && !list.includes(event.host)) list.push(event.host);
     }
-    return { ...event, sandbox: entry.sandbox, ...(entry.tool === undefined ? {} : { tool: entry.tool }) };
+    return entry.tool === undefined ? copyWith(event, { sandbox: entry.sandbox }) : copyWith(event, { sandbox: entry.sandbox, tool: entry.tool });
   }
 }
