@@ -30,8 +30,9 @@ const MAX_NOT_ALLOWED = 20;
 const empty = (): SandboxTraffic => ({ allowed: 0, denied: 0, bytes_up: 0, bytes_down: 0, not_allowed: [] });
 
 interface Entry {
-  readonly sandbox: string;
-  readonly tool?: string;
+  /** What each of the sandbox's events gets, made once: its names, and the same as JSON members. */
+  readonly names: { readonly sandbox: string; readonly tool?: string };
+  readonly namesJson: string;
   readonly traffic: SandboxTraffic;
 }
 
@@ -43,11 +44,8 @@ export class SandboxRegistry {
   private readonly entries = new Map<string, Entry>();
 
   add(registration: SandboxRegistration): void {
-    this.entries.set(registration.client, {
-      sandbox: registration.sandbox,
-      ...(registration.tool === undefined ? {} : { tool: registration.tool }),
-      traffic: empty(),
-    });
+    const names = registration.tool === undefined ? { sandbox: registration.sandbox } : { sandbox: registration.sandbox, tool: registration.tool };
+    this.entries.set(registration.client, { names, namesJson: JSON.stringify(names).slice(1, -1), traffic: empty() });
   }
 
   /** Forgets the sandbox and returns its totals (zeros if it was unknown). */
@@ -70,16 +68,21 @@ export class SandboxRegistry {
 
   /** `account` for an event with its JSON: the names go at the JSON's end, where they go in the event. */
   private accountSerialized(serialized: SerializedEvent): SerializedEvent {
-    const event = this.account(serialized.event);
-    if (event === serialized.event) return serialized;
-    const names = JSON.stringify(event.tool === undefined ? { sandbox: event.sandbox } : { sandbox: event.sandbox, tool: event.tool });
-    return { event, json: `${serialized.json.slice(0, -1)},${names.slice(1)}` };
+    const entry = this.count(serialized.event);
+    if (entry === null) return serialized;
+    return { event: copyWith(serialized.event, entry.names), json: `${serialized.json.slice(0, -1)},${entry.namesJson}}` };
   }
 
   /** Counts the event against its sandbox and names the sandbox and tool in it. */
   private account(event: AuditEvent): AuditEvent {
+    const entry = this.count(event);
+    return entry === null ? event : copyWith(event, entry.names);
+  }
+
+  /** Counts the event against its client's sandbox: that sandbox's entry, or null where the client is none. */
+  private count(event: AuditEvent): Entry | null {
     const entry = this.entries.get(event.client);
-    if (!entry) return event;
+    if (!entry) return null;
     if (event.event === 'close') {
       entry.traffic.bytes_up += event.bytes_up;
       entry.traffic.bytes_down += event.bytes_down;
@@ -91,6 +94,6 @@ export class SandboxRegistry {
       const list = entry.traffic.not_allowed;
       if (fixable && list.length < MAX_NOT_ALLOWED && !list.includes(event.host)) list.push(event.host);
     }
-    return entry.tool === undefined ? copyWith(event, { sandbox: entry.sandbox }) : copyWith(event, { sandbox: entry.sandbox, tool: entry.tool });
+    return entry;
   }
 }
