@@ -16,6 +16,7 @@ import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { DnsAnswerCache } from './dns-answer-cache.js';
 import { echoedFlagsOf, encodeResponse, parseSimpleQuery, udpLimitOf, type Rcode, type SimpleQuery } from './dns-wire.js';
+import { acceptFromFrozenOptions } from './frozen-accept.js';
 import { ResolveError } from './resolver.js';
 import type { Resolver } from './types.js';
 import { openDatagramIo, type DatagramIo, type DatagramIoKind, type DatagramReply, type DatagramSource } from './udp-batch.js';
@@ -213,6 +214,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     const t = net.createServer({ allowHalfOpen: true }, onTcpConnection);
     // Slow or idle TCP clients each hold a descriptor until their idle time-out; cap how many can.
     t.maxConnections = MAX_TCP_CONNECTIONS;
+    acceptFromFrozenOptions(t);
     try {
       await new Promise<void>((resolve, reject) => {
         t.once('error', reject);

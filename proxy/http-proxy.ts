@@ -7,6 +7,7 @@ import type { Host } from '../src/net/types.js';
 import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { Deadlines } from './deadlines.js';
+import { acceptFromFrozenOptions } from './frozen-accept.js';
 import { tickMsFor } from './idle-sweep.js';
 import { countHeader, endToEndHeaders } from './http-headers.js';
 import { refusalOf, refuseOnResponse, refuseOnSocket, type Refusal } from './http-replies.js';
@@ -99,6 +100,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): HttpFront {
     });
     socket.resume();
   });
+  acceptFromFrozenOptions(front);
   // node:http never listens itself; its header/keep-alive time-out checks start on 'listening'.
   front.once('listening', () => server.emit('listening'));
   // Not on the front's 'close': a standby worker closes its listener while it still serves connections.

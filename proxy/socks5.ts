@@ -22,6 +22,7 @@ import { clientAddress } from './client-address.js';
 import { nextConnId } from './conn-id.js';
 import { Deadlines } from './deadlines.js';
 import { socksReplyOf } from './errors.js';
+import { acceptFromFrozenOptions } from './frozen-accept.js';
 import type { ConnectionSteer, OpenRequest, OpenResult } from './types.js';
 
 export interface Socks5ServerOptions {
@@ -171,11 +172,13 @@ export function createSocks5Server(opts: Socks5ServerOptions): net.Server {
   // noDelay as on the HTTP front: small writes (replies, interactive bytes) leave at once instead of waiting
   // behind an unacknowledged segment.
   // pauseOnConnect: see ConnectionSteer.
-  return net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
     if (opts.steer?.(socket)) return;
     handleConnection(socket, opts, handshakes);
     socket.resume();
   });
+  acceptFromFrozenOptions(server);
+  return server;
 }
 
 type State = 'greeting' | 'request' | 'connecting' | 'tunnel' | 'closing';

@@ -10,12 +10,13 @@ import { connect as tlsConnect } from 'node:tls';
 import dnsPacket from 'dns-packet';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { startTestDnsServer, type TestDnsServer } from '../fixtures/dns-upstream.js';
 import { startTestGateway, type TestGateway } from '../fixtures/gateway.js';
 import { addLoopbackAlias, startEchoServer, startHttpUpstream, type Upstream } from '../fixtures/upstreams.js';
 import { connectTunnel, httpViaProxy, nextChunk, rawHttp, readAll, socks5Connect } from '../fixtures/clients.js';
 import type { AuditEvent, CloseEvent, DecisionEvent } from '../../src/audit/types.js';
+import { acceptsFromFrozenOptions } from '../../proxy/frozen-accept.js';
 
 const UPSTREAM_IP = '198.19.1.2';
 const HOST_ALIAS_IP = '198.19.1.3';
@@ -406,6 +407,28 @@ describe('handshake time limit (sandbox.gateway.handshake_timeout)', () => {
 });
 
 describe('connections handed over from another worker (steer, adopt)', () => {
+  it("accepts on the HTTP and SOCKS5 fronts from frozen socket options, not node:net's callback", async () => {
+    const servers = new Map<string, Server>();
+    const steered = await startTestGateway(CONFIG, dns, {
+      steer: (front, socket) => {
+        servers.set(front, (socket as Socket & { server: Server }).server);
+        return false;
+      },
+    });
+    try {
+      const tunnel = await connectTunnel(steered.gateway.addresses.http, 'allowed.test:80');
+      assert.equal(tunnel.status, 200);
+      tunnel.socket.destroy();
+      const socks = await socks5Connect(steered.gateway.addresses.socks, 'allowed.test', 80);
+      assert.equal(socks.reply, 0);
+      socks.socket.destroy();
+      assert.deepEqual([...servers.keys()].sort(), ['http', 'socks']);
+      for (const [front, server] of servers) assert.equal(acceptsFromFrozenOptions(server), true, front);
+    } finally {
+      await steered.close();
+    }
+  });
+
   it('asks the steer about each accepted connection, serves an adopted one without asking again', async () => {
     const asked: string[] = [];
     const steered = await startTestGateway(CONFIG, dns, {
