@@ -31,10 +31,12 @@ export function tuneHeapForGateway(): void {
  * check each).
  *
  * A floor of 64 MB under the old generation's limit (`--initial-old-space-size`, which V8 keeps as the least limit
- * after every full collection, not only until the first). Every connection node:net accepts leaves about 500 bytes
- * that outlive two young-generation collections and die only in a full one (a bare node:net echo server shows it
+ * after every full collection, not only until the first). Every connection node:net accepted left about 500 bytes
+ * that outlived two young-generation collections and died only in a full one (a bare node:net echo server shows it
  * too): its Socket constructor copies its options with an object spread and adds four properties, and V8 11.3 gives
- * such a copy hidden classes of its own each time (src/copy-with.ts). With live data of about 12 MB a worker, V8's own limit came 4-8 MB above it, so at one client a full
+ * such a copy hidden classes of its own each time (src/copy-with.ts). Since 25553cf the gateway builds its sockets
+ * from frozen options and leaves 2 bytes (`frozen-accept.ts`); the floor and the figures that follow are from
+ * before. With live data of about 12 MB a worker, V8's own limit came 4-8 MB above it, so at one client a full
  * collection ran every ~6,000 tunnels, and the tunnel it stopped took 8-15 ms. With the floor, one every ~24,000
  * (50,000 in the latency harness; the median of the rounds' max 2.8-2.9 against 4.7 ms without it). Under load V8's
  * limit is higher anyway (64 HTTP clients: one full collection per worker in 30 s either way). Its cost: up to the
@@ -57,12 +59,13 @@ export function tuneHeapForGateway(): void {
  * waking four helper threads; the SOCKS5 rounds' p99 1.02-1.05 ms. Kept at V8's largest (16 MB) since b5b553f: 2-6
  * per round, p99 0.59-0.71 ms (*A young generation that stays large*).
  * Why 8 and not 16 since scavenges run on the event loop's thread alone (below): nothing is left that each scavenge
- * pays once, so its pause is the copying of what it finds alive, and at one client that is mostly the ~500 bytes per
- * connection above, gathered since the one before. The pause follows the young generation's size and the pauses'
- * sum does not: latency harness, three runs each, scavenges during six rounds of 2,000 one-client tunnels 14-15 of
- * 2.3-2.6 ms (the longest 2.8-3.9) at 16 MB, 28-29 of 1.3-1.4 ms (1.7-1.9) at 8, 57-58 of 0.8-0.9 ms (1.0-1.4)
- * at 4; summed 33-39, 37-40 and 45-50 ms per six rounds. And memory: 9,000 idle tunnels held 6.0-6.3 KB each at 8,
- * 9.7-10.3 at 16 (`npm run bench -- idle`, alternating, two runs each; squid 31.2-31.3): the semi-space pages that
+ * pays once, so its pause is the copying of what it finds alive, and at one client that was mostly the ~500 bytes
+ * per connection above, gathered since the one before (gone since 25553cf: in the latency harness at 8 MB, six
+ * rounds of CONNECT and SOCKS5 in turn, 27-28 scavenges of 0.38-0.42 ms, summed 11 ms; the sizes below were compared
+ * before it). The pause followed the young generation's size and the pauses' sum did not: latency harness, three
+ * runs each, scavenges during six rounds of 2,000 one-client tunnels 14-15 of 2.3-2.6 ms (the longest 2.8-3.9) at
+ * 16 MB, 28-29 of 1.3-1.4 ms (1.7-1.9) at 8, 57-58 of 0.8-0.9 ms (1.0-1.4) at 4; summed 33-39, 37-40 and 45-50 ms
+ * per six rounds. And memory: 9,000 idle tunnels held 6.0-6.3 KB each at 8, 9.7-10.3 at 16 (`npm run bench -- idle`, alternating, two runs each; squid 31.2-31.3): the semi-space pages that
  * the hold's allocations touch count in two workers' resident memory. Four alternating pairs of `npm run bench --
  * rate` moved nothing the other way beyond the machine's drift: tunnels/s 1.42-1.67x squid at 8 against 1.33-1.57x
  * at 16, CPU per tunnel 0.76-0.90x against 0.81-0.99x, one client's max 0.71-1.04x against 0.65-1.61x, its p99

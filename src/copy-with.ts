@@ -7,7 +7,8 @@
  * take them: about 90 bytes per added property promoted, kept until a full collection, and the call takes 5-30
  * times as long as copying onto an empty literal, whose shared transitions Object.assign follows (measured with
  * `--trace-gc-nvp`: bench/README.md, *What the ~500 bytes per connection are*). node:net's own Socket constructor
- * does this once per socket: that is the ~500 bytes every accepted connection leaves.
+ * does this once per socket: that was the ~500 bytes every accepted connection left, until the gateway gave it frozen
+ * options (`proxy/frozen-accept.ts`).
  * Typed as Object.assign is: `extra`'s properties are new to `base`, or of the same type as the ones they replace.
  */
 export function copyWith<T extends object, E extends object>(base: T, extra: E): T & E {
