@@ -65,8 +65,9 @@ export function tuneHeapForGateway(): void {
  * before it). The pause followed the young generation's size and the pauses' sum did not: latency harness, three
  * runs each, scavenges during six rounds of 2,000 one-client tunnels 14-15 of 2.3-2.6 ms (the longest 2.8-3.9) at
  * 16 MB, 28-29 of 1.3-1.4 ms (1.7-1.9) at 8, 57-58 of 0.8-0.9 ms (1.0-1.4) at 4; summed 33-39, 37-40 and 45-50 ms
- * per six rounds. And memory: 9,000 idle tunnels held 6.0-6.3 KB each at 8, 9.7-10.3 at 16 (`npm run bench -- idle`, alternating, two runs each; squid 31.2-31.3): the semi-space pages that
- * the hold's allocations touch count in two workers' resident memory. Four alternating pairs of `npm run bench --
+ * per six rounds. And memory: 9,000 idle tunnels held 6.0-6.3 KB each at 8, 9.7-10.3 at 16 (`npm run bench --
+ * idle`, alternating, two runs each; squid 31.2-31.3): the semi-space pages that the hold's allocations touch count
+ * in two workers' resident memory. Four alternating pairs of `npm run bench --
  * rate` moved nothing the other way beyond the machine's drift: tunnels/s 1.42-1.67x squid at 8 against 1.33-1.57x
  * at 16, CPU per tunnel 0.76-0.90x against 0.81-0.99x, one client's max 0.71-1.04x against 0.65-1.61x, its p99
  * 0.88-1.80x against 0.87-1.09x (1.80: three rounds of five over 1 ms, in a run where three of dante's were too).
