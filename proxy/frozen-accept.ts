@@ -6,8 +6,8 @@
  * Node 20's V8 gives such a copy hidden classes of its own on every call, unless its source is frozen: about 500
  * bytes per connection outlive the young-generation collection that should take them, and every scavenge copies
  * them (`src/copy-with.ts`; bench/README.md, *What the ~500 bytes per connection are*). Measured with a one-client
- * echo server under `--trace-gc-nvp`, 20,000-29,000 connections a run: 532-539 bytes promoted per connection
- * with node:net's callback, 357-399 with the same literal unfrozen, 2 frozen; a scavenge's pause 2.3-2.5 ms
+ * echo server under `--trace-gc-nvp`, 20,000-31,000 connections a run: 432-539 bytes promoted per connection
+ * with node:net's callback, 357-399 with the same literal unfrozen, 2 frozen; a scavenge's pause 1.9-2.5 ms
  * against 0.17-0.19.
  *
  * So the listening handle's callback is replaced with one that does what node:net's does (Node 20's

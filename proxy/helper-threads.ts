@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
 /**
- * A gateway process's other threads at the lowest scheduling priority (nice 19), its event loop's thread as it was.
+ * A gateway process's other threads at a lower scheduling priority (nice 5), its event loop's thread as it was.
  *
  * Those threads are V8's helpers (optimising compiles, parallel scavenges, concurrent marking and sweeping), the
  * platform's delayed-task and signal threads and libuv's pool, which the gateway leaves idle: its resolver speaks
@@ -20,12 +20,22 @@ import { setPriority } from 'node:os';
  * bench/README.md, *Helper threads below the event loop*. Work the event loop waits for must not be theirs: a
  * parallel scavenge was (`--no-parallel-scavenge` in `heap-tuning.ts`).
  *
+ * Why nice 5 and not 19, as it was until 2026-11-29: even on the event loop's thread alone, a young-generation
+ * collection that comes while helpers compile waits for them, in a part of its pause that `--trace-gc-nvp` gives to
+ * none of its phases (the pause less its phases), and at nice 19 a helper on a busy core waits long for the CPU.
+ * Measured with 64 keep-alive HTTP clients on a fresh two-worker gateway (1 s, then two 5 s loads; two alternations
+ * of each nice), that unaccounted part per worker, summed; its pauses over 2 ms; the longest: nice 19 111-334 ms,
+ * 7-17, 36-101 ms; nice 10 35-103 ms, 4-8, 5-31 ms; nice 5 6-22 ms, 0-1, 2.3-7.5 ms; nice 0 14-21 ms, 0-2, 2.7-4.0
+ * ms. The first second's p99: 30.8 and 44.3 ms at 19, 15.7 and 19.1 at 5, 15.3 and 18.6 at 0. One client's rounds
+ * right after (the latency harness, four later rounds a run) moved within their spread: p99 0.51-0.70 ms at 19,
+ * 0.47-0.80 at 5, 0.42-0.71 at 0. bench/README.md, *Collections that waited for a helper at nice 19*.
+ *
  * Unprivileged and one-way: any process may lower its own threads' priority, none may raise it back without
  * CAP_SYS_NICE (or a raised RLIMIT_NICE), so this is set once, when the process starts serving. Threads started
  * later (libuv's pool, where a build starts it after this) take the priority of the thread that starts them: the
  * event loop's.
  */
-export const HELPER_THREAD_NICE = 19;
+export const HELPER_THREAD_NICE = 5;
 
 export type HelperThreadPriority = { readonly nice: number; readonly threads: number } | { readonly unavailable: string };
 

@@ -247,7 +247,7 @@ describe('clawbox proxy --workers 2', () => {
 
   it("runs the primary's and every worker's helper threads below their event loops, and says so", () => {
     for (const pid of [cli.child.pid!, ...workerPids(cli.child.pid!)]) assertHelperThreadsLowered(pid);
-    assert.match(cli.stderr(), /"helper_threads":"nice 19 \(\d+ threads\)".*"clawbox gateway listening"/);
+    assert.match(cli.stderr(), /"helper_threads":"nice 5 \(\d+ threads\)".*"clawbox gateway listening"/);
   });
 
   it('applies a registration in every worker and sums its traffic from all of them', async () => {

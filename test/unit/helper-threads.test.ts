@@ -18,7 +18,7 @@ function lowerInChild(): { readonly result: unknown; readonly nice: Record<strin
 }
 
 describe("a gateway process's helper threads", () => {
-  it('go to nice 19, every thread but the event loop', () => {
+  it('go to nice 5, every thread but the event loop', () => {
     const { result, nice, pid } = lowerInChild();
     assertHelperNice(nice, pid);
     assert.deepEqual(result, { nice: HELPER_THREAD_NICE, threads: Object.keys(nice).length - 1 });
