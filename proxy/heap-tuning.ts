@@ -78,9 +78,10 @@ export function tuneHeapForGateway(): void {
  * bench/README.md, *A young generation of 8 MB*.
  *
  * Young-generation collections on the event loop's thread alone (`--no-parallel-scavenge`). V8 splits a scavenge
- * among its helper threads and the event loop waits for the last share; the gateway runs those threads at nice 19
- * (`helper-threads.ts`), so on a busy machine a helper holding a share waited behind every nice-0 process there
- * while the event loop, and every connection on it, waited for the helper. Measured with 64 keep-alive HTTP clients
+ * among its helper threads and the event loop waits for the last share; the gateway ran those threads at nice 19
+ * then (`helper-threads.ts`; nice 5 since 644afd3, and parallel scavenges were not measured again), so on a busy
+ * machine a helper holding a share waited behind every nice-0 process there while the event loop, and every
+ * connection on it, waited for the helper. Measured with 64 keep-alive HTTP clients
  * on a fresh two-worker gateway (11 s of load each, two runs): scavenges summed 636-697 ms of pauses, the longest 65-136 ms,
  * in parallel; 392-455 and 33-38 ms on the event loop's thread (with the helpers left at nice 0, in parallel: 442
  * and 31). One client's tunnels lost nothing: over 15 rounds of each kind in the latency harness, the rounds' p99

@@ -61,7 +61,7 @@ export function lowerHelperThreadPriority(nice: number = HELPER_THREAD_NICE, tas
   return { nice, threads };
 }
 
-/** For the listening line: `nice 19 (6 threads)`, or why not. */
+/** For the listening line: `nice 5 (6 threads)`, or why not. */
 export function describeHelperThreadPriority(result: HelperThreadPriority): string {
   return 'unavailable' in result ? `not lowered: ${result.unavailable}` : `nice ${result.nice} (${result.threads} threads)`;
 }
