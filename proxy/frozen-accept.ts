@@ -68,7 +68,7 @@ const callbacks = new WeakMap<Server, ListeningHandle['onconnection']>();
 
 export function acceptFromFrozenOptions(server: Server): void {
   const internals = server as unknown as ServerInternals;
-  const onconnection = onFrozenConnection.bind(null, server, internals);
+  const onconnection = onFrozenConnection.bind(null, server);
   callbacks.set(server, onconnection);
   server.on('listening', () => {
     if (internals._handle !== null) internals._handle.onconnection = onconnection;
@@ -87,7 +87,8 @@ interface AcceptedSocketInternals {
   _server: Server;
 }
 
-function onFrozenConnection(server: Server, internals: ServerInternals, status: number, client: ClientHandle): void {
+function onFrozenConnection(server: Server, status: number, client: ClientHandle): void {
+  const internals = server as unknown as ServerInternals;
   if (status !== 0) {
     const code = getSystemErrorName(status);
     server.emit('error', Object.assign(new Error(`accept ${code}`), { errno: status, code, syscall: 'accept' }));
