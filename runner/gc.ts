@@ -33,14 +33,15 @@ export async function sweepLeftovers(docker: Dockerode): Promise<string[]> {
 let lastSweep = 0;
 
 /**
- * `sweepLeftovers` and the pool's own sweep, at most every 30 s per process (listing containers is not free): before
- * a run creates a sandbox, and in each pool refill.
+ * `sweepLeftovers` and the sweeps of the pool and of the network holders, at most every 30 s per process (listing
+ * containers is not free): before a run creates a sandbox, and in each pool refill.
  */
 export async function sweepLeftoversOnce(docker: Dockerode, stateDir: string): Promise<void> {
   if (Date.now() - lastSweep < 30_000) return;
   lastSweep = Date.now();
   await sweepLeftovers(docker);
   await new WarmPool(docker, stateDir).sweep();
+  await new WarmPool(docker, stateDir, 'holder').sweep();
 }
 
 export interface GcReport {
@@ -59,16 +60,19 @@ export interface GcReport {
  */
 export async function collectGarbage(docker: Dockerode, all: boolean, stateDir = DEFAULT_STATE_DIR): Promise<GcReport> {
   const pool = new WarmPool(docker, stateDir);
-  const sandboxes = [...(await sweepLeftovers(docker)), ...(await pool.sweep())];
+  const holders = new WarmPool(docker, stateDir, 'holder');
+  const sandboxes = [...(await sweepLeftovers(docker)), ...(await pool.sweep()), ...(await holders.sweep())];
   if (!all) {
     const idle = await removeIdleGateways(docker, stateDir, SANDBOX_NETWORK);
     return { sandboxes, gateways: idle.map((g) => g.name), networks: [], firewallRules: 0, runners: [] };
   }
   // First, so that no runner refills the pool being emptied below; a run one is serving still ends as usual.
   const runners = stopResidentRunners(stateDir);
-  for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
-    await pool.discard(info.Id);
-    sandboxes.push(info.Id.slice(0, 12));
+  for (const [entries, role] of [[pool, 'pool'], [holders, 'holder']] as const) {
+    for (const info of await docker.listContainers({ all: true, filters: labelFilter(role) })) {
+      await entries.discard(info.Id);
+      sandboxes.push(info.Id.slice(0, 12));
+    }
   }
   const running = await docker.listContainers({ all: true, filters: labelFilter('sandbox') });
   if (running.length > 0) {

@@ -3,7 +3,7 @@
  * find what a crashed runner left behind without any state file.
  */
 export const LABEL_MANAGED = 'dev.clawbox.managed';
-/** 'sandbox' | 'gateway' | 'network' | 'pool'. */
+/** 'sandbox' | 'gateway' | 'network' | 'pool' | 'holder' (a network holder: network-holder.ts). */
 export const LABEL_ROLE = 'dev.clawbox.role';
 /** Process id and boot-unique host name of the runner that owns a sandbox; dead owner → leftover. */
 export const LABEL_OWNER_PID = 'dev.clawbox.owner-pid';
@@ -22,12 +22,15 @@ export const LABEL_POOL_EXPIRES = 'dev.clawbox.pool-expires';
 export const LABEL_POOL_KERNEL_LOG = 'dev.clawbox.pool-kernel-log';
 
 /**
- * On sandboxes and pool entries: the address of the gateway they use. A gateway that no container names this way
- * serves nobody, and may give its address to a gateway with other settings when all are taken.
+ * On sandboxes, pool entries and network holders: the address of the gateway they use. A gateway that no container
+ * names this way serves nobody, and may give its address to a gateway with other settings when all are taken.
  */
 export const LABEL_GATEWAY_IP = 'dev.clawbox.gateway-ip';
 
-export type Role = 'sandbox' | 'gateway' | 'network' | 'pool';
+/** On a sandbox that joined a network holder's namespace (network-holder.ts): the holder's id. */
+export const LABEL_NETWORK_HOLDER = 'dev.clawbox.network-holder';
+
+export type Role = 'sandbox' | 'gateway' | 'network' | 'pool' | 'holder';
 
 export function labelsFor(role: Role, extra: Record<string, string> = {}): Record<string, string> {
   return { [LABEL_MANAGED]: '1', [LABEL_ROLE]: role, ...extra };

@@ -24,22 +24,29 @@ export interface RefillJob {
   readonly idleTimeoutMs: number;
   /** How long the detached helper then stays up as a resident runner (src/cli/resident-runner.ts); 0: it exits. */
   readonly runnerIdleMs: number;
+  /** Network holders to keep ready beside the pool (network-holder.ts), waiting as long as its sandboxes; none if absent. */
+  readonly holders?: { readonly key: string; readonly shape: Dockerode.ContainerCreateOptions; readonly size: number };
 }
 
 /**
- * Tops the pool up to `size` ready sandboxes for `key` (created, started, waiting in the launcher). Crash leftovers
- * are swept first: a run that takes a pooled sandbox leaves that to its refill.
+ * Tops the pool up to `size` ready sandboxes for `key` (created, started, waiting in the launcher), then the network
+ * holders to theirs. Crash leftovers are swept first: a run that takes a pooled sandbox leaves that to its refill.
  */
 export async function refillPool(docker: Dockerode, job: RefillJob): Promise<void> {
   await sweepLeftoversOnce(docker, job.stateDir);
-  const pool = new WarmPool(docker, job.stateDir);
-  const missing = job.size - (await pool.available(job.key));
+  await topUp(docker, job, 'pool', job.key, job.shape, job.size);
+  if (job.holders !== undefined) await topUp(docker, job, 'holder', job.holders.key, job.holders.shape, job.holders.size);
+}
+
+async function topUp(docker: Dockerode, job: RefillJob, role: 'pool' | 'holder', key: string, shape: Dockerode.ContainerCreateOptions, size: number): Promise<void> {
+  if (size <= 0) return;
+  const missing = size - (await new WarmPool(docker, job.stateDir, role).available(key));
   for (let i = 0; i < missing; i++) {
     await createStartedSandbox(
       docker,
       job.network,
-      job.shape,
-      labelsFor('pool', { [LABEL_POOL_KEY]: job.key, [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs) }),
+      shape,
+      labelsFor(role, { [LABEL_POOL_KEY]: key, [LABEL_POOL_EXPIRES]: String(Date.now() + job.idleTimeoutMs) }),
       {
         labelsOnceAddressed: async (): Promise<Readonly<Record<string, string>>> => {
           const bookmark = await KernelLogCursor.bookmarkNow();

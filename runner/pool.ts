@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
-import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter } from './labels.js';
+import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter, type Role } from './labels.js';
 import { processAlive } from './process-alive.js';
 import { poolDir } from './state-dir.js';
 
@@ -23,7 +23,11 @@ export { poolDir } from './state-dir.js';
 export class WarmPool {
   private readonly lockDir: string;
 
-  constructor(private readonly docker: Dockerode, stateDir: string) {
+  constructor(
+    private readonly docker: Dockerode,
+    stateDir: string,
+    private readonly role: Extract<Role, 'pool' | 'holder'> = 'pool',
+  ) {
     this.lockDir = poolDir(stateDir);
     mkdirSync(this.lockDir, { recursive: true, mode: 0o700 });
   }
@@ -46,27 +50,27 @@ export class WarmPool {
     return (await this.ready(key)).filter((i) => Number(i.Labels[LABEL_POOL_EXPIRES]) > now && !this.isLocked(i.Id)).length;
   }
 
-  /** Removes a sandbox that was taken (or never used) and its lock. */
+  /** Removes an entry that was taken (or never used) and its lock. */
   async discard(id: string): Promise<void> {
     await ignoringGone(() => this.docker.getContainer(id).remove({ force: true, v: true }));
     rmSync(this.lockPath(id), { force: true });
   }
 
   /**
-   * Removes pooled sandboxes that expired, that stopped, or whose taker died mid-run (its pid is in the lock).
+   * Removes entries that expired, that stopped, or whose taker died mid-run (its pid is in the lock).
    * Returns their short ids.
    */
   async sweep(): Promise<string[]> {
     const now = Date.now();
     const removed: string[] = [];
-    for (const info of await this.docker.listContainers({ all: true, filters: labelFilter('pool') })) {
-      const holder = this.holder(info.Id);
+    for (const info of await this.docker.listContainers({ all: true, filters: labelFilter(this.role) })) {
+      const taker = this.taker(info.Id);
       const stale =
-        holder === null
+        taker === null
           ? info.State !== 'running' || Number(info.Labels[LABEL_POOL_EXPIRES]) <= now // exited on its own, or unused too long
-          : !processAlive(holder); // its taker died mid-run
+          : !processAlive(taker); // its taker died mid-run
       if (!stale) continue;
-      if (holder === null && !this.lock(info.Id)) continue; // someone took it this instant
+      if (taker === null && !this.lock(info.Id)) continue; // someone took it this instant
       await this.discard(info.Id);
       removed.push(info.Id.slice(0, 12));
     }
@@ -74,7 +78,7 @@ export class WarmPool {
   }
 
   private async ready(key: string): Promise<Dockerode.ContainerInfo[]> {
-    const filters = labelFilter('pool');
+    const filters = labelFilter(this.role);
     filters.label.push(`${LABEL_POOL_KEY}=${key}`);
     const list = await this.docker.listContainers({ filters: { ...filters, status: ['running'] } });
     return list.sort((a, b) => a.Created - b.Created);
@@ -94,10 +98,10 @@ export class WarmPool {
   }
 
   private isLocked(id: string): boolean {
-    return this.holder(id) !== null;
+    return this.taker(id) !== null;
   }
 
-  private holder(id: string): number | null {
+  private taker(id: string): number | null {
     try {
       const pid = Number(readFileSync(this.lockPath(id), 'utf8'));
       return Number.isInteger(pid) ? pid : null;

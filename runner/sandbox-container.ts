@@ -2,7 +2,9 @@ import type Dockerode from 'dockerode';
 import { ClawboxError } from '../src/errors.js';
 import { createContainer, ignoringGone } from './docker-client.js';
 import { freeSandboxIp, isAddressConflict, type NetworkMembers } from './ip-allocator.js';
-import { LABEL_GATEWAY_IP } from './labels.js';
+import { LABEL_GATEWAY_IP, LABEL_NETWORK_HOLDER } from './labels.js';
+import { joinedShape } from './network-holder.js';
+import type { PooledSandbox } from './pool.js';
 
 /** The sandbox network as a container needs it: its name, and the gateway's address (which fixes the subnet). */
 export interface SandboxNetwork {
@@ -71,4 +73,37 @@ export async function createStartedSandbox(
     }
   }
   throw new ClawboxError('SANDBOX_FAILED', 'could not start a sandbox at a free address after 5 tries');
+}
+
+/**
+ * Creates and starts a sandbox of `shape` in the network namespace of `holder` (network-holder.ts), at the holder's
+ * address. Like `createStartedSandbox`, the started sandbox waits in its launcher; a failure removes it. Null when
+ * the holder stopped or went after it was taken (`clawbox gc --all`, a killed process): the caller starts one cold.
+ */
+export async function createJoinedSandbox(
+  docker: Dockerode,
+  network: SandboxNetwork,
+  holder: PooledSandbox,
+  shape: Dockerode.ContainerCreateOptions,
+  labels: Record<string, string>,
+): Promise<{ container: Dockerode.Container; ip: string } | null> {
+  let created: Dockerode.Container | null = null;
+  try {
+    const joined = joinedShape(shape, holder.container.id);
+    created = await createContainer(docker, {
+      ...joined,
+      Labels: { ...joined.Labels, ...labels, [LABEL_GATEWAY_IP]: network.gatewayIp, [LABEL_NETWORK_HOLDER]: holder.container.id },
+    });
+    await created.start();
+    return { container: created, ip: holder.ip };
+  } catch (err) {
+    const failed = created;
+    if (failed !== null) await ignoringGone(() => failed.remove({ force: true, v: true }));
+    const holderRuns = await holder.container.inspect().then(
+      (info) => info.State.Running,
+      () => false,
+    );
+    if (!holderRuns) return null;
+    throw err;
+  }
 }

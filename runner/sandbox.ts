@@ -22,14 +22,15 @@ import { sweepLeftoversOnce } from './gc.js';
 import { recordedDockerInfo } from './docker-info-record.js';
 import { networkMembers } from './ip-allocator.js';
 import { probeFromInfo, type HostSupport } from './host-support.js';
-import { requireImage } from './images.js';
+import { GATEWAY_IMAGE, requireImage } from './images.js';
 import { LABEL_CONFIG_DIGEST, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_TOOL, labelsFor } from './labels.js';
 import { ensureLauncher, launchMessage, LAUNCHER_PATH } from './launcher.js';
 import { resolveMounts } from './mounts.js';
+import { holderKey, holderShape } from './network-holder.js';
 import { CappedOutput } from './output.js';
 import { WarmPool } from './pool.js';
 import { refillPool, startDetachedRefill, waitForRefillHelpers, type RefillJob } from './pool-refill.js';
-import { createStartedSandbox } from './sandbox-container.js';
+import { createJoinedSandbox, createStartedSandbox } from './sandbox-container.js';
 import { seccompProfile } from './seccomp.js';
 import { containerSpec } from './spec.js';
 import { UsageSampler } from './usage.js';
@@ -168,6 +169,7 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const warnings = [...prepared.warnings, ...dry.warnings];
   for (const warning of warnings) options.onWarning?.(warning);
   const pool = config.pool.size > 0 ? new WarmPool(docker, stateDir) : null;
+  const holders = config.pool.network_holders > 0 ? new WarmPool(docker, stateDir, 'holder') : null;
   // What only a new container needs: its image. With a pool, a run checks it only when the pool has nothing for it:
   // a warm start's first round trip is then two requests to the engine, not four, and the engine answers each
   // sooner. Crash leftovers are swept beside the new container, not before it: one still running holds its address
@@ -192,29 +194,38 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const poolKey = createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
 
   const taken = pool ? await pool.take(poolKey) : null;
-  if (taken === null) await engineFirst(creatable ?? readyToCreate());
+  // Without a pooled sandbox, one made now joins a network holder when one waits (network-holder.ts).
+  const holder = holders === null ? null : holderShape(env.network.name, GATEWAY_IMAGE, launcher);
+  const heldKey = holder === null ? '' : holderKey(holder, env.network.gatewayIp);
+  const held = taken === null && holders !== null ? await holders.take(heldKey) : null;
+  // A holder taken by a run that fails before its sandbox exists goes: a taken one is never handed out again.
+  const orDropHolder = <T>(work: Promise<T>): Promise<T> =>
+    work.catch(async (err: unknown) => {
+      if (held !== null) await holders?.discard(held.container.id);
+      throw err;
+    });
+  if (taken === null) await orDropHolder(engineFirst(creatable ?? readyToCreate()));
   // A sandbox made now is started here, as the pool's are, and waits in its launcher for its message (see drive).
-  let kernelLogBookmark = taken?.kernelLogBookmark;
+  // A holder's kernel log bookmark was read once its address was found free, as a pooled sandbox's was.
+  let kernelLogBookmark = taken?.kernelLogBookmark ?? held?.kernelLogBookmark;
+  const labels = labelsFor('sandbox', {
+    [LABEL_OWNER_PID]: String(process.pid),
+    [LABEL_OWNER_HOST]: hostname(),
+    [LABEL_CONFIG_DIGEST]: configDigest,
+    ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
+  });
+  // A holder that is gone by now is removed with the run's sandbox (release, below), like one that served.
+  const joined = taken === null && held !== null ? await orDropHolder(createJoinedSandbox(docker, env.network, held, shape, labels)) : null;
   const sandbox =
     taken ??
-    (await createStartedSandbox(
-      docker,
-      env.network,
-      shape,
-      labelsFor('sandbox', {
-        [LABEL_OWNER_PID]: String(process.pid),
-        [LABEL_OWNER_HOST]: hostname(),
-        [LABEL_CONFIG_DIGEST]: configDigest,
-        ...(options.tool === undefined ? {} : { [LABEL_TOOL]: options.tool }),
-      }),
-      {
-        membersNow,
-        // Read while the engine creates the container: this process keeps it, no label need carry it.
-        whileCreating: async () => {
-          kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
-        },
+    joined ??
+    (await createStartedSandbox(docker, env.network, shape, labels, {
+      membersNow,
+      // Read while the engine creates the container: this process keeps it, no label need carry it.
+      whileCreating: async () => {
+        kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
       },
-    ));
+    }));
   const job: RefillJob = {
     stateDir,
     key: poolKey,
@@ -223,20 +234,24 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
     size: config.pool.size,
     idleTimeoutMs: config.pool.idle_timeout,
     runnerIdleMs: config.pool.runner_idle_timeout,
+    ...(holder === null ? {} : { holders: { key: heldKey, shape: holder, size: config.pool.network_holders } }),
   };
   const detachedEntry = options.detachedRefillEntry;
   // When the pool is topped up. In this process by default once the tool has its command: its requests would
   // otherwise queue in the engine ahead of this run's attach and start. After the run for a detached helper, and
   // for a caller that asks (`refillAfterRun`): the engine handles the tool's exit slowly while it starts another
   // container, and their callers wait for that exit.
-  const refillWhen = pool === null ? 'never' : detachedEntry !== undefined ? 'detached' : options.refillAfterRun === true ? 'after-run' : 'tool-started';
+  const refillWhen = pool === null && holders === null ? 'never' : detachedEntry !== undefined ? 'detached' : options.refillAfterRun === true ? 'after-run' : 'tool-started';
   const refill = (): void => {
     if (refillWhen === 'tool-started') track(refillPool(docker, job));
   };
 
   let released: Promise<void> | null = null;
+  const removeSandbox = (): Promise<void> =>
+    pool && taken ? pool.discard(sandbox.container.id) : ignoringGone(() => sandbox.container.remove({ force: true, v: true }));
+  // A holder goes after its sandbox, whether or not that removal succeeded: it takes the sandbox's network with it.
   const release = (): Promise<void> =>
-    (released ??= pool && taken ? pool.discard(sandbox.container.id) : ignoringGone(() => sandbox.container.remove({ force: true, v: true })));
+    (released ??= held === null || holders === null ? removeSandbox() : removeSandbox().finally(() => holders.discard(held.container.id)));
   try {
     return await drive(docker, options, env, sandbox, { warm: taken !== null, kernelLogBookmark, prepared, configDigest, warnings, onToolStarted: refill, release });
   } finally {

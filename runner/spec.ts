@@ -57,6 +57,12 @@ const MASK_TMPFS = 'ro,size=4k,mode=0555,noexec,nosuid,nodev';
 const NEVER_MASKED = ['/proc', '/sys', '/dev', '/etc', '/run', '/var/run', '/tmp'] as const;
 const LIMITS = 'sandbox.resource_limits';
 
+/**
+ * Every sandbox's host name: a fixed one, since the host's is nobody's business inside it. A network holder
+ * (network-holder.ts) carries it for the sandbox that joins it.
+ */
+export const SANDBOX_HOSTNAME = 'sandbox';
+
 export function containerSpec(config: SandboxConfig, opts: SpecOptions, host: HostSupport): SpecResult {
   const problems: string[] = [];
   const warnings: string[] = [];
@@ -233,8 +239,7 @@ export function containerSpec(config: SandboxConfig, opts: SpecOptions, host: Ho
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     Labels: { ...opts.labels },
     User: user,
-    // A fixed name: the host's hostname is nobody's business inside the sandbox.
-    Hostname: 'sandbox',
+    Hostname: SANDBOX_HOSTNAME,
     AttachStdin: false,
     AttachStdout: true,
     AttachStderr: true,

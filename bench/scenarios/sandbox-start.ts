@@ -2,12 +2,13 @@
  * Sandbox start, interleaved per iteration so drift hits every mode alike, with the same image, network and
  * limits everywhere:
  *   - `docker run --rm` (the baseline),
- *   - `clawbox run -- CMD` (the CLI end to end): cold; with a warm pool as it runs by default, served by the
- *     resident runner that a config with a pool keeps ('clawbox run runner'); and with the warm pool but no runner
- *     (`pool.runner_idle_timeout: off`), the CLI alone ('clawbox run warm'),
- *   - the library's `runSandbox`, cold and from a warm pool.
+ *   - `clawbox run -- CMD` (the CLI end to end): cold; cold but joining a network holder that waits
+ *     (`pool.network_holders: 1`, runner/network-holder.ts: 'clawbox run holder'); with a warm pool as it runs by
+ *     default, served by the resident runner that a config with a pool keeps ('clawbox run runner'); and with the
+ *     warm pool but no runner (`pool.runner_idle_timeout: off`), the CLI alone ('clawbox run warm'),
+ *   - the library's `runSandbox`, cold, with a network holder and from a warm pool.
  * Two figures each: "start" is the time to the tool's first output byte (the tool is `echo x`), "total" the time
- * until the call returned. The warm pool is refilled between measured runs, outside the timing.
+ * until the call returned. The warm pool and the holders are refilled between measured runs, outside the timing.
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -23,7 +24,16 @@ import { progress } from '../lib/exec.js';
 import { percentile } from '../lib/stats.js';
 import { na, val, type BenchParams, type Cell, type Row, type ScenarioResult } from '../model.js';
 
-export const SANDBOX_START_LABELS = ['docker run', 'clawbox run cold', 'clawbox run warm', 'clawbox run runner', 'runSandbox cold', 'runSandbox warm'] as const;
+export const SANDBOX_START_LABELS = [
+  'docker run',
+  'clawbox run cold',
+  'clawbox run holder',
+  'clawbox run warm',
+  'clawbox run runner',
+  'runSandbox cold',
+  'runSandbox holder',
+  'runSandbox warm',
+] as const;
 type Mode = (typeof SANDBOX_START_LABELS)[number];
 
 export interface SandboxStartContext {
@@ -101,7 +111,10 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   // resident runner unless it says otherwise: runner.yml is the default, warm.yml the CLI alone.
   const runnerText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n';
   const warmText = `${runnerText}    runner_idle_timeout: off\n`;
+  // No pooled sandbox, so a new one each run, made in a network holder's namespace (one refilled between runs).
+  const holderText = `${coldText}    network_holders: 1\n    idle_timeout: 30s\n`;
   writeFileSync(join(ctx.dir, 'cold.yml'), coldText);
+  writeFileSync(join(ctx.dir, 'holder.yml'), holderText);
   writeFileSync(join(ctx.dir, 'warm.yml'), warmText);
   writeFileSync(join(ctx.dir, 'runner.yml'), runnerText);
   // The CLI on its own: no resident runner is asked (one would decline these configs, at a round trip's cost).
@@ -109,14 +122,16 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   const modes: Record<Mode, () => Promise<Sample>> = {
     'docker run': () => timeProcess('docker', DOCKER_RUN),
     'clawbox run cold': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x'], alone),
+    'clawbox run holder': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'holder.yml'), '--', 'echo', 'x'], alone),
     'clawbox run warm': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x'], alone),
     'clawbox run runner': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'runner.yml'), '--', 'echo', 'x']),
     'runSandbox cold': () => timeLibrary(coldText),
+    'runSandbox holder': () => timeLibrary(holderText),
     'runSandbox warm': () => timeLibrary(warmText),
   };
   const samples = Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, [] as Sample[]])) as Record<Mode, Sample[]>;
   const failures: Partial<Record<Mode, string>> = {};
-  // One untimed round first: networks, the gateway container, the launcher and a first pooled sandbox.
+  // One untimed round first: networks, the gateway container, the launcher, a first pooled sandbox and holder.
   for (const mode of SANDBOX_START_LABELS) await modes[mode]().catch(() => undefined);
   await settleBackground();
   for (let i = 0; i < runs; i++) {

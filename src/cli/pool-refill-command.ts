@@ -17,9 +17,11 @@ export async function poolRefillCommand(): Promise<number> {
   const docker = await connectDocker();
   await runRefillJob(docker, job);
   if (job.runnerIdleMs > 0 && (await serveResidentRunner(job.stateDir, job.runnerIdleMs))) {
-    // No run came for as long as the pool's sandboxes wait (by default): those it refilled have expired, and go
-    // now rather than at the next run's sweep or `clawbox gc`, which may be long in coming.
+    // No run came for as long as the pool's sandboxes wait (by default): those it refilled, and the network holders,
+    // which wait as long, have expired, and go now rather than at the next run's sweep or `clawbox gc`, which may be
+    // long in coming.
     await new WarmPool(docker, job.stateDir).sweep().catch(() => undefined);
+    await new WarmPool(docker, job.stateDir, 'holder').sweep().catch(() => undefined);
   }
   return 0;
 }

@@ -125,18 +125,22 @@ const gateway = z.strictObject({
  * a resident runner that serves the next `clawbox run`s of such a config, until none came for
  * `runner_idle_timeout` (src/cli/resident-runner.ts). A config that keeps a pool keeps a runner as long as its
  * sandboxes (`idle_timeout`) unless it says otherwise; 0 or `off` keeps none; without a pool there is none unless
- * asked for. Parsed, it is always a number of milliseconds, 0 for none.
+ * asked for. Parsed, it is always a number of milliseconds, 0 for none. `network_holders`: how many containers that
+ * only hold an address on the sandbox network wait, for any config's sandbox that the pool has nothing for to join
+ * (runner/network-holder.ts); they wait `idle_timeout` too.
  */
 const pool = z
   .strictObject({
-    size: z.number().int().min(0).max(32).default(0),
+    size: unit(parseIntIn(0, 32, '2')).prefault(0),
     idle_timeout: unit(parseDuration).prefault('5m'),
     runner_idle_timeout: unit(parseDurationOrOff).optional(),
+    network_holders: unit(parseIntIn(0, 32, '1')).prefault(0),
   })
-  .transform(({ size, idle_timeout, runner_idle_timeout }) => ({
+  .transform(({ size, idle_timeout, runner_idle_timeout, network_holders }) => ({
     size,
     idle_timeout,
     runner_idle_timeout: runner_idle_timeout ?? (size > 0 ? idle_timeout : 0),
+    network_holders,
   }));
 
 /** Per-tool additions: hosts allowed or denied for that tool's sandbox only. */

@@ -14,9 +14,10 @@ import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR, EGRESS_NETWORK, ensureEnvironment, SANDBOX_NETWORK } from '../../runner/environment.js';
 import { addressOn } from '../../runner/gateway-container.js';
-import { LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
+import { LABEL_NETWORK_HOLDER, LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
 import { isRefillHelper } from '../../runner/process-alive.js';
-import { createStartedSandbox } from '../../runner/sandbox-container.js';
+import { createJoinedSandbox, createStartedSandbox } from '../../runner/sandbox-container.js';
+import { ignoringGone } from '../../runner/docker-client.js';
 import type { DecisionEvent } from '../../src/audit/types.js';
 import { TextCollector } from '../../runner/output.js';
 import { crashLeftover } from '../fixtures/leftovers.js';
@@ -26,13 +27,16 @@ const docker = new Dockerode();
 let world: SandboxWorld;
 
 async function emptyPool(): Promise<void> {
-  for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) {
-    await docker.getContainer(info.Id).remove({ force: true });
+  for (const role of ['pool', 'holder'] as const) {
+    for (const info of await docker.listContainers({ all: true, filters: labelFilter(role) })) {
+      await docker.getContainer(info.Id).remove({ force: true });
+    }
   }
 }
 
 before(async () => {
-  // Pooled sandboxes of the same shape left by anything earlier (a benchmark, say) would be handed out here.
+  // Pooled sandboxes and network holders of the same shape left by anything earlier (a benchmark, say) would be
+  // handed out here.
   await emptyPool();
   world = await startSandboxWorld();
 });
@@ -56,6 +60,22 @@ async function pooled(): Promise<number> {
   return (await docker.listContainers({ filters: labelFilter('pool') })).length;
 }
 
+async function holders(): Promise<Dockerode.ContainerInfo[]> {
+  return docker.listContainers({ filters: labelFilter('holder') });
+}
+
+const exists = (id: string): Promise<boolean> =>
+  docker
+    .getContainer(id)
+    .inspect()
+    .then(
+      () => true,
+      (err: { statusCode?: number }) => {
+        if (err.statusCode === 404) return false;
+        throw err;
+      },
+    );
+
 // What a tool can observe about its sandbox: processes, identity, limits, mounts, environment, filesystem.
 const PROBE = [
   'echo "== ps"; ps -eo pid,ppid,user,args --no-headers',
@@ -69,6 +89,20 @@ const PROBE = [
   'echo "== stdin"; readlink /proc/self/fd/0',
   'echo "== init"; tr "\\0" " " < /proc/1/cmdline',
 ].join('; ');
+
+/**
+ * The tool's PID number varies between any two starts, cold or warm (6 to 9 here: Docker's own set-up processes take
+ * the first numbers), so PIDs are compared by position, parents included. ps pads its columns to the widest number,
+ * so the padding goes too: a tool at PID 9 whose ps is PID 10 is not a difference.
+ */
+function positional(text: string): string {
+  const numbers = new Map<string, string>();
+  // Spaces only, within a line: the limits below are numbers alone on their lines, compared as they are.
+  return text.replace(/^[ \t]*(\d+)[ \t]+(\d+)[ \t]+/gm, (_m, pid: string, ppid: string) => {
+    for (const n of [pid, ppid]) if (!numbers.has(n)) numbers.set(n, n === '0' || n === '1' ? n : `P${numbers.size}`);
+    return `${numbers.get(pid)} ${numbers.get(ppid)} `;
+  });
+}
 
 describe('the warm pool', () => {
   const POOL = 'pool:\n  size: 2\n  idle_timeout: 5m';
@@ -92,17 +126,6 @@ describe('the warm pool', () => {
     const warm = await run(PROBE, POOL);
     assert.equal(cold.result.warm, false);
     assert.equal(warm.result.warm, true);
-    // The tool's PID number varies between any two starts, cold or warm (6 to 9 here: Docker's own set-up
-    // processes take the first numbers), so PIDs are compared by position, parents included. ps pads its columns
-    // to the widest number, so the padding goes too: a tool at PID 9 whose ps is PID 10 is not a difference.
-    const positional = (text: string): string => {
-      const numbers = new Map<string, string>();
-      // Spaces only, within a line: the limits below are numbers alone on their lines, compared as they are.
-      return text.replace(/^[ \t]*(\d+)[ \t]+(\d+)[ \t]+/gm, (_m, pid: string, ppid: string) => {
-        for (const n of [pid, ppid]) if (!numbers.has(n)) numbers.set(n, n === '0' || n === '1' ? n : `P${numbers.size}`);
-        return `${numbers.get(pid)} ${numbers.get(ppid)} `;
-      });
-    };
     assert.equal(positional(warm.stdout), positional(cold.stdout));
     assert.match(cold.stdout, /^\s+1\s+0 nobody\s+\/sbin\/docker-init -- \/.clawbox\/launch$/m);
   });
@@ -234,15 +257,6 @@ describe('the warm pool', () => {
   describe('crash leftovers (a sandbox whose runner died)', () => {
     const CLI = join(import.meta.dirname, '../../bin/clawbox');
 
-    const exists = (container: Dockerode.Container): Promise<boolean> =>
-      container.inspect().then(
-        () => true,
-        (err: { statusCode?: number }) => {
-          if (err.statusCode === 404) return false;
-          throw err;
-        },
-      );
-
     /**
      * `clawbox run` of a tool that prints a line, then sleeps 3 s (its stdin is /dev/null: the launcher's, see
      * `sandbox.ts`): `whileRunning` runs once the line arrives, while the tool runs. Resolves with whether the run
@@ -276,7 +290,7 @@ describe('the warm pool', () => {
       // runs holds its address, which is then not picked); the CLI waits for it before it exits.
       const warm = await runCli(path, () => Promise.resolve());
       assert.equal(warm, false);
-      assert.equal(await exists(leftover), false, 'gone once the run exited');
+      assert.equal(await exists(leftover.id), false, 'gone once the run exited');
     });
 
     it('a warm run leaves them to its refill: the tool starts first', async () => {
@@ -286,10 +300,10 @@ describe('the warm pool', () => {
       await settleBackground();
       assert.equal(await pooled(), 1);
       const { container: leftover } = await crashLeftover(docker);
-      const warm = await runCli(path, async () => assert.equal(await exists(leftover), true, 'the warm run did not wait for a sweep'));
+      const warm = await runCli(path, async () => assert.equal(await exists(leftover.id), true, 'the warm run did not wait for a sweep'));
       assert.equal(warm, true);
       await settleBackground();
-      assert.equal(await exists(leftover), false, 'the refill swept it');
+      assert.equal(await exists(leftover.id), false, 'the refill swept it');
       assert.equal(await pooled(), 1);
     });
   });
@@ -308,6 +322,168 @@ describe('the warm pool', () => {
     const out = execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']).toString();
     assert.match(out, /sandboxes removed: [0-9a-f]{12}/);
     assert.equal(await pooled(), 0);
+  });
+});
+
+describe('network holders (pool.network_holders)', () => {
+  const HOLD = 'pool:\n  network_holders: 1\n  idle_timeout: 5m';
+  const CLI = join(import.meta.dirname, '../../bin/clawbox');
+  // The network as the tool sees it, its own address as ME (a cold and a held sandbox have different ones).
+  const NET_PROBE = [
+    `me=$(ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1)`,
+    `{ echo "== net"; hostname; cat /etc/hosts /etc/resolv.conf; ls /sys/class/net; ip -4 -o addr | awk '{print $2, $4}'; ip route; env | grep -i _proxy= | sort; } | sed "s/$me/ME/g"`,
+  ].join('; ');
+
+  /** The one holder waiting now (after a run with HOLD and its refill), and its address. */
+  async function waitingHolder(): Promise<{ id: string; ip: string; info: Dockerode.ContainerInfo }> {
+    const waiting = await holders();
+    assert.equal(waiting.length, 1, 'one holder waits');
+    const [info] = waiting;
+    return { id: info.Id, ip: Object.values(info.NetworkSettings.Networks)[0]?.IPAddress ?? '', info };
+  }
+
+  it("starts a sandbox that the pool has nothing for in a waiting holder's namespace, and removes the holder with it", async () => {
+    await emptyPool();
+    const first = await run('true', HOLD);
+    assert.equal(first.result.warm, false);
+    const holder = await waitingHolder();
+    assert.match(holder.ip, /^\d+\.\d+\.\d+\.\d+$/);
+    const { result, stdout } = await run(
+      [
+        `ip -o -4 addr show eth0 | awk '{print $4}'`,
+        'curl -s -m 10 -o /dev/null -w "allowed=%{http_code}\\n" http://allowed.test/',
+        'curl -s -m 10 -o /dev/null -w "denied=%{http_code}\\n" http://denied.test/',
+      ].join('; '),
+      HOLD,
+    );
+    assert.equal(result.warm, false, 'not a pooled sandbox');
+    assert.match(stdout, new RegExp(`^${holder.ip.replaceAll('.', '\\.')}/\\d+\\nallowed=200\\ndenied=403\\n$`), "at the holder's address, through the gateway");
+    const decisions = world.auditLines().filter((e): e is DecisionEvent => e.event === 'decision' && e.sandbox === result.sandbox);
+    assert.deepEqual(
+      decisions.map((e) => [e.host, e.decision, e.client]),
+      [
+        ['allowed.test', 'allow', holder.ip],
+        ['denied.test', 'deny', holder.ip],
+      ],
+      'the gateway knew the sandbox at that address',
+    );
+    assert.equal(await exists(holder.id), false, 'the holder went with its sandbox');
+    const next = await waitingHolder();
+    assert.notEqual(next.id, holder.id, 'and another waits');
+  });
+
+  it('holds its address with no capability, privilege or writable root, nothing running but the waiting launcher', async () => {
+    await emptyPool();
+    await run('true', HOLD);
+    const holder = await waitingHolder();
+    const info = await docker.getContainer(holder.id).inspect();
+    assert.equal(info.Config.User, '65534:65534');
+    assert.equal(info.Config.Hostname, 'sandbox');
+    assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
+    assert.equal(info.HostConfig.Privileged, false);
+    assert.equal(info.HostConfig.ReadonlyRootfs, true);
+    assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges:true']);
+    // The engine needs the PID column to pick the container's processes out of the host's.
+    const top = (await docker.getContainer(holder.id).top({ ps_args: '-o pid,user,args' })) as { Processes: string[][] };
+    assert.deepEqual(
+      top.Processes.map((p) => p.slice(1).join(' ')),
+      ['nobody /sbin/docker-init -- /.clawbox/launch', 'nobody /.clawbox/launch'],
+    );
+  });
+
+  it('gives the tool exactly what a cold sandbox gives it', async () => {
+    await emptyPool();
+    await run('true', HOLD);
+    const holder = await waitingHolder();
+    const cold = await run(`${PROBE}; ${NET_PROBE}`, '');
+    const held = await run(`${PROBE}; ${NET_PROBE}`, HOLD);
+    assert.equal(await exists(holder.id), false, 'the second run was held');
+    assert.match(cold.stdout, /== net\nsandbox\n/);
+    assert.equal(positional(held.stdout), positional(cold.stdout));
+  });
+
+  it("records a held sandbox's attempts past the gateway, read from where the log stood at the holder's creation", async () => {
+    await emptyPool();
+    await run('true', HOLD);
+    const holder = await waitingHolder();
+    assert.match(holder.info.Labels[LABEL_POOL_KERNEL_LOG] ?? '', /^[0-9a-f-]{36}:\d+$/, 'a holder carries its bookmark');
+    const { result, stdout } = await run(`curl -sS -m 3 --noproxy '*' http://${UPSTREAM_IP}/ >/dev/null 2>&1; echo direct=$?`, HOLD);
+    assert.equal(await exists(holder.id), false, 'the run was held');
+    assert.match(stdout, /^direct=[1-9]\d*$/m, 'the direct attempt failed');
+    const direct = world
+      .auditLines()
+      .filter((e): e is DecisionEvent => e.event === 'decision' && e.sandbox === result.sandbox && e.channel === 'direct');
+    assert.deepEqual(
+      direct.map((e) => [e.client, e.host, e.port, e.rule]),
+      [[holder.ip, UPSTREAM_IP, 80, 'builtin.direct-connection']],
+    );
+  });
+
+  it('joins no holder that stopped or went: the run starts its sandbox cold instead', async () => {
+    const env = await ensureEnvironment(docker, world.config('').config);
+    const shape = { Image: 'openclaw-sandbox:latest', Cmd: ['sleep', '30'], HostConfig: { NetworkMode: env.network.name } };
+    const holder = await docker.createContainer({ ...shape, Labels: labelsFor('holder') });
+    const taken = { container: holder, ip: '', kernelLogBookmark: undefined };
+    const join = (image: string): ReturnType<typeof createJoinedSandbox> => createJoinedSandbox(docker, env.network, taken, { ...shape, Image: image }, labelsFor('sandbox'));
+    try {
+      await holder.start();
+      await assert.rejects(join('clawbox-test-no-such-image:latest'), /no such image/i, "with the holder running, the engine's refusal is the run's error");
+      await holder.stop({ t: 0 });
+      assert.equal(await join('openclaw-sandbox:latest'), null, 'stopped');
+      await holder.remove({ force: true });
+      assert.equal(await join('openclaw-sandbox:latest'), null, 'gone');
+      const attempts = await docker.listContainers({ all: true, filters: { label: [`${LABEL_NETWORK_HOLDER}=${holder.id}`] } });
+      assert.deepEqual(attempts, [], 'no container is left of the attempts');
+    } finally {
+      await ignoringGone(() => holder.remove({ force: true }));
+    }
+  });
+
+  it('removes a holder taken by a run that fails before its sandbox exists', async () => {
+    await emptyPool();
+    await run('true', HOLD);
+    const holder = await waitingHolder();
+    // With a pool, a run checks its image once the pool had nothing for it: after it took the holder.
+    await assert.rejects(run('true', `pool:\n  size: 1\n  network_holders: 1\ndefault_image: clawbox-test-no-such-image:latest`), /clawbox-test-no-such-image:latest does not exist locally/);
+    assert.equal(await exists(holder.id), false);
+    assert.deepEqual(
+      readdirSync(join(DEFAULT_STATE_DIR, 'pool')).filter((name) => name.startsWith(holder.id)),
+      [],
+      'nor is its lock left',
+    );
+  });
+
+  it('through the CLI: a detached helper makes the next holder, and a run killed mid-tool leaves nothing after gc', async () => {
+    await emptyPool();
+    const { path } = world.config(HOLD);
+    execFileSync(CLI, ['run', '--config', path, '--', 'true'], { stdio: 'ignore' });
+    await settleBackground();
+    const holder = await waitingHolder();
+    const child = spawn(CLI, ['run', '--config', path, '--', 'sh', '-c', 'echo started; sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const exited = once(child, 'exit');
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        if (chunk.includes('started')) resolve();
+      });
+      child.once('exit', () => reject(new Error('clawbox run ended before its tool started')));
+    });
+    const [sandbox] = await docker.listContainers({ filters: { label: [`${LABEL_NETWORK_HOLDER}=${holder.id}`] } });
+    assert.ok(sandbox !== undefined, 'the run is in the holder');
+    child.kill('SIGKILL');
+    await exited;
+    execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']);
+    assert.equal(await exists(sandbox.Id), false, 'its sandbox is swept');
+    assert.equal(await exists(holder.id), false, 'and so is its holder, whose taker died');
+  });
+
+  it('removes holders unused past idle_timeout', async () => {
+    await emptyPool();
+    await run('true', 'pool:\n  network_holders: 1\n  idle_timeout: 1s');
+    const holder = await waitingHolder();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const out = execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']).toString();
+    assert.match(out, new RegExp(`sandboxes removed: .*${holder.id.slice(0, 12)}`));
+    assert.deepEqual(await holders(), []);
   });
 });
 

@@ -65,6 +65,7 @@ describe('the seed document as one config file', () => {
     assert.ok(sandbox.blocked_paths.includes('/var/run/docker.sock'));
     assert.equal(sandbox.pool.size, 0);
     assert.equal(sandbox.pool.runner_idle_timeout, 0, 'no pool, no resident runner');
+    assert.equal(sandbox.pool.network_holders, 0, 'no network holder unless asked for');
   });
 
   it('keeps a resident runner as long as the pool when there is one, unless told otherwise', () => {
@@ -131,6 +132,8 @@ describe('config errors name the key path and line', () => {
     ['another engine', 'sandbox:\n  engine: podman\n', /^sandbox\.engine \(line 2\): expected 'docker'/],
     ['a bad listen address', 'sandbox:\n  gateway:\n    http: "nowhere"\n', /^sandbox\.gateway\.http \(line 3\): expected HOST:PORT/],
     ['a resident runner kept for a bad time', 'sandbox:\n  pool:\n    runner_idle_timeout: soon\n', /^sandbox\.pool\.runner_idle_timeout \(line 3\): expected seconds like 300, a duration like '5m' or '30s', or 0 or 'off' for none, got 'soon'$/],
+    ['too many network holders', 'sandbox:\n  pool:\n    network_holders: 33\n', /^sandbox\.pool\.network_holders \(line 3\): expected a whole number from 0 to 32, got 33$/],
+    ['a pool of no number', 'sandbox:\n  pool:\n    size: many\n', /^sandbox\.pool\.size \(line 3\): expected a whole number like '2', got 'many'$/],
     ['a typo in the pool', 'sandbox:\n  pool:\n    sise: 1\n', /^sandbox\.pool\.sise \(line 3\): unknown key; did you mean 'size'\?$/],
     ['a duplicate key', 'sandbox:\n  timeout: 1\n  timeout: 2\n', /^test\.yml \(line 3\): Map keys must be unique/],
     ['broken YAML', 'sandbox: [\n', /^test\.yml \(line \d\): /],
