@@ -328,10 +328,11 @@ describe('the warm pool', () => {
 describe('network holders (pool.network_holders)', () => {
   const HOLD = 'pool:\n  network_holders: 1\n  idle_timeout: 5m';
   const CLI = join(import.meta.dirname, '../../bin/clawbox');
-  // The network as the tool sees it, its own address as ME (a cold and a held sandbox have different ones).
+  // The network as the tool sees it, its own address as ME (a cold and a held sandbox have different ones; the
+  // word boundaries keep a longer address, the gateway's at .25x say, from matching a sandbox's at .25).
   const NET_PROBE = [
     `me=$(ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1)`,
-    `{ echo "== net"; hostname; cat /etc/hosts /etc/resolv.conf; ls /sys/class/net; ip -4 -o addr | awk '{print $2, $4}'; ip route; env | grep -i _proxy= | sort; } | sed "s/$me/ME/g"`,
+    `{ echo "== net"; hostname; cat /etc/hosts /etc/resolv.conf; ls /sys/class/net; ip -4 -o addr | awk '{print $2, $4}'; ip route; env | grep -i _proxy= | sort; } | sed "s/\\b$me\\b/ME/g"`,
   ].join('; ');
 
   /** The one holder waiting now (after a run with HOLD and its refill), and its address. */
