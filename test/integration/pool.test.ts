@@ -122,6 +122,7 @@ describe('the warm pool', () => {
   });
 
   it('gives the tool exactly what a cold sandbox gives it', async () => {
+    await run('true', POOL); // sandboxes of this shape wait, whichever test ran before
     const cold = await run(PROBE, '');
     const warm = await run(PROBE, POOL);
     assert.equal(cold.result.warm, false);
