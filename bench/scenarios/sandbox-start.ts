@@ -3,9 +3,10 @@
  * limits everywhere:
  *   - `docker run --rm` (the baseline),
  *   - `clawbox run -- CMD` (the CLI end to end): cold; cold but joining a network holder that waits
- *     (`pool.network_holders: 1`, runner/network-holder.ts: 'clawbox run holder'); with a warm pool as it runs by
- *     default, served by the resident runner that a config with a pool keeps ('clawbox run runner'); and with the
- *     warm pool but no runner (`pool.runner_idle_timeout: off`), the CLI alone ('clawbox run warm'),
+ *     (`pool.network_holders: 1`, runner/network-holder.ts), as it runs by default, served by the resident runner
+ *     that such a config keeps ('clawbox run holder'); with a warm pool as it runs by default, served by the
+ *     resident runner ('clawbox run runner'); and with the warm pool but no runner (`pool.runner_idle_timeout:
+ *     off`), the CLI alone ('clawbox run warm'),
  *   - the library's `runSandbox`, cold, with a network holder and from a warm pool.
  * Two figures each: "start" is the time to the tool's first output byte (the tool is `echo x`), "total" the time
  * until the call returned. The warm pool and the holders are refilled between measured runs, outside the timing.
@@ -111,7 +112,8 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   // resident runner unless it says otherwise: runner.yml is the default, warm.yml the CLI alone.
   const runnerText = 'sandbox:\n  pool:\n    size: 1\n    idle_timeout: 30s\n';
   const warmText = `${runnerText}    runner_idle_timeout: off\n`;
-  // No pooled sandbox, so a new one each run, made in a network holder's namespace (one refilled between runs).
+  // No pooled sandbox, so a new one each run, made in a network holder's namespace (one refilled between runs); the
+  // config keeps a resident runner, as one with a pool does.
   const holderText = `${coldText}    network_holders: 1\n    idle_timeout: 30s\n`;
   writeFileSync(join(ctx.dir, 'cold.yml'), coldText);
   writeFileSync(join(ctx.dir, 'holder.yml'), holderText);
@@ -122,7 +124,7 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   const modes: Record<Mode, () => Promise<Sample>> = {
     'docker run': () => timeProcess('docker', DOCKER_RUN),
     'clawbox run cold': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'cold.yml'), '--', 'echo', 'x'], alone),
-    'clawbox run holder': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'holder.yml'), '--', 'echo', 'x'], alone),
+    'clawbox run holder': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'holder.yml'), '--', 'echo', 'x']),
     'clawbox run warm': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'warm.yml'), '--', 'echo', 'x'], alone),
     'clawbox run runner': () => timeProcess(CLI, ['run', '--config', join(ctx.dir, 'runner.yml'), '--', 'echo', 'x']),
     'runSandbox cold': () => timeLibrary(coldText),

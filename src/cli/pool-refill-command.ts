@@ -5,9 +5,9 @@ import { serveResidentRunner } from './resident-runner.js';
 
 /**
  * `clawbox pool-refill` (internal, not in the usage text): the detached helper that `clawbox run` leaves to top
- * the warm pool up. Its job comes as JSON on stdin from the run that started it; nobody reads its output. When the
- * config keeps a resident runner (`pool.runner_idle_timeout`; by default a config with a pool does), the helper
- * then serves the next runs (resident-runner.ts) until none came for that long.
+ * the warm pool and the network holders up. Its job comes as JSON on stdin from the run that started it; nobody
+ * reads its output. When the config keeps a resident runner (`pool.runner_idle_timeout`; by default a config with a
+ * pool or holders does), the helper then serves the next runs (resident-runner.ts) until none came for that long.
  */
 export async function poolRefillCommand(): Promise<number> {
   let text = '';

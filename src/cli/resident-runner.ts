@@ -1,7 +1,7 @@
 /**
  * A resident runner: the CLI's detached refill helper (`clawbox pool-refill`) staying up, when the config keeps
- * one (`pool.runner_idle_timeout`; by default, a config with a pool keeps one as long as its sandboxes wait), to
- * serve the next `clawbox run`s of such configs over a Unix socket. A run it serves costs its client Node's start
+ * one (`pool.runner_idle_timeout`; by default, a config with a pool or network holders keeps one as long as they
+ * wait), to serve the next `clawbox run`s of such configs over a Unix socket. A run it serves costs its client Node's start
  * and the launcher only (runner-client.ts): the runner has the bundle loaded, the engine's connection open and the
  * environment checked, and refills the pool in its own process.
  *

@@ -123,11 +123,11 @@ const gateway = z.strictObject({
  * Warm pool: sandboxes created and started ahead of time (the tool's command not yet given), one per tool call,
  * destroyed after it. A pooled sandbox is removed unused after `idle_timeout`. The CLI's refill helper stays up as
  * a resident runner that serves the next `clawbox run`s of such a config, until none came for
- * `runner_idle_timeout` (src/cli/resident-runner.ts). A config that keeps a pool keeps a runner as long as its
- * sandboxes (`idle_timeout`) unless it says otherwise; 0 or `off` keeps none; without a pool there is none unless
- * asked for. Parsed, it is always a number of milliseconds, 0 for none. `network_holders`: how many containers that
- * only hold an address on the sandbox network wait, for any config's sandbox that the pool has nothing for to join
- * (runner/network-holder.ts); they wait `idle_timeout` too.
+ * `runner_idle_timeout` (src/cli/resident-runner.ts). `network_holders`: how many containers that only hold an
+ * address on the sandbox network wait, for any config's sandbox that the pool has nothing for to join
+ * (runner/network-holder.ts); they wait `idle_timeout` too. A config that keeps a pool or holders keeps a runner as
+ * long as they wait (`idle_timeout`) unless it says otherwise; 0 or `off` keeps none; without either there is none
+ * unless asked for. Parsed, it is always a number of milliseconds, 0 for none.
  */
 const pool = z
   .strictObject({
@@ -139,7 +139,7 @@ const pool = z
   .transform(({ size, idle_timeout, runner_idle_timeout, network_holders }) => ({
     size,
     idle_timeout,
-    runner_idle_timeout: runner_idle_timeout ?? (size > 0 ? idle_timeout : 0),
+    runner_idle_timeout: runner_idle_timeout ?? (size > 0 || network_holders > 0 ? idle_timeout : 0),
     network_holders,
   }));
 

@@ -457,7 +457,9 @@ describe('network holders (pool.network_holders)', () => {
 
   it('through the CLI: a detached helper makes the next holder, and a run killed mid-tool leaves nothing after gc', async () => {
     await emptyPool();
-    const { path } = world.config(HOLD);
+    // The CLI's own path: without the resident runner that a config with holders keeps by default (which would
+    // serve the second run and stop its tool itself when its client is killed: resident-runner.test.ts).
+    const { path } = world.config(`${HOLD}\n  runner_idle_timeout: off`);
     execFileSync(CLI, ['run', '--config', path, '--', 'true'], { stdio: 'ignore' });
     await settleBackground();
     const holder = await waitingHolder();

@@ -1,6 +1,6 @@
 /**
  * The resident runner (src/cli/resident-runner.ts): the warm pool's refill helper staying up to serve the next
- * `clawbox run`s of a config that keeps one (by default, any config with a pool). Through the installed executable,
+ * `clawbox run`s of a config that keeps one (by default, any config with a pool or network holders). Through the installed executable,
  * as a user runs it: the output, exit codes, Ctrl-C and a killed client must be what they are without a runner.
  */
 import { after, before, describe, it } from 'node:test';
@@ -132,7 +132,9 @@ after(async () => {
   await stopRunners();
   await settleBackground();
   execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']);
-  for (const info of await docker.listContainers({ all: true, filters: labelFilter('pool') })) await docker.getContainer(info.Id).remove({ force: true });
+  for (const role of ['pool', 'holder'] as const) {
+    for (const info of await docker.listContainers({ all: true, filters: labelFilter(role) })) await docker.getContainer(info.Id).remove({ force: true });
+  }
   await closeEnvironments();
   await world?.close();
 });
@@ -204,6 +206,22 @@ describe('the resident runner', () => {
     const bad = await cli(['--config', path, '--tool']).done;
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /clawbox: .*--tool/);
+  });
+
+  it('serves a config with network holders and no pool, which keeps one by default', async () => {
+    await waitForRefillHelpers(DEFAULT_STATE_DIR);
+    const held = world.config('pool:\n  network_holders: 1\n  idle_timeout: 5m').path;
+    for (let i = 0; i < 2; i++) {
+      const run = cli(['--config', held, '--', 'sh', '-c', 'echo started; sleep 1']);
+      await run.printed('started');
+      assert.ok(existsSync(markerPath(DEFAULT_STATE_DIR, runner)), `run ${i + 1} is served by the runner`);
+      assert.equal((await run.done).code, 0);
+      await waitForRefillHelpers(DEFAULT_STATE_DIR);
+    }
+    const holders = await docker.listContainers({ filters: labelFilter('holder') });
+    assert.equal(holders.length, 1, 'the runner refilled the holders after its runs');
+    for (const info of holders) await docker.getContainer(info.Id).remove({ force: true });
+    assert.deepEqual(runners(), [runner]);
   });
 
   it('is skipped with CLAWBOX_RUNNER=off', async () => {

@@ -68,7 +68,7 @@ describe('the seed document as one config file', () => {
     assert.equal(sandbox.pool.network_holders, 0, 'no network holder unless asked for');
   });
 
-  it('keeps a resident runner as long as the pool when there is one, unless told otherwise', () => {
+  it('keeps a resident runner as long as the pool or the network holders when there are any, unless told otherwise', () => {
     const runnerOf = (pool: string): number => parseConfig(`sandbox:\n  pool:\n${pool}`, 'test.yml').sandbox.pool.runner_idle_timeout;
     assert.equal(runnerOf('    size: 1\n'), 300_000, "the pool's default idle_timeout");
     assert.equal(runnerOf('    size: 2\n    idle_timeout: 30s\n'), 30_000);
@@ -77,6 +77,8 @@ describe('the seed document as one config file', () => {
       assert.equal(runnerOf(`    size: 2\n    runner_idle_timeout: ${JSON.stringify(none)}\n`), 0, String(none));
     }
     assert.equal(runnerOf('    size: 0\n'), 0);
+    assert.equal(runnerOf('    network_holders: 1\n'), 300_000, 'network holders keep one as a pool does');
+    assert.equal(runnerOf('    network_holders: 1\n    runner_idle_timeout: off\n'), 0);
     assert.equal(runnerOf('    size: 0\n    runner_idle_timeout: 60s\n'), 60_000, 'asked for without a pool');
   });
 
