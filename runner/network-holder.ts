@@ -2,11 +2,12 @@
  * Network holders: containers that only hold an address on the sandbox network, each for one sandbox that joins
  * its network namespace (`NetworkMode: container:<holder>`) when the warm pool has nothing for its config.
  *
- * Why: most of a container's start in this engine is its network. Docker 20.10 runs a hook at every start
- * (libnetwork-setkey: the engine's own binary executed again) and then makes the endpoint: created and started
- * through the API, a container on the sandbox network takes 320–360 ms to its end here, one with no network 200–230,
- * one that joins a running container's namespace 100–145 (`docker start -a`, six of each). A holder is the same
- * for every config, so one kept ready serves whichever config comes next, where a pooled sandbox serves only its own.
+ * Why: most of a container's start in this engine is its network. Docker 20.10 runs a hook at the start of every
+ * container with a network namespace of its own, `none` included (libnetwork-setkey: the engine's own binary
+ * executed again), and then makes the endpoint: created and started through the API, a container on the sandbox
+ * network takes 320–360 ms to its end here, one with no network 200–230, one that joins a running container's
+ * namespace 100–145 (`docker start -a`, six of each). A holder is the same for every config, so one kept ready
+ * serves whichever config comes next, where a pooled sandbox serves only its own.
  *
  * What the sandbox gets is what a cold one gets: its own address on the sandbox network (the holder's, found free
  * as a cold sandbox's is), the same host name and /etc/hosts, the sandbox's own resolv.conf, and a namespace in

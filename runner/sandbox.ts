@@ -198,7 +198,8 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const holder = holders === null ? null : holderShape(env.network.name, GATEWAY_IMAGE, launcher);
   const heldKey = holder === null ? '' : holderKey(holder, env.network.gatewayIp);
   const held = taken === null && holders !== null ? await holders.take(heldKey) : null;
-  // A holder taken by a run that fails before its sandbox exists goes: a taken one is never handed out again.
+  // A holder taken by a run that fails before its sandbox exists goes (a taken one is never handed out again), and
+  // so does one found gone, if the cold start that replaces it fails.
   const orDropHolder = <T>(work: Promise<T>): Promise<T> =>
     work.catch(async (err: unknown) => {
       if (held !== null) await holders?.discard(held.container.id);
@@ -219,13 +220,15 @@ export async function runSandbox(options: RunOptions): Promise<RunResult> {
   const sandbox =
     taken ??
     joined ??
-    (await createStartedSandbox(docker, env.network, shape, labels, {
-      membersNow,
-      // Read while the engine creates the container: this process keeps it, no label need carry it.
-      whileCreating: async () => {
-        kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
-      },
-    }));
+    (await orDropHolder(
+      createStartedSandbox(docker, env.network, shape, labels, {
+        membersNow,
+        // Read while the engine creates the container: this process keeps it, no label need carry it.
+        whileCreating: async () => {
+          kernelLogBookmark = (await KernelLogCursor.bookmarkNow()) ?? undefined;
+        },
+      }),
+    ));
   const job: RefillJob = {
     stateDir,
     key: poolKey,
