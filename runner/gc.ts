@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
 import { DEFAULT_STATE_DIR, EGRESS_NETWORK, SANDBOX_NETWORK } from './environment.js';
-import { WarmPool } from './pool.js';
+import { POOL_ROLES, sweepPoolEntries, WarmPool } from './pool.js';
 import { removeAllRules } from './firewall.js';
 import { containerNameOf, removeIdleGateways } from './gateway-container.js';
 import { LABEL_OWNER_HOST, LABEL_OWNER_PID, labelFilter } from './labels.js';
@@ -40,8 +40,7 @@ export async function sweepLeftoversOnce(docker: Dockerode, stateDir: string): P
   if (Date.now() - lastSweep < 30_000) return;
   lastSweep = Date.now();
   await sweepLeftovers(docker);
-  await new WarmPool(docker, stateDir).sweep();
-  await new WarmPool(docker, stateDir, 'holder').sweep();
+  await sweepPoolEntries(docker, stateDir);
 }
 
 export interface GcReport {
@@ -59,21 +58,14 @@ export interface GcReport {
  * networks and the firewall rules (the next run recreates them).
  */
 export async function collectGarbage(docker: Dockerode, all: boolean, stateDir = DEFAULT_STATE_DIR): Promise<GcReport> {
-  const pool = new WarmPool(docker, stateDir);
-  const holders = new WarmPool(docker, stateDir, 'holder');
-  const sandboxes = [...(await sweepLeftovers(docker)), ...(await pool.sweep()), ...(await holders.sweep())];
+  const sandboxes = [...(await sweepLeftovers(docker)), ...(await sweepPoolEntries(docker, stateDir))];
   if (!all) {
     const idle = await removeIdleGateways(docker, stateDir, SANDBOX_NETWORK);
     return { sandboxes, gateways: idle.map((g) => g.name), networks: [], firewallRules: 0, runners: [] };
   }
   // First, so that no runner refills the pool being emptied below; a run one is serving still ends as usual.
   const runners = stopResidentRunners(stateDir);
-  for (const [entries, role] of [[pool, 'pool'], [holders, 'holder']] as const) {
-    for (const info of await docker.listContainers({ all: true, filters: labelFilter(role) })) {
-      await entries.discard(info.Id);
-      sandboxes.push(info.Id.slice(0, 12));
-    }
-  }
+  for (const role of POOL_ROLES) sandboxes.push(...(await new WarmPool(docker, stateDir, role).removeAll()));
   const running = await docker.listContainers({ all: true, filters: labelFilter('sandbox') });
   if (running.length > 0) {
     throw new Error(`${running.length} sandbox(es) of live runners are still running; stop them first or run 'clawbox gc' without --all`);

@@ -10,9 +10,16 @@ import { childProcess } from './child-process.js';
 import { KernelLogCursor } from './direct-attempts.js';
 import { sweepLeftoversOnce } from './gc.js';
 import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelsFor } from './labels.js';
-import { poolDir, WarmPool } from './pool.js';
+import { poolDir, WarmPool, type PoolRole } from './pool.js';
 import { processAlive } from './process-alive.js';
 import { createStartedSandbox, type SandboxNetwork } from './sandbox-container.js';
+
+/** What one kind of entry is topped up to: `size` of `shape`, waiting under `key`. */
+interface Entries {
+  readonly key: string;
+  readonly shape: Dockerode.ContainerCreateOptions;
+  readonly size: number;
+}
 
 /** Everything a refill needs, as JSON: what a detached helper is given on its stdin. */
 export interface RefillJob {
@@ -25,7 +32,7 @@ export interface RefillJob {
   /** How long the detached helper then stays up as a resident runner (src/cli/resident-runner.ts); 0: it exits. */
   readonly runnerIdleMs: number;
   /** Network holders to keep ready beside the pool (network-holder.ts), waiting as long as its sandboxes; none if absent. */
-  readonly holders?: { readonly key: string; readonly shape: Dockerode.ContainerCreateOptions; readonly size: number };
+  readonly holders?: Entries;
 }
 
 /**
@@ -34,11 +41,11 @@ export interface RefillJob {
  */
 export async function refillPool(docker: Dockerode, job: RefillJob): Promise<void> {
   await sweepLeftoversOnce(docker, job.stateDir);
-  await topUp(docker, job, 'pool', job.key, job.shape, job.size);
-  if (job.holders !== undefined) await topUp(docker, job, 'holder', job.holders.key, job.holders.shape, job.holders.size);
+  await topUp(docker, job, 'pool', job);
+  if (job.holders !== undefined) await topUp(docker, job, 'holder', job.holders);
 }
 
-async function topUp(docker: Dockerode, job: RefillJob, role: 'pool' | 'holder', key: string, shape: Dockerode.ContainerCreateOptions, size: number): Promise<void> {
+async function topUp(docker: Dockerode, job: RefillJob, role: PoolRole, { key, shape, size }: Entries): Promise<void> {
   if (size <= 0) return;
   const missing = size - (await new WarmPool(docker, job.stateDir, role).available(key));
   for (let i = 0; i < missing; i++) {

@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { ignoringGone } from './docker-client.js';
-import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter, type Role } from './labels.js';
+import { LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter } from './labels.js';
 import { processAlive } from './process-alive.js';
 import { poolDir } from './state-dir.js';
 
@@ -20,13 +20,24 @@ export interface PooledSandbox {
 
 export { poolDir } from './state-dir.js';
 
+/** The kinds of entries kept this way: pooled sandboxes and network holders. */
+export const POOL_ROLES = ['pool', 'holder'] as const;
+export type PoolRole = (typeof POOL_ROLES)[number];
+
+/** `sweep` for the pool and the network holders alike; their short ids. */
+export async function sweepPoolEntries(docker: Dockerode, stateDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const role of POOL_ROLES) removed.push(...(await new WarmPool(docker, stateDir, role).sweep()));
+  return removed;
+}
+
 export class WarmPool {
   private readonly lockDir: string;
 
   constructor(
     private readonly docker: Dockerode,
     stateDir: string,
-    private readonly role: Extract<Role, 'pool' | 'holder'> = 'pool',
+    private readonly role: PoolRole = 'pool',
   ) {
     this.lockDir = poolDir(stateDir);
     mkdirSync(this.lockDir, { recursive: true, mode: 0o700 });
@@ -48,6 +59,16 @@ export class WarmPool {
   async available(key: string): Promise<number> {
     const now = Date.now();
     return (await this.ready(key)).filter((i) => Number(i.Labels[LABEL_POOL_EXPIRES]) > now && !this.isLocked(i.Id)).length;
+  }
+
+  /** Removes every entry of this kind, taken or not (`clawbox gc --all`). Returns their short ids. */
+  async removeAll(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const info of await this.docker.listContainers({ all: true, filters: labelFilter(this.role) })) {
+      await this.discard(info.Id);
+      removed.push(info.Id.slice(0, 12));
+    }
+    return removed;
   }
 
   /** Removes an entry that was taken (or never used) and its lock. */

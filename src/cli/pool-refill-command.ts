@@ -1,6 +1,6 @@
 import { connectDocker } from '../../runner/docker-client.js';
 import { runRefillJob, type RefillJob } from '../../runner/pool-refill.js';
-import { WarmPool } from '../../runner/pool.js';
+import { sweepPoolEntries } from '../../runner/pool.js';
 import { serveResidentRunner } from './resident-runner.js';
 
 /**
@@ -20,8 +20,7 @@ export async function poolRefillCommand(): Promise<number> {
     // No run came for as long as the pool's sandboxes wait (by default): those it refilled, and the network holders,
     // which wait as long, have expired, and go now rather than at the next run's sweep or `clawbox gc`, which may be
     // long in coming.
-    await new WarmPool(docker, job.stateDir).sweep().catch(() => undefined);
-    await new WarmPool(docker, job.stateDir, 'holder').sweep().catch(() => undefined);
+    await sweepPoolEntries(docker, job.stateDir).catch(() => undefined);
   }
   return 0;
 }
