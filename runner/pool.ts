@@ -20,6 +20,9 @@ export interface PooledSandbox {
 
 export { poolDir } from './state-dir.js';
 
+/** The engine's states of a container that will not run again by itself. */
+const STOPPED = new Set(['exited', 'dead']);
+
 /** The kinds of entries kept this way: pooled sandboxes and network holders. */
 export const POOL_ROLES = ['pool', 'holder'] as const;
 export type PoolRole = (typeof POOL_ROLES)[number];
@@ -78,7 +81,8 @@ export class WarmPool {
   }
 
   /**
-   * Removes entries that expired, that stopped, or whose taker died mid-run (its pid is in the lock).
+   * Removes entries that expired, that stopped, or whose taker died mid-run (its pid is in the lock). One being
+   * started (created, its start not yet done) is left alone until it expires.
    * Returns their short ids.
    */
   async sweep(): Promise<string[]> {
@@ -86,9 +90,11 @@ export class WarmPool {
     const removed: string[] = [];
     for (const info of await this.docker.listContainers({ all: true, filters: labelFilter(this.role) })) {
       const taker = this.taker(info.Id);
+      // Not 'created': a refill's entry is listed so between its create and its start, and one whose start never
+      // came goes when it expires.
       const stale =
         taker === null
-          ? info.State !== 'running' || Number(info.Labels[LABEL_POOL_EXPIRES]) <= now // exited on its own, or unused too long
+          ? STOPPED.has(info.State) || Number(info.Labels[LABEL_POOL_EXPIRES]) <= now // exited on its own, or unused too long
           : !processAlive(taker); // its taker died mid-run
       if (!stale) continue;
       if (taker === null && !this.lock(info.Id)) continue; // someone took it this instant

@@ -14,7 +14,8 @@ import Dockerode from 'dockerode';
 import { runSandbox, settleBackground, type RunOptions, type RunResult } from '../../runner/sandbox.js';
 import { closeEnvironments, DEFAULT_STATE_DIR, EGRESS_NETWORK, ensureEnvironment, SANDBOX_NETWORK } from '../../runner/environment.js';
 import { addressOn } from '../../runner/gateway-container.js';
-import { LABEL_NETWORK_HOLDER, LABEL_POOL_KERNEL_LOG, labelFilter, labelsFor } from '../../runner/labels.js';
+import { LABEL_NETWORK_HOLDER, LABEL_POOL_EXPIRES, LABEL_POOL_KERNEL_LOG, LABEL_POOL_KEY, labelFilter, labelsFor } from '../../runner/labels.js';
+import { WarmPool } from '../../runner/pool.js';
 import { isRefillHelper } from '../../runner/process-alive.js';
 import { createJoinedSandbox, createStartedSandbox } from '../../runner/sandbox-container.js';
 import { ignoringGone } from '../../runner/docker-client.js';
@@ -478,6 +479,30 @@ describe('network holders (pool.network_holders)', () => {
     execFileSync(process.execPath, [`${import.meta.dirname}/../../dist/src/cli/main.js`, 'gc']);
     assert.equal(await exists(sandbox.Id), false, 'its sandbox is swept');
     assert.equal(await exists(holder.id), false, 'and so is its holder, whose taker died');
+  });
+
+  it('sweeps an entry that stopped or expired, not one that is being started', async () => {
+    await emptyPool();
+    const entry = async (expiresInMs: number): Promise<Dockerode.Container> =>
+      docker.createContainer({
+        Image: 'openclaw-sandbox:latest',
+        Cmd: ['true'],
+        Labels: labelsFor('holder', { [LABEL_POOL_KEY]: 'test-sweep', [LABEL_POOL_EXPIRES]: String(Date.now() + expiresInMs) }),
+        HostConfig: { NetworkMode: 'none' },
+      });
+    // A refill lists its entry as 'created' between the create and the start: a sweep then must not take it.
+    const starting = await entry(60_000);
+    const stopped = await entry(60_000);
+    await stopped.start();
+    await stopped.wait();
+    const expired = await entry(-1);
+    try {
+      const removed = await new WarmPool(docker, DEFAULT_STATE_DIR, 'holder').sweep();
+      assert.deepEqual(removed.sort(), [stopped.id.slice(0, 12), expired.id.slice(0, 12)].sort());
+      assert.equal(await exists(starting.id), true);
+    } finally {
+      for (const c of [starting, stopped, expired]) await ignoringGone(() => c.remove({ force: true }));
+    }
   });
 
   it('removes holders unused past idle_timeout', async () => {
