@@ -5,11 +5,15 @@
  * taken by whichever worker wins each accept, and that alternation cost about 19 % of the low-load latency
  * (p50 346–358 µs against 282–294 µs when one worker takes them all; setup 193 against 157 µs). So at low load one
  * worker, the lead, accepts alone and the others (standbys) do not listen. When the lead gets busy it asks for
- * them, and until they listen it hands every other new connection over to one (the primary passes it on), so
- * that a burst of long-lived connections is not left on one core. When it has been quiet for a while it lets
- * them go again.
+ * them, and the burst that called them is balanced: while they join and for `settleSamples` after they listen,
+ * any worker that accepts a connection with more than its share of the load hands it to the least loaded one (the
+ * primary passes it on; `handOverByLoad`, with the loads the workers share, `worker-loads.ts`), so that a burst of
+ * long-lived connections is neither left on one core before the standbys listen nor split by whichever process
+ * the kernel woke first after. Then the kernel splits what comes, with no hand-over to pay: a steady flow of short
+ * connections evens itself out, whoever is free accepts. Where the workers share no loads, the lead hands every
+ * other new connection over until the standbys listen. When it has been quiet for a while it lets them go again.
  *
- * This is the lead's decision alone, pure: the cluster feeds it connection counts and the primary's answers.
+ * These are pure decisions: the cluster feeds them connection counts and the primary's answers.
  * The counts are of busy connections: open ones less those that moved no byte over the last activity samples
  * (`proxy/open-connections.ts`), so held keep-alives and quiet tunnels do not look like overlap.
  */
@@ -26,6 +30,11 @@ export interface SteeringLimits {
   /** The lead lets them go after this many samples in a row with at most `quietAt` busy connections. */
   readonly quietAt: number;
   readonly quietSamples: number;
+  /**
+   * Samples after the standbys start listening during which the lead still hands over by load: the rest of the
+   * burst that called them, which the kernel would otherwise split by whichever process it woke first.
+   */
+  readonly settleSamples: number;
 }
 
 /** Sampled every `SAMPLE_MS`: the standbys leave after 2 s of quiet. */
@@ -39,7 +48,20 @@ export const STEERING_LIMITS: SteeringLimits = {
   joinAt: 3,
   quietAt: 2,
   quietSamples: 20,
+  settleSamples: 2,
 };
+
+/**
+ * Whether a worker that accepted a connection while a burst is balanced (`LeadSteering.balancing`) hands it to the
+ * least loaded of the others: `own` its load counting this one, `least` that worker's (`worker-loads.ts`). When it
+ * has more than one more, and more than a sixteenth of the two's total more: a handed-over connection costs a
+ * round trip through the primary before its first byte is read, so the short-lived connections of a busy gateway,
+ * whose counts swing by a few from moment to moment, are not passed round for a difference that is gone a
+ * moment later.
+ */
+export function handOverByLoad(own: number, least: number): boolean {
+  return own > least + Math.max(1, Math.floor((own + least) / 16));
+}
 
 /** What the lead asks the primary for: the standbys to accept too, or to stop. */
 export type StandbyRequest = 'join' | 'leave';
@@ -51,6 +73,8 @@ export class LeadSteering {
   private confirmed = true;
   private quiet = 0;
   private handOverNext = false;
+  /** Samples left in which the lead balances by load though the standbys listen. */
+  private settling = 0;
 
   constructor(
     standbysAccepting: boolean,
@@ -60,18 +84,23 @@ export class LeadSteering {
   }
 
   /**
-   * A new connection, with `busy` the lead's busy connections counting it. `handOver`: give this one to a
-   * standby (every other one while they are joining); `request`: what to ask the primary now.
+   * A new connection, with `busy` the lead's busy connections counting it and `least` the connections of the least
+   * loaded standby (null where the workers share no memory, `worker-loads.ts`). `handOver`: give this one to a
+   * standby: while they join and for `settleSamples` after, by load (`handOverByLoad`); without loads, every other
+   * one while they join. `request`: what to ask the primary now.
    */
-  onConnection(busy: number): { readonly handOver: boolean; readonly request: StandbyRequest | null } {
+  onConnection(busy: number, least: number | null): { readonly handOver: boolean; readonly request: StandbyRequest | null } {
     const request = !this.wanted && busy >= this.limits.joinAt ? this.want(true) : null;
-    if (!this.wanted || this.confirmed) return { handOver: false, request };
+    if (!this.balancing) return { handOver: false, request };
+    if (least !== null) return { handOver: handOverByLoad(busy, least), request };
+    if (this.confirmed) return { handOver: false, request };
     this.handOverNext = !this.handOverNext;
     return { handOver: this.handOverNext, request };
   }
 
   /** One sample of the lead's busy connections: 'leave' after a quiet spell (joining is `onConnection`'s). */
   onSample(busy: number): StandbyRequest | null {
+    if (this.confirmed && this.settling > 0) this.settling -= 1;
     if (!this.wanted) return null;
     if (busy > this.limits.quietAt) {
       this.quiet = 0;
@@ -83,7 +112,22 @@ export class LeadSteering {
 
   /** The primary's answer: the standbys now accept (or not). An answer to an earlier request is ignored. */
   standbysAre(accepting: boolean): void {
-    if (accepting === this.wanted) this.confirmed = true;
+    if (accepting !== this.wanted || this.confirmed) return;
+    this.confirmed = true;
+    this.settling = accepting ? this.limits.settleSamples : 0;
+  }
+
+  /**
+   * Whether accepted connections are balanced by load now: while the standbys join and for `settleSamples` after.
+   * The lead publishes it (`WorkerLoads.balancing`) so that a standby that accepts in that window balances too.
+   */
+  get balancing(): boolean {
+    return this.wanted && (!this.confirmed || this.settling > 0);
+  }
+
+  /** Whether `onConnection(busy, …)` would balance by load: whether the caller need read the loads for it. */
+  balancesNext(busy: number): boolean {
+    return this.balancing || (!this.wanted && busy >= this.limits.joinAt);
   }
 
   /** Whether the lead is handing connections over (standbys wanted, not yet confirmed). */

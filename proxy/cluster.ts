@@ -16,18 +16,22 @@
  * - Signals: SIGHUP (primary) reloads every worker; SIGINT / SIGTERM stop them all. A worker whose primary is gone
  *   (SIGKILL) closes and exits by itself.
  * - Who accepts (`accept-steering.ts`): at low load one worker, the lead, takes every TCP connection and the others
- *   (standbys) keep their DNS sockets but not the TCP listeners; the lead asks for them when it gets busy, handing
- *   every other new connection to one through the primary until they listen, and lets them go after a quiet spell.
+ *   (standbys) keep their DNS sockets but not the TCP listeners; the lead asks for them when it gets busy and lets
+ *   them go after a quiet spell. While they join and for a moment after, a worker that accepts a connection with
+ *   more than its share hands it to the least loaded one through the primary: the workers publish their loads in
+ *   memory the primary made and every worker maps (`worker-loads.ts`, a slot each; a replacement takes the dead
+ *   one's, cleared).
  *   The primary keeps the roles: a dead lead's place goes to a live standby.
  * - Port 0 is chosen once, by the primary, before the workers start (`listen-ports.ts`): a standby gets the shared
  *   listening socket back by the arguments it first listened with, and port 0 would name a new one.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { closeSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { SandboxConfig } from '../src/config/schema.js';
 import { ClawboxError, type ErrorCode } from '../src/errors.js';
-import { ACTIVITY_SAMPLE_EVERY, LeadSteering, SAMPLE_MS, type StandbyRequest } from './accept-steering.js';
+import { ACTIVITY_SAMPLE_EVERY, handOverByLoad, LeadSteering, SAMPLE_MS, type StandbyRequest } from './accept-steering.js';
 import { choosePorts } from './listen-ports.js';
 import { createControlServer, unusedExit } from './control-server.js';
 import { GatewayPolicies } from './gateway-policies.js';
@@ -36,6 +40,7 @@ import { startGateway, type GatewayAddresses, type RunningGateway, type TcpFront
 import type { TcpRelayKind } from './tcp-relay.js';
 import type { DatagramIoKind } from './udp-batch.js';
 import { asSendHandle, closeHandle, handleOf, socketOf, type ConnectionHandle } from './handoff.js';
+import { SLOT_ENV, SLOTS_ENV, WorkerLoads } from './worker-loads.js';
 import type { SandboxRegistration, SandboxTraffic } from './sandbox-registry.js';
 
 type Request =
@@ -56,8 +61,8 @@ type ToWorker =
   | { readonly t: 'dns-standby' }
   /** To the lead: the standbys now accept (or not), as it asked. */
   | { readonly t: 'standbys'; readonly accepting: boolean }
-  /** With a connection's handle: serve it. */
-  | { readonly t: 'conn'; readonly front: TcpFront };
+  /** With a connection's handle: serve it. `to`: the slot whose `incoming` the sender counted it in. */
+  | { readonly t: 'conn'; readonly front: TcpFront; readonly to?: number };
 
 type Reply = { readonly ok: true; readonly traffic?: SandboxTraffic } | { readonly ok: false; readonly error: string };
 
@@ -70,8 +75,11 @@ type FromWorker =
   | { readonly t: 'standbys'; readonly want: StandbyRequest }
   /** A standby's answer to 'accept'. */
   | { readonly t: 'accepting'; readonly on: boolean; readonly error?: string }
-  /** With a connection's handle, from the lead: give it to a standby. */
-  | { readonly t: 'conn'; readonly front: TcpFront };
+  /**
+   * With a connection's handle: give it to another worker, the one in slot `to` where the workers share their loads
+   * (`worker-loads.ts`), else a standby.
+   */
+  | { readonly t: 'conn'; readonly front: TcpFront; readonly to?: number };
 
 export interface ClusterOptions {
   readonly workers: number;
@@ -107,7 +115,18 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let hostAddresses: readonly string[] = [];
 
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ silent: false, execArgv: gatewayWorkerExecArgv(process.execArgv) });
+  // The workers' loads, shared so that each can balance what it accepts (`worker-loads.ts`); without them a
+  // burst is split as the scheduler happens to split it.
+  const shared = options.workers > 1 ? WorkerLoads.create(options.workers) : null;
+  if (typeof shared === 'string') log.warn({ reason: shared }, 'gateway workers cannot share their loads; a burst of connections may be split unevenly between them');
+  const loads = typeof shared === 'string' || shared === null ? null : shared;
+  cluster.setupPrimary({
+    execArgv: gatewayWorkerExecArgv(process.execArgv),
+    // stdin, stdout and stderr as the primary's, the IPC channel, then the shared loads at INHERITED_FD.
+    stdio: loads ? ['inherit', 'inherit', 'inherit', 'ipc', loads.fd] : ['inherit', 'inherit', 'inherit', 'ipc'],
+  });
+  /** Each worker's slot in the shared loads: a replacement takes the dead worker's. */
+  const slots = new Map<Worker, number>();
 
   const live = new Set<Worker>();
   /** Workers that got their init; only these are sent requests (the others will get the state in their init). */
@@ -146,14 +165,23 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       log.debug({ standbysAccepting }, 'gateway standby workers changed');
     });
   };
-  const handOver = (from: Worker, front: TcpFront, handle: ConnectionHandle): void => {
-    const candidates = standbys().filter((w) => w !== from);
-    // No standby (it died): back to the lead, which serves it itself.
-    const target = candidates.length > 0 ? candidates[nextStandby++ % candidates.length] : from;
-    target.send({ t: 'conn', front } satisfies ToWorker, asSendHandle(handle), {}, (err: Error | null) => {
-      if (err) log.warn({ err: err.message, worker: target.process.pid }, 'a handed-over connection could not be passed on; closed');
+  const handOver = (from: Worker, front: TcpFront, handle: ConnectionHandle, to: number | undefined): void => {
+    // The connection stays in slot `to`'s `incoming` until a worker adopts it (the handles queue in this process's
+    // channel, each sent once the previous one is acknowledged), or here if it cannot be passed on.
+    const target =
+      (to === undefined ? undefined : [...slots].find(([w, slot]) => slot === to && w !== from && w.isConnected())?.[0]) ?? otherThan(from);
+    target.send({ t: 'conn', front, ...(to === undefined ? {} : { to }) } satisfies ToWorker, asSendHandle(handle), {}, (err: Error | null) => {
+      if (err) {
+        log.warn({ err: err.message, worker: target.process.pid }, 'a handed-over connection could not be passed on; closed');
+        if (to !== undefined) loads?.loads.addIncoming(to, -1);
+      }
       closeHandle(handle);
     });
+  };
+  /** A standby other than `from`, or, with none left (it died), `from` itself: the lead then serves it. */
+  const otherThan = (from: Worker): Worker => {
+    const candidates = standbys().filter((w) => w !== from);
+    return candidates.length > 0 ? candidates[nextStandby++ % candidates.length] : from;
   };
   const nameLead = (worker: Worker): void => {
     lead = worker;
@@ -172,8 +200,10 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let dnsIo: DatagramIoKind = 'batched';
   let relayKind: TcpRelayKind = 'native';
 
-  const fork = (): Worker => {
-    const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level });
+  const fork = (slot: number): Worker => {
+    loads?.loads.clear(slot);
+    const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level, [SLOT_ENV]: String(slot), [SLOTS_ENV]: String(options.workers) });
+    slots.set(worker, slot);
     live.add(worker);
     pending.set(worker, new Map());
     // A message to a worker that has just exited, and whose exit is not handled yet, fails with EPIPE. Its exit
@@ -224,12 +254,14 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
           acceptAnswers.get(worker)?.shift()?.();
           return;
         case 'conn':
-          if (handle) handOver(worker, message.front, handle as ConnectionHandle);
+          if (handle) handOver(worker, message.front, handle as ConnectionHandle, message.to);
           return;
       }
     });
     worker.on('exit', (code: number | null, signal: string | null) => {
       live.delete(worker);
+      slots.delete(worker);
+      loads?.loads.clear(slot);
       initialised.delete(worker);
       // Its counters are gone with it; what it wrote to the audit trail is not.
       for (const resolve of pending.get(worker)?.values() ?? []) resolve({ ok: true });
@@ -255,7 +287,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       const wait = Math.max(0, lastRespawn + 1000 - Date.now());
       lastRespawn = Date.now() + wait;
       setTimeout(() => {
-        if (!stopping) fork();
+        if (!stopping) fork(slot);
       }, wait);
     });
     return worker;
@@ -279,13 +311,14 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     return replies;
   };
 
-  for (let i = 0; i < options.workers; i++) fork();
+  for (let slot = 0; slot < options.workers; slot++) fork(slot);
   let addresses: GatewayAddresses;
   try {
     addresses = await startup;
   } catch (err) {
     stopping = true;
     await stopWorkers(live, 2000);
+    if (loads) closeSync(loads.fd);
     throw err;
   }
   started = true;
@@ -323,6 +356,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       ).catch(async (err: unknown) => {
         stopping = true;
         await stopWorkers(live, 2000);
+        if (loads) closeSync(loads.fd);
         throw err;
       })
     : null;
@@ -344,6 +378,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       closing ??= (async () => {
         stopping = true;
         await Promise.all([stopWorkers(live, graceMs), control ? new Promise<void>((r) => control.close(() => r())) : undefined]);
+        if (loads) closeSync(loads.fd);
       })();
       return closing;
     },
@@ -394,31 +429,50 @@ export function runGatewayWorker(log: Logger): Promise<number> {
   };
   let gateway: Promise<RunningGateway> | null = null;
   let stopped: Promise<number> | null = null;
-  // Set only in the lead (the primary's 'lead' message): the other workers keep every connection they accept.
+  // Set only in the lead (the primary's 'lead' message); a standby hands over only in the lead's balancing window.
   let steering: LeadSteering | null = null;
   let sampler: NodeJS.Timeout | null = null;
   let accepting: Promise<void> = Promise.resolve();
+  const inherited = WorkerLoads.inherited();
+  if (typeof inherited === 'string') log.debug({ reason: inherited }, 'this gateway worker does not balance by load');
+  const shared = typeof inherited === 'string' ? null : inherited;
 
   const steer = (front: TcpFront, socket: Socket, busy: number): boolean => {
-    if (steering === null) return false;
-    const { handOver, request } = steering.onConnection(busy);
-    if (request) send({ t: 'standbys', want: request });
+    // The loads are read only when a burst is being balanced: a steady flow of connections pays nothing for them.
+    const balancing = steering === null ? shared !== null && shared.loads.balancing : steering.balancesNext(busy);
+    const least = balancing ? (shared?.loads.leastLoadedOther(shared.slot) ?? null) : null;
+    // Its load as the others see it: what it serves and what is on its way to it (the primary passes handles on
+    // one at a time, each acknowledged, so a burst handed over can take milliseconds to arrive).
+    const load = balancing && shared ? busy + shared.loads.incoming(shared.slot) : busy;
+    let handOver: boolean;
+    if (steering === null) {
+      handOver = least !== null && handOverByLoad(load, least.load);
+    } else {
+      const decided = steering.onConnection(load, least?.load ?? null);
+      if (decided.request) send({ t: 'standbys', want: decided.request });
+      if (shared && decided.request) shared.loads.balancing = steering.balancing;
+      handOver = decided.handOver;
+    }
     const handle = handOver && process.connected && process.send ? handleOf(socket) : null;
     if (handle === null) return false;
+    const to = least?.slot;
+    if (to !== undefined) shared?.loads.addIncoming(to, 1);
     // Our copy is closed once the handle has left (or could not: the primary is gone, and so are we).
-    process.send?.({ t: 'conn', front } satisfies FromWorker, asSendHandle(handle), {}, () => socket.destroy());
+    process.send?.({ t: 'conn', front, ...(to === undefined ? {} : { to }) } satisfies FromWorker, asSendHandle(handle), {}, () => socket.destroy());
     return true;
   };
-  const becomeLead = (running: RunningGateway, standbysAccepting: boolean): void => {
-    const lead = new LeadSteering(standbysAccepting);
-    steering = lead;
-    if (sampler) clearInterval(sampler);
+  /**
+   * Every 100 ms: the lead's steering sample; every 500 ms which connections moved bytes, in the lead for its
+   * steering and, where loads are shared, in every worker, so that a standby's held keep-alives do not count.
+   */
+  const startSampling = (running: RunningGateway): void => {
     let ticks = 0;
     sampler = setInterval(() => {
       ticks += 1;
-      if (ticks % ACTIVITY_SAMPLE_EVERY === 0) running.sampleActivity();
-      const request = lead.onSample(running.busyConnections);
+      if (ticks % ACTIVITY_SAMPLE_EVERY === 0 && (steering !== null || shared !== null)) running.sampleActivity();
+      const request = steering?.onSample(running.busyConnections) ?? null;
       if (request) send({ t: 'standbys', want: request });
+      if (steering && shared) shared.loads.balancing = steering.balancing;
     }, SAMPLE_MS);
     sampler.unref();
   };
@@ -448,9 +502,20 @@ export function runGatewayWorker(log: Logger): Promise<number> {
       switch (message.t) {
         case 'init':
           if (gateway) return;
-          gateway = startGateway({ config: message.config, log, sandboxes: message.sandboxes, hostAddresses: message.hostAddresses, steer });
+          gateway = startGateway({
+            config: message.config,
+            log,
+            sandboxes: message.sandboxes,
+            hostAddresses: message.hostAddresses,
+            steer,
+            ...(shared ? { publishBusy: (busy: number) => shared.loads.publishBusy(shared.slot, busy) } : {}),
+          });
           gateway.then(
-            (running) => send({ t: 'listening', addresses: running.addresses, dnsIo: running.dnsIo, tcpRelay: running.tcpRelay }),
+            (running) => {
+              shared?.loads.setLive(shared.slot, true);
+              startSampling(running);
+              send({ t: 'listening', addresses: running.addresses, dnsIo: running.dnsIo, tcpRelay: running.tcpRelay });
+            },
             (err: unknown) => {
               const code = err instanceof ClawboxError ? err.code : 'LISTEN_FAILED';
               const details = err instanceof ClawboxError ? [...err.details] : [];
@@ -476,7 +541,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           void gateway?.then((running) => {
             if (stopped) return;
             running.setDnsReading(true);
-            becomeLead(running, message.standbysAccepting);
+            steering = new LeadSteering(message.standbysAccepting);
           }, () => undefined);
           return;
         case 'dns-standby':
@@ -486,6 +551,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           return;
         case 'standbys':
           steering?.standbysAre(message.accepting);
+          if (steering && shared) shared.loads.balancing = steering.balancing;
           return;
         case 'accept': {
           const { on } = message;
@@ -504,8 +570,26 @@ export function runGatewayWorker(log: Logger): Promise<number> {
         case 'conn': {
           const received = handle as ConnectionHandle | undefined;
           if (!received) return;
-          if (!gateway || stopped) closeHandle(received);
-          else void gateway.then((running) => running.adopt(message.front, socketOf(received)), () => closeHandle(received));
+          const { to } = message;
+          // Counted in our busy connections as it is adopted, it leaves the sender's count of those on their way.
+          const arrived = (): void => {
+            if (to !== undefined) shared?.loads.addIncoming(to, -1);
+          };
+          if (!gateway || stopped) {
+            closeHandle(received);
+            arrived();
+          } else {
+            void gateway.then(
+              (running) => {
+                running.adopt(message.front, socketOf(received));
+                arrived();
+              },
+              () => {
+                closeHandle(received);
+                arrived();
+              },
+            );
+          }
           return;
         }
       }

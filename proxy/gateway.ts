@@ -36,6 +36,8 @@ export interface GatewayOptions {
    * (`busyConnections`), this one included.
    */
   readonly steer?: (front: TcpFront, socket: Socket, busy: number) => boolean;
+  /** Told the busy connections whenever they may have changed (a cluster worker publishes them to the others). */
+  readonly publishBusy?: (busy: number) => void;
   /** How tunnels reach their upstream; by default `CLAWBOX_TCP_RELAY`'s choice (the native relay where built). */
   readonly tcpRelay?: TcpRelayKind;
 }
@@ -118,13 +120,21 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     tcpRelay: relay,
   });
 
-  const openSockets = new OpenConnections(relay === null ? undefined : (socket) => relay.bytesMovedBy(socket));
+  const openSockets = new OpenConnections(relay === null ? undefined : (socket) => relay.bytesMovedBy(socket), options.publishBusy);
   const steer = options.steer;
   // A connection another worker handed over (`adopt`) is served here, never steered again: the lead can get one of
   // its own back from the primary when no standby is left, and would otherwise pass it round again.
   let adopting = false;
   const steerFor = (front: TcpFront): { steer?: ConnectionSteer } =>
-    steer ? { steer: (socket: Socket) => !adopting && steer(front, socket, openSockets.busy + 1) } : {};
+    steer
+      ? {
+          steer: (socket: Socket) => {
+            if (adopting || !steer(front, socket, openSockets.busy + 1)) return false;
+            openSockets.leaving(socket);
+            return true;
+          },
+        }
+      : {};
   const frontOptions = { connector, audit, log, handshakeTimeoutMs: gw.handshake_timeout };
   const httpFront = createHttpProxyServer({
     ...frontOptions,

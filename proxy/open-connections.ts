@@ -25,6 +25,8 @@ interface OpenSocket extends Linked<OpenSocket> {
 export class OpenConnections {
   private readonly sockets = new LinkedList<OpenSocket>();
   private idle = 0;
+  /** Handed to another worker and not closed yet (`leaving`). */
+  private departing = 0;
 
   /**
    * `movedElsewhere`: bytes a connection moved outside its node:net socket (the native relay's, `tcp-relay.ts`), since
@@ -32,15 +34,35 @@ export class OpenConnections {
    * from socket to a counter kept every relayed socket alive through the young-generation collections (see
    * `BySlot` in tcp-relay.ts).
    */
-  constructor(private readonly movedElsewhere: (socket: Socket) => number = () => 0) {}
+  constructor(
+    private readonly movedElsewhere: (socket: Socket) => number = () => 0,
+    /** Told `busy` whenever it may have changed (a cluster worker publishes it, `worker-loads.ts`). */
+    private readonly onBusy: (busy: number) => void = () => undefined,
+  ) {}
 
   get size(): number {
     return this.sockets.size;
   }
 
-  /** Open connections less those idle at the last sample. New ones are busy until a sample sees them still. */
+  /**
+   * Open connections less those idle at the last sample and those handed over. New ones are busy until a sample
+   * sees them still.
+   */
   get busy(): number {
-    return this.sockets.size - this.idle;
+    return this.sockets.size - this.idle - this.departing;
+  }
+
+  /**
+   * `socket` was handed to another worker: it is not this process's load, though it stays open here until the
+   * handle has left. Counted, a burst the lead hands over would look as if it stayed, and the lead would stop
+   * handing over before the loads are even.
+   */
+  leaving(socket: Socket): void {
+    this.departing += 1;
+    socket.once('close', () => {
+      this.departing -= 1;
+    });
+    this.onBusy(this.busy);
   }
 
   /** Keeps every connection `server` accepts (or is given, as `emit('connection')`) until its socket closes. */
@@ -48,9 +70,11 @@ export class OpenConnections {
     server.on('connection', (socket: Socket) => {
       const open: OpenSocket = { socket, moved: 0, stillFor: 0, prev: null, next: null };
       this.sockets.push(open);
+      this.onBusy(this.busy);
       socket.once('close', () => {
         this.sockets.remove(open);
         if (open.stillFor >= IDLE_AFTER_SAMPLES) this.idle -= 1;
+        this.onBusy(this.busy);
       });
     });
   }
@@ -70,6 +94,7 @@ export class OpenConnections {
       if (open.stillFor >= IDLE_AFTER_SAMPLES) idle += 1;
     }
     this.idle = idle;
+    this.onBusy(this.busy);
   }
 
   destroyAll(): void {

@@ -1,6 +1,7 @@
 // Compiles the gateway's native parts against the headers of the Node that runs this script:
 //   proxy/native/udp-batch.c -> dist/native/udp-batch.node  (the DNS front's batched datagram I/O, proxy/udp-batch.ts)
 //   proxy/native/tcp-relay.c -> dist/native/tcp-relay.node  (the tunnels' dial and relay, proxy/tcp-relay.ts)
+//   proxy/native/shared-cells.c -> dist/native/shared-cells.node  (memory the cluster workers share, proxy/worker-loads.ts)
 //
 // Without a C compiler or Node's headers it says so and leaves them out: the gateway then answers DNS through
 // node:dgram and relays tunnels through node:net, as measured slower, and logs why at start. A compile error is a
@@ -16,6 +17,7 @@ const outDir = join(root, 'dist', 'native');
 const parts = [
   { name: 'udp-batch', without: 'the gateway will answer DNS one datagram at a time (node:dgram)' },
   { name: 'tcp-relay', without: 'the gateway will relay tunnels through node:net' },
+  { name: 'shared-cells', without: 'the gateway workers will not balance connections by load' },
 ] as const;
 const headers = [process.env.CLAWBOX_NODE_HEADERS, join(dirname(process.execPath), '..', 'include', 'node')].find(
   (dir): dir is string => dir !== undefined && existsSync(join(dir, 'node_api.h')) && existsSync(join(dir, 'uv.h')),

@@ -115,15 +115,17 @@ describe('egress through the gateway', () => {
     assert.match(result.explanation ?? '', /denied\.test is not in sandbox\.allowed_hosts/);
   });
 
-  it('answers DNS in batches and relays tunnels natively inside the gateway image: both native parts load there, no worker fell back', async () => {
+  it('answers DNS in batches, relays tunnels natively and shares its workers\' loads inside the gateway image: every native part loads there, no worker fell back', async () => {
     const { gatewayContainer } = await environmentOf();
-    const probe =
-      "console.log(typeof require('/opt/clawbox/dist/native/udp-batch.node').attach, typeof require('/opt/clawbox/dist/native/tcp-relay.node').dial)";
-    assert.equal(execFileSync('docker', ['exec', gatewayContainer, '/usr/local/bin/node', '-e', probe], { encoding: 'utf8' }).trim(), 'function function');
+    const probe = ['udp-batch', 'tcp-relay', 'shared-cells'].map((part) => `typeof require('/opt/clawbox/dist/native/${part}.node')`).join(', ');
+    assert.equal(
+      execFileSync('docker', ['exec', gatewayContainer, '/usr/local/bin/node', '-e', `console.log(${probe})`], { encoding: 'utf8' }).trim(),
+      'object object object',
+    );
     const logs = spawnSync('docker', ['logs', gatewayContainer], { encoding: 'utf8' });
     assert.equal(logs.status, 0);
     assert.match(logs.stdout + logs.stderr, /"dns_io":"batched","tcp_relay":"native".*"clawbox gateway listening"/);
-    assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time|relayed through node:net/);
+    assert.doesNotMatch(logs.stdout + logs.stderr, /one datagram at a time|relayed through node:net|cannot share their loads/);
   });
 
   it("runs the gateway container's primary and workers with the gateway's command-line V8 flags, their helper threads below their event loops", async () => {
