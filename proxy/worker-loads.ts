@@ -1,17 +1,17 @@
 /**
  * How many connections each gateway worker serves, in memory every process of the cluster maps
  * (`proxy/native/shared-cells.c`): each worker publishes its own, and reads the others' when it accepts a connection
- * while they accept too, to hand it to the least loaded one if it has more than its share (`handOverByLoad` in
- * `accept-steering.ts`).
+ * while a burst is balanced (the lead's window, `LeadSteering.balancing`, which the lead publishes here too), to hand
+ * it to the least loaded one if it has more than its share (`handOverByLoad` in `accept-steering.ts`).
  *
  * Why: with two workers accepting on one socket, the kernel wakes both and each takes connections until the queue
- * is empty, so a burst is split by which process the scheduler runs first. Measured here, 64 simultaneous keep-alive
- * clients (`npm run bench -- http`, one round each): 42/24, 51/15, 33/33; a round split 18/46 served 19.8k
- * requests/s at p99 10.3 ms, one split 28/37 26.1k at p99 6.0 ms. A connection stays with the worker that took it.
+ * is empty, so a burst is split by which process the scheduler runs first. Measured here, 64 connections opened at
+ * once: 42/24, 51/15, 33/33 in three trials; in `npm run bench -- http` a round split 18/46 served 19.8k requests/s
+ * at p99 10.3 ms, one split 28/37 26.1k at p99 6.0 ms. A keep-alive connection stays with the worker that took it.
  *
  * The primary makes the memory and gives every worker its descriptor (`INHERITED_FD`); a replacement worker
  * gets the dead one's slot, which the primary clears first. Cells are read and written with Atomics; a worker
- * writes only its own slot, except `incoming` (below).
+ * writes only its own slot, except `incoming` (below) and the lead the window's cell.
  */
 import { closeSync } from 'node:fs';
 import { loadNativeAddon } from './native-addon.js';
