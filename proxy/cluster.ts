@@ -117,13 +117,18 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   // The workers' loads, shared so that each can balance what it accepts (`worker-loads.ts`); without them a
   // burst is split as the scheduler happens to split it.
-  const shared = options.workers > 1 ? WorkerLoads.create(options.workers) : null;
-  if (typeof shared === 'string') log.warn({ reason: shared }, 'gateway workers cannot share their loads; a burst of connections may be split unevenly between them');
-  const loads = typeof shared === 'string' || shared === null ? null : shared;
+  const made = options.workers > 1 ? WorkerLoads.create(options.workers) : null;
+  if (typeof made === 'string') log.warn({ reason: made }, 'gateway workers cannot share their loads; a burst of connections may be split unevenly between them');
+  const shared = made === null || typeof made === 'string' ? null : made;
+  const loads = shared?.loads ?? null;
+  /** The memory's descriptor is kept for replacement workers until the workers are gone. */
+  const releaseLoads = (): void => {
+    if (shared) closeSync(shared.fd);
+  };
   cluster.setupPrimary({
     execArgv: gatewayWorkerExecArgv(process.execArgv),
     // stdin, stdout and stderr as the primary's, the IPC channel, then the shared loads at INHERITED_FD.
-    stdio: loads ? ['inherit', 'inherit', 'inherit', 'ipc', loads.fd] : ['inherit', 'inherit', 'inherit', 'ipc'],
+    stdio: shared ? ['inherit', 'inherit', 'inherit', 'ipc', shared.fd] : ['inherit', 'inherit', 'inherit', 'ipc'],
   });
   /** Each worker's slot in the shared loads: a replacement takes the dead worker's. */
   const slots = new Map<Worker, number>();
@@ -173,7 +178,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     target.send({ t: 'conn', front, ...(to === undefined ? {} : { to }) } satisfies ToWorker, asSendHandle(handle), {}, (err: Error | null) => {
       if (err) {
         log.warn({ err: err.message, worker: target.process.pid }, 'a handed-over connection could not be passed on; closed');
-        if (to !== undefined) loads?.loads.addIncoming(to, -1);
+        if (to !== undefined) loads?.addIncoming(to, -1);
       }
       closeHandle(handle);
     });
@@ -201,7 +206,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   let relayKind: TcpRelayKind = 'native';
 
   const fork = (slot: number): Worker => {
-    loads?.loads.clear(slot);
+    loads?.clear(slot);
     const worker = cluster.fork({ CLAWBOX_WORKER_LOG: log.level, [SLOT_ENV]: String(slot), [SLOTS_ENV]: String(options.workers) });
     slots.set(worker, slot);
     live.add(worker);
@@ -261,7 +266,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
     worker.on('exit', (code: number | null, signal: string | null) => {
       live.delete(worker);
       slots.delete(worker);
-      loads?.loads.clear(slot);
+      loads?.clear(slot);
       initialised.delete(worker);
       // Its counters are gone with it; what it wrote to the audit trail is not.
       for (const resolve of pending.get(worker)?.values() ?? []) resolve({ ok: true });
@@ -318,7 +323,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
   } catch (err) {
     stopping = true;
     await stopWorkers(live, 2000);
-    if (loads) closeSync(loads.fd);
+    releaseLoads();
     throw err;
   }
   started = true;
@@ -356,7 +361,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       ).catch(async (err: unknown) => {
         stopping = true;
         await stopWorkers(live, 2000);
-        if (loads) closeSync(loads.fd);
+        releaseLoads();
         throw err;
       })
     : null;
@@ -378,7 +383,7 @@ export async function startGatewayCluster(options: ClusterOptions): Promise<Clus
       closing ??= (async () => {
         stopping = true;
         await Promise.all([stopWorkers(live, graceMs), control ? new Promise<void>((r) => control.close(() => r())) : undefined]);
-        if (loads) closeSync(loads.fd);
+        releaseLoads();
       })();
       return closing;
     },
@@ -436,6 +441,10 @@ export function runGatewayWorker(log: Logger): Promise<number> {
   const inherited = WorkerLoads.inherited();
   if (typeof inherited === 'string') log.debug({ reason: inherited }, 'this gateway worker does not balance by load');
   const shared = typeof inherited === 'string' ? null : inherited;
+  /** The lead's window, for the standbys to balance in it too. */
+  const publishWindow = (): void => {
+    if (steering && shared) shared.loads.balancing = steering.balancing;
+  };
 
   const steer = (front: TcpFront, socket: Socket, busy: number): boolean => {
     // The loads are read only when a burst is being balanced: a steady flow of connections pays nothing for them.
@@ -450,7 +459,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
     } else {
       const decided = steering.onConnection(load, least?.load ?? null);
       if (decided.request) send({ t: 'standbys', want: decided.request });
-      if (shared && decided.request) shared.loads.balancing = steering.balancing;
+      if (decided.request) publishWindow();
       handOver = decided.handOver;
     }
     const handle = handOver && process.connected && process.send ? handleOf(socket) : null;
@@ -472,7 +481,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
       if (ticks % ACTIVITY_SAMPLE_EVERY === 0 && (steering !== null || shared !== null)) running.sampleActivity();
       const request = steering?.onSample(running.busyConnections) ?? null;
       if (request) send({ t: 'standbys', want: request });
-      if (steering && shared) shared.loads.balancing = steering.balancing;
+      publishWindow();
     }, SAMPLE_MS);
     sampler.unref();
   };
@@ -551,7 +560,7 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           return;
         case 'standbys':
           steering?.standbysAre(message.accepting);
-          if (steering && shared) shared.loads.balancing = steering.balancing;
+          publishWindow();
           return;
         case 'accept': {
           const { on } = message;
