@@ -3,7 +3,7 @@
  * sandbox-runtime, dnsmasq and unbound, in one run, on this machine only (upstreams on 198.18.0.0/15 loopback
  * aliases).
  *
- *   npm run bench                 everything (about 9 min; BENCH_QUICK=1 for a ~3 min smoke run;
+ *   npm run bench                 everything (11.5-14 min here; BENCH_QUICK=1 for a ~3 min smoke run;
  *                                 BENCH_CLAWBOX_WORKERS=N runs clawbox with --workers N)
  *   npm run bench -- policy       only the pure policy decision cost
  *   npm run bench -- profile      only clawbox's tunnel rate under node --cpu-prof, with a summary
@@ -11,14 +11,17 @@
  *   npm run bench -- http         only the plain HTTP scenario, likewise
  *   npm run bench -- rate         only tunnel rate and low-load latency, likewise (the per-connection path)
  *
+ * Every mode but policy first runs scripts/setup.sh (the Docker engine, the build, the images; skipped where done),
+ * so the run measures this tree's code on a fresh machine too.
  * Progress goes to stderr, the table to stdout, everything measured to bench/results/<timestamp>.json.
  * Everything started is stopped, and aliases and temp dirs removed, on exit, error and Ctrl-C.
  */
-import { chmodSync, closeSync, existsSync, openSync, readSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildNative } from './build.js';
+import { setUpClawbox } from './setup-clawbox.js';
 import { cleanupNow, installCleanupHandlers, onCleanup } from './lib/cleanup.js';
 import { progress } from './lib/exec.js';
 import { DNS_STUB } from './lib/addresses.js';
@@ -47,7 +50,6 @@ import { startUpstreams, type Upstreams } from './upstreams.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS = join(HERE, 'results');
-const CLAWBOX_MAIN = join(HERE, '..', 'dist', 'src', 'cli', 'main.js');
 
 type NotStarted = Failed & { readonly name: string };
 type Started = RunningPeer | NotStarted;
@@ -155,6 +157,7 @@ async function main(): Promise<void> {
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('the bench needs root: it adds loopback aliases and installs peers');
+  setUpClawbox();
   if (mode === 'sandbox') {
     const dir = mkdtempSync(join(tmpdir(), 'clawbox-bench-'));
     try {
@@ -178,7 +181,6 @@ async function main(): Promise<void> {
   const ctx: PeerContext = { dir, npmPeerDirs: installed.npmPeerDirs };
   const upstreams: Upstreams = await startUpstreams();
   progress('upstreams up (echo, source, http, dns stub)');
-  const noDist = existsSync(CLAWBOX_MAIN) ? undefined : 'dist/ missing: run npm run build first';
 
   if (mode === 'profile') {
     const prof = await profileClawbox({ ...ctx }, p);
@@ -189,7 +191,7 @@ async function main(): Promise<void> {
 
   const u = installed.unavailable;
   const peers: Started[] = [];
-  peers.push(await start('clawbox', noDist, () => startClawbox(ctx)));
+  peers.push(await start('clawbox', undefined, () => startClawbox(ctx)));
   // The single-scenario selectors are for iterating on one path: TCP peers play no part in DNS, nor resolvers in TCP.
   if (mode !== 'dns') {
     peers.push(await start('squid', u.squid, () => startSquid(ctx)));
