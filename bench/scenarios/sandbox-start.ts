@@ -20,6 +20,10 @@ import { parseConfig } from '../../src/config/load.js';
 import { runSandbox, settleBackground } from '../../runner/sandbox.js';
 import { closeEnvironments, SANDBOX_NETWORK } from '../../runner/environment.js';
 import { stopResidentRunners } from '../../runner/gc.js';
+import { labelFilter } from '../../runner/labels.js';
+import { POOL_ROLES, WarmPool } from '../../runner/pool.js';
+import { processAlive } from '../../runner/process-alive.js';
+import { DEFAULT_STATE_DIR } from '../../runner/state-dir.js';
 import { SANDBOX_IMAGE } from '../../runner/images.js';
 import { progress } from '../lib/exec.js';
 import { percentile } from '../lib/stats.js';
@@ -131,6 +135,8 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
     'runSandbox holder': () => timeLibrary(holderText),
     'runSandbox warm': () => timeLibrary(warmText),
   };
+  const docker = new Dockerode();
+  const entriesBefore = new Set(await poolEntryIds(docker));
   const samples = Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, [] as Sample[]])) as Record<Mode, Sample[]>;
   const failures: Partial<Record<Mode, string>> = {};
   // One untimed round first: networks, the gateway container, the launcher, a first pooled sandbox and holder.
@@ -148,9 +154,36 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
       await settleBackground(); // refill the pool outside the timing
     }
   }
-  stopResidentRunners();
+  await untilGone(stopResidentRunners());
   await closeEnvironments();
+  await removeEntriesSince(docker, entriesBefore);
   return rowsOf(failures, samples);
+}
+
+/** The warm pool's sandboxes and the network holders waiting on this machine: their container ids. */
+async function poolEntryIds(docker: Dockerode): Promise<string[]> {
+  const lists = await Promise.all(POOL_ROLES.map((role) => docker.listContainers({ all: true, filters: labelFilter(role) })));
+  return lists.flat().map((info) => info.Id);
+}
+
+/**
+ * The entries this scenario's runs left waiting (the refill after the last run of each mode), removed as the pool
+ * removes its own; entries that were there before, a user's, stay. Left alone they would run until the next
+ * clawbox command swept them once expired.
+ */
+async function removeEntriesSince(docker: Dockerode, before: ReadonlySet<string>): Promise<void> {
+  for (const role of POOL_ROLES) {
+    const entries = new WarmPool(docker, DEFAULT_STATE_DIR, role);
+    for (const info of await docker.listContainers({ all: true, filters: labelFilter(role) })) {
+      if (!before.has(info.Id)) await entries.discard(info.Id);
+    }
+  }
+}
+
+/** Resident runners told to stop refill nothing more once they are gone: waits for that, at most 5 s. */
+async function untilGone(pids: readonly number[]): Promise<void> {
+  const until = Date.now() + 5000;
+  while (pids.some(processAlive) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 function rowsOf(failures: Partial<Record<Mode, string>>, samples: Partial<Record<Mode, Sample[]>>): ScenarioResult {
