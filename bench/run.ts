@@ -158,21 +158,16 @@ async function main(): Promise<void> {
   }
   if (process.getuid?.() !== 0) throw new Error('the bench needs root: it adds loopback aliases and installs peers');
   setUpClawbox();
-  if (mode === 'sandbox') {
-    const dir = mkdtempSync(join(tmpdir(), 'clawbox-bench-'));
-    try {
-      const r = await sandboxStart({ params: p, dir });
-      process.stdout.write(`${renderTable(r.rows, { title: 'clawbox sandbox start', notes: [], scenarios: SCENARIO_NOTES(p) })}\n`);
-      progress(`results: ${writeResults({ mode, quick, sandbox: r.raw, rows: r.rows })}`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-    return;
-  }
   installCleanupHandlers();
   const dir = mkdtempSync(join(tmpdir(), 'clawbox-bench-'));
   chmodSync(dir, 0o777); // squid, tinyproxy, dante and dnsmasq drop to unprivileged users and still write logs here
   onCleanup('temp dir', () => rmSync(dir, { recursive: true, force: true }));
+  if (mode === 'sandbox') {
+    const r = await sandboxStart({ params: p, dir });
+    process.stdout.write(`${renderTable(r.rows, { title: 'clawbox sandbox start', notes: [], scenarios: SCENARIO_NOTES(p) })}\n`);
+    progress(`results: ${writeResults({ mode, quick, sandbox: r.raw, rows: r.rows })}`);
+    return;
+  }
   progress(`${quick ? 'quick' : 'full'} run; temp dir ${dir}`);
 
   const onlyTcp = mode === 'bulk' || mode === 'http' || mode === 'rate' || mode === 'idle';

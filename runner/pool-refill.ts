@@ -102,21 +102,23 @@ export async function runRefillJob(docker: Dockerode, job: RefillJob): Promise<v
 /** Waits until no detached refill helper is at work (stale markers are removed), for at most `limitMs`. */
 export async function waitForRefillHelpers(stateDir: string, limitMs = 60_000): Promise<void> {
   const until = Date.now() + limitMs;
-  for (;;) {
-    let working = false;
-    let names: string[];
-    try {
-      names = readdirSync(poolDir(stateDir));
-    } catch {
-      return; // no pool directory: no helper ever ran
-    }
-    for (const name of names) {
-      const pid = MARKER.exec(name)?.[1];
-      if (pid === undefined) continue;
-      if (processAlive(Number(pid))) working = true;
-      else rmSync(markerPath(stateDir, Number(pid)), { force: true });
-    }
-    if (!working || Date.now() >= until) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
+  while (refillHelpersWorking(stateDir) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 25));
+}
+
+/** Whether a detached refill helper is at work now; the markers of helpers that died are removed on the way. */
+export function refillHelpersWorking(stateDir: string): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(poolDir(stateDir));
+  } catch {
+    return false; // no pool directory: no helper ever ran
   }
+  let working = false;
+  for (const name of names) {
+    const pid = MARKER.exec(name)?.[1];
+    if (pid === undefined) continue;
+    if (processAlive(Number(pid))) working = true;
+    else rmSync(markerPath(stateDir, Number(pid)), { force: true });
+  }
+  return working;
 }

@@ -78,7 +78,8 @@ export function isFailed(v: unknown): v is Failed {
 }
 
 /** Cells for one metric: n/a for targets that did not start or failed, else `pick` (null prints as "—"). */
-export function cellsOf<T>(targets: readonly Target[], results: ReadonlyMap<string, T | Failed>, pick: (r: T) => number | null): Record<string, Cell> {
+/** One cell per target: `pick`'s figure, its own n/a with a reason, or (null) no cell. */
+export function cellsOf<T>(targets: readonly Target[], results: ReadonlyMap<string, T | Failed>, pick: (r: T) => number | Cell | null): Record<string, Cell> {
   const cells: Record<string, Cell> = {};
   for (const t of targets) {
     const r = results.get(t.label);
@@ -87,7 +88,8 @@ export function cellsOf<T>(targets: readonly Target[], results: ReadonlyMap<stri
     else if (isFailed(r)) cells[t.label] = na(r.failed);
     else {
       const v = pick(r);
-      if (v !== null) cells[t.label] = val(v);
+      if (typeof v === 'number') cells[t.label] = val(v);
+      else if (v !== null) cells[t.label] = v;
     }
   }
   return cells;

@@ -9,7 +9,7 @@ import { ECHO, PAYLOAD, hostPort } from '../lib/addresses.js';
 import { runLoadgen, type LoadgenResult } from '../lib/loadgen.js';
 import { memory, type Memory } from '../lib/procfs.js';
 import { sleep } from '../lib/net.js';
-import type { BenchParams, ScenarioResult, Target } from '../model.js';
+import { na, type BenchParams, type Cell, type ScenarioResult, type Target } from '../model.js';
 import { cellsOf, forEachTarget } from './common.js';
 
 interface IdleResult {
@@ -41,7 +41,7 @@ export async function idleCapacity(targets: readonly Target[], p: BenchParams): 
     return { before, held, open, check };
   });
   const scenario = `idle, ${p.idleTunnels} tunnels`;
-  const perTunnel = (r: IdleResult, d: number): number | null => (r.open.open > 0 ? d / r.open.open / 1024 : null);
+  const perTunnel = (r: IdleResult, delta: number): number | Cell | null => memoryPerTunnel(delta, r.open.open);
   return {
     rows: [
       { scenario, metric: 'memory per tunnel (PSS)', unit: 'KB', better: 'lower', cells: cellsOf(proxied, got, (r) => perTunnel(r, r.held.pss - r.before.pss)) },
@@ -51,4 +51,15 @@ export async function idleCapacity(targets: readonly Target[], p: BenchParams): 
     ],
     raw: Object.fromEntries(got),
   };
+}
+
+/**
+ * KB per held tunnel from the process tree's growth over the hold. A second target in one process (a -socks one)
+ * can find memory its first target's hold left and free it while it holds its own: growth of zero or less says
+ * nothing per tunnel, and a ratio of it would read as a win, so the cell says why it has no figure.
+ */
+export function memoryPerTunnel(deltaBytes: number, tunnels: number): number | Cell | null {
+  if (tunnels === 0) return null;
+  if (deltaBytes <= 0) return na(`the process's memory fell by ${(-deltaBytes / 2 ** 20).toFixed(1)} MiB during the hold (what its first target's hold left, freed)`);
+  return deltaBytes / tunnels / 1024;
 }

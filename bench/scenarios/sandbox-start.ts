@@ -20,12 +20,14 @@ import { parseConfig } from '../../src/config/load.js';
 import { runSandbox, settleBackground } from '../../runner/sandbox.js';
 import { closeEnvironments, SANDBOX_NETWORK } from '../../runner/environment.js';
 import { stopResidentRunners } from '../../runner/gc.js';
-import { labelFilter } from '../../runner/labels.js';
-import { POOL_ROLES, WarmPool } from '../../runner/pool.js';
+import { LABEL_MANAGED, LABEL_ROLE } from '../../runner/labels.js';
+import { POOL_ROLES } from '../../runner/pool.js';
+import { refillHelpersWorking } from '../../runner/pool-refill.js';
 import { processAlive } from '../../runner/process-alive.js';
 import { DEFAULT_STATE_DIR } from '../../runner/state-dir.js';
 import { SANDBOX_IMAGE } from '../../runner/images.js';
-import { progress } from '../lib/exec.js';
+import { onCleanup } from '../lib/cleanup.js';
+import { failure, ok, progress, run } from '../lib/exec.js';
 import { percentile } from '../lib/stats.js';
 import { na, val, type BenchParams, type Cell, type Row, type ScenarioResult } from '../model.js';
 
@@ -135,8 +137,12 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
     'runSandbox holder': () => timeLibrary(holderText),
     'runSandbox warm': () => timeLibrary(warmText),
   };
-  const docker = new Dockerode();
-  const entriesBefore = new Set(await poolEntryIds(docker));
+  const entriesBefore = new Set(poolEntryIds());
+  // Undone on Ctrl-C and on error too: the runners these configs keep, and what they and the runs left waiting.
+  onCleanup('sandbox start: resident runners and pool entries', () => {
+    untilNothingRefills(stopResidentRunners());
+    removeEntriesSince(entriesBefore);
+  });
   const samples = Object.fromEntries(SANDBOX_START_LABELS.map((m) => [m, [] as Sample[]])) as Record<Mode, Sample[]>;
   const failures: Partial<Record<Mode, string>> = {};
   // One untimed round first: networks, the gateway container, the launcher, a first pooled sandbox and holder.
@@ -154,36 +160,43 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
       await settleBackground(); // refill the pool outside the timing
     }
   }
-  await untilGone(stopResidentRunners());
+  untilNothingRefills(stopResidentRunners());
   await closeEnvironments();
-  await removeEntriesSince(docker, entriesBefore);
+  removeEntriesSince(entriesBefore);
   return rowsOf(failures, samples);
 }
 
-/** The warm pool's sandboxes and the network holders waiting on this machine: their container ids. */
-async function poolEntryIds(docker: Dockerode): Promise<string[]> {
-  const lists = await Promise.all(POOL_ROLES.map((role) => docker.listContainers({ all: true, filters: labelFilter(role) })));
-  return lists.flat().map((info) => info.Id);
+/** The warm pool's sandboxes and the network holders on this machine: their container ids (the docker CLI, so that
+ * the clean-up can run from an exit handler, which cannot wait for a promise). */
+function poolEntryIds(): string[] {
+  return POOL_ROLES.flatMap((role) => {
+    const r = run('docker', ['ps', '--all', '--quiet', '--no-trunc', '--filter', `label=${LABEL_MANAGED}=1`, '--filter', `label=${LABEL_ROLE}=${role}`], { timeoutMs: 30_000 });
+    if (!ok(r)) throw new Error(`docker ps (${role} entries): ${failure(r)}`);
+    return r.stdout.split('\n').filter((id) => id !== '');
+  });
 }
 
 /**
- * The entries this scenario's runs left waiting (the refill after the last run of each mode), removed as the pool
- * removes its own; entries that were there before, a user's, stay. Left alone they would run until the next
- * clawbox command swept them once expired.
+ * The entries this scenario's runs left waiting (the refill after the last run of each mode) removed; those that were
+ * there before it, a user's, stay. Left alone they would run until the next clawbox command swept them once expired.
+ * Entries waiting to be taken have no lock file, so removing the container is all the pool's own discard does here.
  */
-async function removeEntriesSince(docker: Dockerode, before: ReadonlySet<string>): Promise<void> {
-  for (const role of POOL_ROLES) {
-    const entries = new WarmPool(docker, DEFAULT_STATE_DIR, role);
-    for (const info of await docker.listContainers({ all: true, filters: labelFilter(role) })) {
-      if (!before.has(info.Id)) await entries.discard(info.Id);
-    }
-  }
+function removeEntriesSince(before: ReadonlySet<string>): void {
+  const left = poolEntryIds().filter((id) => !before.has(id));
+  if (left.length === 0) return;
+  const r = run('docker', ['rm', '--force', '--volumes', ...left], { timeoutMs: 60_000 });
+  if (!ok(r)) throw new Error(`docker rm of ${left.length} pool entries: ${failure(r)}`);
 }
 
-/** Resident runners told to stop refill nothing more once they are gone: waits for that, at most 5 s. */
-async function untilGone(pids: readonly number[]): Promise<void> {
-  const until = Date.now() + 5000;
-  while (pids.some(processAlive) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+/**
+ * Until the resident runners told to stop are gone and no detached refill helper is at work (each may be making
+ * one more entry), at most 10 s. Blocking: the clean-up also runs from an exit handler, which cannot wait for a
+ * promise.
+ */
+function untilNothingRefills(runners: readonly number[]): void {
+  const until = Date.now() + 10_000;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while ((runners.some(processAlive) || refillHelpersWorking(DEFAULT_STATE_DIR)) && Date.now() < until) Atomics.wait(pause, 0, 0, 50);
 }
 
 function rowsOf(failures: Partial<Record<Mode, string>>, samples: Partial<Record<Mode, Sample[]>>): ScenarioResult {
