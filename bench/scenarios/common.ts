@@ -77,8 +77,10 @@ export function isFailed(v: unknown): v is Failed {
   return typeof v === 'object' && v !== null && 'failed' in v;
 }
 
-/** Cells for one metric: n/a for targets that did not start or failed, else `pick` (null prints as "—"). */
-/** One cell per target: `pick`'s figure, its own n/a with a reason, or (null) no cell. */
+/**
+ * Cells for one metric: n/a for targets that did not start or failed, else what `pick` gives: a figure, an n/a cell
+ * with its own reason, or null for no cell (it prints as "—").
+ */
 export function cellsOf<T>(targets: readonly Target[], results: ReadonlyMap<string, T | Failed>, pick: (r: T) => number | Cell | null): Record<string, Cell> {
   const cells: Record<string, Cell> = {};
   for (const t of targets) {

@@ -166,8 +166,10 @@ export async function sandboxStart(ctx: SandboxStartContext): Promise<ScenarioRe
   return rowsOf(failures, samples);
 }
 
-/** The warm pool's sandboxes and the network holders on this machine: their container ids (the docker CLI, so that
- * the clean-up can run from an exit handler, which cannot wait for a promise). */
+/**
+ * The warm pool's sandboxes and the network holders on this machine: their container ids. Through the docker CLI,
+ * so that the clean-up can run from an exit handler, which cannot wait for a promise.
+ */
 function poolEntryIds(): string[] {
   return POOL_ROLES.flatMap((role) => {
     const r = run('docker', ['ps', '--all', '--quiet', '--no-trunc', '--filter', `label=${LABEL_MANAGED}=1`, '--filter', `label=${LABEL_ROLE}=${role}`], { timeoutMs: 30_000 });
