@@ -458,8 +458,10 @@ export function runGatewayWorker(log: Logger): Promise<number> {
       handOver = least !== null && handOverByLoad(load, least.load);
     } else {
       const decided = steering.onConnection(load, least?.load ?? null);
-      if (decided.request) send({ t: 'standbys', want: decided.request });
-      if (decided.request) publishWindow();
+      if (decided.request) {
+        send({ t: 'standbys', want: decided.request });
+        publishWindow();
+      }
       handOver = decided.handOver;
     }
     const handle = handOver && process.connected && process.send ? handleOf(socket) : null;
@@ -587,18 +589,9 @@ export function runGatewayWorker(log: Logger): Promise<number> {
           if (!gateway || stopped) {
             closeHandle(received);
             arrived();
-          } else {
-            void gateway.then(
-              (running) => {
-                running.adopt(message.front, socketOf(received));
-                arrived();
-              },
-              () => {
-                closeHandle(received);
-                arrived();
-              },
-            );
+            return;
           }
+          void gateway.then((running) => running.adopt(message.front, socketOf(received)), () => closeHandle(received)).finally(arrived);
           return;
         }
       }

@@ -24,7 +24,10 @@ interface NativeSharedCells {
 /** Per worker slot: whether a worker serves from it, its busy connections, and connections on their way to it. */
 const LIVE = 0;
 const BUSY = 1;
-/** Handed over to this worker and not yet passed on by the primary: added by the sender, taken off by the primary. */
+/**
+ * Handed over to this worker and not yet adopted by it: added by the sender, taken off by the receiving worker when it
+ * adopts the connection (or by the primary when it cannot pass it on).
+ */
 const INCOMING = 2;
 const CELLS_PER_SLOT = 3;
 /** After the slots, one cell for the whole cluster: whether the lead has the workers balance what they accept. */
